@@ -1,0 +1,3 @@
+//! Convolution kernels (implicit GEMM, Winograd, direct) written with CuTe.
+
+pub mod reference;

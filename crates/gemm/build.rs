@@ -1,0 +1,3 @@
+fn main() {
+    ckb_cuda_build::KernelLibrary::from_kernels_dir("ckb_gemm_kernels").build();
+}

@@ -1,0 +1,3 @@
+//! Hopper GEMM kernels written with CuTe, driven from Rust.
+
+pub mod reference;

@@ -1,0 +1,3 @@
+//! Row-wise normalisation kernels: softmax, log-softmax, layernorm, rmsnorm.
+
+pub mod reference;

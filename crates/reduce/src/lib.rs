@@ -1,0 +1,3 @@
+//! Memory-bound streaming kernels: reductions and the element-wise family.
+
+pub mod reference;
