@@ -7,12 +7,14 @@ pub mod compare;
 pub mod element;
 pub mod error;
 pub mod gpu;
+pub mod layout;
 pub mod random;
 pub mod timing;
 
 pub use compare::{compare, Comparison, Tolerance};
 pub use element::{to_f64_vec, DType, Element};
 pub use error::{check_launch, cuda_error_string, GpuError, GpuResult};
+pub use layout::Layout;
 pub use gpu::{device_address, driver_present, require_aligned, require_len, DeviceFacts, Gpu};
 pub use timing::{copy_bandwidth_gbs, Stats, Timer, TimingConfig};
 
