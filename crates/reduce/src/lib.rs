@@ -1,3 +1,13 @@
 //! Memory-bound streaming kernels: reductions and the element-wise family.
+//!
+//! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table of
+//! compiled variants), `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`]
+//! (float64 CPU references).
 
+pub mod elementwise;
+mod launch;
+pub mod problem;
 pub mod reference;
+pub mod variants;
+
+pub use problem::{EwElement, ReduceError, ReduceResult};
