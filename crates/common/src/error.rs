@@ -27,6 +27,10 @@ pub enum GpuError {
     LengthMismatch { what: &'static str, left: usize, right: usize },
     #[error("{what}: device address {address:#x} is not aligned to {align} bytes")]
     Misaligned { what: &'static str, address: u64, align: usize },
+    #[error("{what}: invalid shape: {detail}")]
+    InvalidShape { what: &'static str, detail: String },
+    #[error("{what} does not support {detail}")]
+    Unsupported { what: &'static str, detail: String },
 }
 
 pub type GpuResult<T> = Result<T, GpuError>;

@@ -1,0 +1,266 @@
+//! The problems the baselines solve, and their validation. Validation is pure, so bad
+//! shapes and short buffers are rejected, and tested, without a GPU.
+
+use crate::error::{GpuError, GpuResult};
+use crate::layout::Layout;
+
+/// How f32 inputs are multiplied. Half-precision inputs always run on tensor cores with
+/// fp32 accumulation; this choice applies to f32 inputs only and is ignored otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub enum Fp32Math {
+    /// Full fp32 (cuBLAS `CUBLAS_COMPUTE_32F`, cuDNN `CUDNN_FMA_MATH`).
+    #[default]
+    Ieee,
+    /// Inputs rounded to TF32 on tensor cores, fp32 accumulation
+    /// (`CUBLAS_COMPUTE_32F_FAST_TF32`, cuDNN `CUDNN_DEFAULT_MATH`).
+    Tf32,
+}
+
+/// `C = alpha * A * B + beta * C` with A of `m x k`, B of `k x n` and C of `m x n`, each
+/// stored row- or column-major with its own leading dimension (see [`Layout`]).
+/// Accumulation is in fp32. As in BLAS, `beta == 0` does not read C.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GemmSpec {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a_layout: Layout,
+    pub lda: usize,
+    pub b_layout: Layout,
+    pub ldb: usize,
+    pub c_layout: Layout,
+    pub ldc: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub fp32_math: Fp32Math,
+}
+
+/// Elements each GEMM operand's buffer must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmLens {
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+impl GemmSpec {
+    /// Densely packed operands (smallest leading dimensions), alpha = 1, beta = 0, IEEE fp32.
+    pub fn new(m: usize, n: usize, k: usize, a_layout: Layout, b_layout: Layout, c_layout: Layout) -> GemmSpec {
+        GemmSpec {
+            m,
+            n,
+            k,
+            a_layout,
+            lda: a_layout.min_ld(m, k),
+            b_layout,
+            ldb: b_layout.min_ld(k, n),
+            c_layout,
+            ldc: c_layout.min_ld(m, n),
+            alpha: 1.0,
+            beta: 0.0,
+            fp32_math: Fp32Math::Ieee,
+        }
+    }
+
+    pub fn with_leading_dims(self, lda: usize, ldb: usize, ldc: usize) -> GemmSpec {
+        GemmSpec { lda, ldb, ldc, ..self }
+    }
+
+    pub fn with_scalars(self, alpha: f32, beta: f32) -> GemmSpec {
+        GemmSpec { alpha, beta, ..self }
+    }
+
+    pub fn with_fp32_math(self, fp32_math: Fp32Math) -> GemmSpec {
+        GemmSpec { fp32_math, ..self }
+    }
+
+    /// Floating-point operations of the product, `2 m n k`.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// Checks the dimensions and leading dimensions, and returns the elements each operand
+    /// needs. Fails on a zero dimension, a leading dimension below the minimum, or a size
+    /// that overflows.
+    pub fn lens(&self) -> GpuResult<GemmLens> {
+        if self.m == 0 || self.n == 0 || self.k == 0 {
+            return Err(GpuError::InvalidShape {
+                what: "GEMM",
+                detail: format!("m, n and k must be at least 1, got m={} n={} k={}", self.m, self.n, self.k),
+            });
+        }
+        Ok(GemmLens {
+            a: matrix_len("A", self.m, self.k, self.a_layout, self.lda)?,
+            b: matrix_len("B", self.k, self.n, self.b_layout, self.ldb)?,
+            c: matrix_len("C", self.m, self.n, self.c_layout, self.ldc)?,
+        })
+    }
+
+    /// [`GemmSpec::lens`], then checks that the buffers hold enough elements.
+    pub fn validate(&self, len_a: usize, len_b: usize, len_c: usize) -> GpuResult<GemmLens> {
+        let lens = self.lens()?;
+        require_each([("A", len_a, lens.a), ("B", len_b, lens.b), ("C", len_c, lens.c)])?;
+        Ok(lens)
+    }
+
+    /// The largest dimension or leading dimension, for APIs that take 32-bit ints.
+    pub fn largest_extent(&self) -> usize {
+        [self.m, self.n, self.k, self.lda, self.ldb, self.ldc].into_iter().max().unwrap_or(0)
+    }
+}
+
+/// Elements a `rows x cols` matrix with leading dimension `ld` spans, with overflow checked.
+pub fn matrix_len(what: &'static str, rows: usize, cols: usize, layout: Layout, ld: usize) -> GpuResult<usize> {
+    let min_ld = layout.min_ld(rows, cols);
+    if ld < min_ld {
+        return Err(GpuError::InvalidShape {
+            what,
+            detail: format!("leading dimension {ld} is below {min_ld}, the minimum for a {rows}x{cols} {layout:?} matrix"),
+        });
+    }
+    if rows == 0 || cols == 0 {
+        return Ok(0);
+    }
+    let (outer, inner) = match layout {
+        Layout::RowMajor => (rows, cols),
+        Layout::ColMajor => (cols, rows),
+    };
+    (outer - 1)
+        .checked_mul(ld)
+        .and_then(|v| v.checked_add(inner))
+        .ok_or_else(|| GpuError::InvalidShape {
+            what,
+            detail: format!("a {rows}x{cols} {layout:?} matrix with leading dimension {ld} overflows usize"),
+        })
+}
+
+/// Fails with [`GpuError::BufferTooSmall`] unless `got >= needed`.
+pub fn require_elements(what: &'static str, got: usize, needed: usize) -> GpuResult<()> {
+    if got < needed {
+        Err(GpuError::BufferTooSmall { what, needed, got })
+    } else {
+        Ok(())
+    }
+}
+
+/// [`require_elements`] for each `(what, got, needed)`.
+fn require_each<const N: usize>(checks: [(&'static str, usize, usize); N]) -> GpuResult<()> {
+    checks.into_iter().try_for_each(|(what, got, needed)| require_elements(what, got, needed))
+}
+
+/// 2-D cross-correlation (what deep learning calls convolution), forward:
+/// input x is NHWC (`n x h x w x c`), filters are KRSC (`k x r x s x c/groups`), output y
+/// is NHWK (`n x p x q x k`), all densely packed. Padding is zeros. With `groups > 1`,
+/// output channel `ko` sees input channels `g*c/groups ..` of its group `g = ko / (k/groups)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConvSpec {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub k: usize,
+    pub r: usize,
+    pub s: usize,
+    /// (height, width), each side.
+    pub pad: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub fp32_math: Fp32Math,
+}
+
+/// Elements each conv tensor holds, and the output's spatial size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvLens {
+    pub x: usize,
+    pub w: usize,
+    pub y: usize,
+    pub p: usize,
+    pub q: usize,
+}
+
+impl ConvSpec {
+    /// Stride 1, no padding, no dilation, one group, IEEE fp32.
+    pub fn new(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> ConvSpec {
+        ConvSpec { n, h, w, c, k, r, s, pad: [0, 0], stride: [1, 1], dilation: [1, 1], groups: 1, fp32_math: Fp32Math::Ieee }
+    }
+
+    pub fn with_padding(self, pad_h: usize, pad_w: usize) -> ConvSpec {
+        ConvSpec { pad: [pad_h, pad_w], ..self }
+    }
+
+    pub fn with_stride(self, stride_h: usize, stride_w: usize) -> ConvSpec {
+        ConvSpec { stride: [stride_h, stride_w], ..self }
+    }
+
+    pub fn with_dilation(self, dilation_h: usize, dilation_w: usize) -> ConvSpec {
+        ConvSpec { dilation: [dilation_h, dilation_w], ..self }
+    }
+
+    pub fn with_groups(self, groups: usize) -> ConvSpec {
+        ConvSpec { groups, ..self }
+    }
+
+    pub fn with_fp32_math(self, fp32_math: Fp32Math) -> ConvSpec {
+        ConvSpec { fp32_math, ..self }
+    }
+
+    /// Input channels each filter sees.
+    pub fn channels_per_group(&self) -> usize {
+        self.c / self.groups.max(1)
+    }
+
+    /// Checks the shape and returns the tensor sizes and the output's height and width.
+    pub fn lens(&self) -> GpuResult<ConvLens> {
+        let invalid = |detail: String| GpuError::InvalidShape { what: "conv2d", detail };
+        let dims = [self.n, self.h, self.w, self.c, self.k, self.r, self.s];
+        if dims.contains(&0) {
+            return Err(invalid(format!("n, h, w, c, k, r and s must be at least 1, got {dims:?}")));
+        }
+        if self.stride.contains(&0) || self.dilation.contains(&0) || self.groups == 0 {
+            return Err(invalid(format!(
+                "stride {:?}, dilation {:?} and groups {} must be at least 1",
+                self.stride, self.dilation, self.groups
+            )));
+        }
+        if !self.c.is_multiple_of(self.groups) || !self.k.is_multiple_of(self.groups) {
+            return Err(invalid(format!("groups {} must divide c {} and k {}", self.groups, self.c, self.k)));
+        }
+        let overflow = || invalid(format!("{self:?} overflows usize"));
+        let out_extent = |input: usize, filter: usize, axis: usize| -> GpuResult<usize> {
+            let padded = self.pad[axis].checked_mul(2).and_then(|p| p.checked_add(input)).ok_or_else(overflow)?;
+            let reach = (filter - 1).checked_mul(self.dilation[axis]).and_then(|v| v.checked_add(1)).ok_or_else(overflow)?;
+            if reach > padded {
+                return Err(invalid(format!(
+                    "the dilated filter spans {reach} but the padded input is only {padded} along {}",
+                    ["height", "width"][axis]
+                )));
+            }
+            Ok((padded - reach) / self.stride[axis] + 1)
+        };
+        let p = out_extent(self.h, self.r, 0)?;
+        let q = out_extent(self.w, self.s, 1)?;
+        let product = |xs: &[usize]| xs.iter().try_fold(1usize, |acc, &v| acc.checked_mul(v)).ok_or_else(overflow);
+        Ok(ConvLens {
+            x: product(&[self.n, self.h, self.w, self.c])?,
+            w: product(&[self.k, self.r, self.s, self.channels_per_group()])?,
+            y: product(&[self.n, p, q, self.k])?,
+            p,
+            q,
+        })
+    }
+
+    /// [`ConvSpec::lens`], then checks that the buffers hold enough elements.
+    pub fn validate(&self, len_x: usize, len_w: usize, len_y: usize) -> GpuResult<ConvLens> {
+        let lens = self.lens()?;
+        require_each([("conv input x", len_x, lens.x), ("conv filter w", len_w, lens.w), ("conv output y", len_y, lens.y)])?;
+        Ok(lens)
+    }
+
+    /// Floating-point operations, `2 n p q k r s c/groups`; 0 for an invalid shape.
+    pub fn flops(&self) -> f64 {
+        self.lens().map_or(0.0, |l| {
+            2.0 * (self.n * l.p * l.q * self.k) as f64 * (self.r * self.s * self.channels_per_group()) as f64
+        })
+    }
+}
