@@ -136,7 +136,10 @@ fn row_sum_entry(input: DType, output: DType) -> GpuResult<(&'static str, RowSum
 /// Checks a full reduction of `len_in` elements into an output of `len_out`.
 pub fn check_reduce(op: ReduceOp, len_in: usize, len_out: usize) -> GpuResult<()> {
     if len_in == 0 && op != ReduceOp::Sum {
-        return Err(GpuError::InvalidShape { what: "CUB reduce", detail: format!("{op:?} of an empty input is undefined") });
+        return Err(GpuError::InvalidShape {
+            what: "CUB reduce",
+            detail: format!("{op:?} of an empty input is undefined"),
+        });
     }
     require_elements("reduce output", len_out, 1)
 }
@@ -145,7 +148,10 @@ pub fn check_reduce(op: ReduceOp, len_in: usize, len_out: usize) -> GpuResult<()
 /// the input elements it spans.
 pub fn check_row_sum(rows: usize, cols: usize, ld: usize, len_in: usize, len_out: usize) -> GpuResult<usize> {
     if ld < cols {
-        return Err(GpuError::InvalidShape { what: "CUB row sum", detail: format!("row stride {ld} is below the row length {cols}") });
+        return Err(GpuError::InvalidShape {
+            what: "CUB row sum",
+            detail: format!("row stride {ld} is below the row length {cols}"),
+        });
     }
     let needed = matrix_len("row-sum input", rows, cols, Layout::RowMajor, ld.max(1))?;
     require_elements("row-sum input", len_in, needed)?;
@@ -187,12 +193,21 @@ impl Cub {
 
     /// CUB's own `DeviceReduce::Sum`, which accumulates in the input type (less accurate
     /// than [`Cub::reduce`] for f16/bf16; for f32 the two are the same call).
-    pub fn sum_native<T: Element>(&mut self, input: &impl DevicePtr<T>, output: &mut impl DevicePtrMut<T>) -> GpuResult<()> {
+    pub fn sum_native<T: Element>(
+        &mut self,
+        input: &impl DevicePtr<T>,
+        output: &mut impl DevicePtrMut<T>,
+    ) -> GpuResult<()> {
         let (name, entry): (&'static str, ReduceEntry) = match T::DTYPE {
             DType::F32 => ("cub sum f32->f32", ckb_cub_sum_f32_f32),
             DType::F16 => ("cub native sum f16", ckb_cub_sum_native_f16),
             DType::BF16 => ("cub native sum bf16", ckb_cub_sum_native_bf16),
-            other => return Err(GpuError::Unsupported { what: "CUB's native sum baseline", detail: format!("{other} (it takes f32, f16, bf16)") }),
+            other => {
+                return Err(GpuError::Unsupported {
+                    what: "CUB's native sum baseline",
+                    detail: format!("{other} (it takes f32, f16, bf16)"),
+                })
+            }
         };
         self.full_reduce(ReduceOp::Sum, name, entry, input, output)
     }
@@ -214,7 +229,9 @@ impl Cub {
         let cu_stream = self.gpu.cu_stream();
         self.run("cub argmax f32", [n, 0, 0], |temp, bytes| {
             // SAFETY: pointers address n inputs and one output each on this context.
-            unsafe { ckb_cub_argmax_f32(pi as *const c_void, pv as *mut c_void, px as *mut i64, n, temp, bytes, cu_stream) }
+            unsafe {
+                ckb_cub_argmax_f32(pi as *const c_void, pv as *mut c_void, px as *mut i64, n, temp, bytes, cu_stream)
+            }
         })
     }
 
@@ -240,7 +257,9 @@ impl Cub {
         let cu_stream = self.gpu.cu_stream();
         self.run(name, shape, |temp, bytes| {
             // SAFETY: checked above: the input spans the matrix and the output holds `rows`.
-            unsafe { entry(pi as *const c_void, po as *mut c_void, shape[0], shape[1], shape[2], temp, bytes, cu_stream) }
+            unsafe {
+                entry(pi as *const c_void, po as *mut c_void, shape[0], shape[1], shape[2], temp, bytes, cu_stream)
+            }
         })
     }
 
@@ -265,7 +284,12 @@ impl Cub {
     }
 
     /// Queries CUB's temp size once per (entry, shape), grows the buffer if needed, and runs.
-    fn run(&mut self, name: &'static str, shape: [i64; 3], launch: impl Fn(*mut c_void, *mut usize) -> i32) -> GpuResult<()> {
+    fn run(
+        &mut self,
+        name: &'static str,
+        shape: [i64; 3],
+        launch: impl Fn(*mut c_void, *mut usize) -> i32,
+    ) -> GpuResult<()> {
         self.gpu.ctx.bind_to_thread()?;
         let needed = match self.temp_sizes.get(&(name, shape)) {
             Some(&bytes) => bytes,

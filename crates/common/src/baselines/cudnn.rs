@@ -147,10 +147,13 @@ impl Cudnn {
         let int = |v: usize| to_i32("cuDNN's legacy convolution API", v);
         // Descriptors take ints, and the batch stride of each tensor must fit in one too.
         all_ok([lens.x, lens.w, lens.y].map(int))?;
-        let [n, h, w_in, c, k, r, s, c_per_group, p, q] =
-            all_ok([spec.n, spec.h, spec.w, spec.c, spec.k, spec.r, spec.s, spec.channels_per_group(), lens.p, lens.q].map(int))?;
+        let [n, h, w_in, c, k, r, s, c_per_group, p, q] = all_ok(
+            [spec.n, spec.h, spec.w, spec.c, spec.k, spec.r, spec.s, spec.channels_per_group(), lens.p, lens.q]
+                .map(int),
+        )?;
         let [pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, groups] = all_ok(
-            [spec.pad[0], spec.pad[1], spec.stride[0], spec.stride[1], spec.dilation[0], spec.dilation[1], spec.groups].map(int),
+            [spec.pad[0], spec.pad[1], spec.stride[0], spec.stride[1], spec.dilation[0], spec.dilation[1], spec.groups]
+                .map(int),
         )?;
 
         self.gpu.ctx.bind_to_thread()?;
@@ -238,7 +241,12 @@ impl Cudnn {
 impl<T: Element> Conv2dForward<T> {
     /// Times every algorithm on the given buffers, keeps the fastest that succeeded, and
     /// allocates its workspace.
-    fn find_fastest(&mut self, x: &impl DevicePtr<T>, w: &impl DevicePtr<T>, y: &mut impl DevicePtrMut<T>) -> GpuResult<()> {
+    fn find_fastest(
+        &mut self,
+        x: &impl DevicePtr<T>,
+        w: &impl DevicePtr<T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> GpuResult<()> {
         let search_workspace_bytes = self.search_workspace_bytes()?;
         let search_workspace = match search_workspace_bytes {
             0 => None,
@@ -392,7 +400,10 @@ fn cudnn_data_type(dtype: DType) -> GpuResult<sys::cudnnDataType_t> {
         DType::F32 => Ok(sys::cudnnDataType_t::CUDNN_DATA_FLOAT),
         DType::F16 => Ok(sys::cudnnDataType_t::CUDNN_DATA_HALF),
         DType::BF16 => Ok(sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16),
-        other => Err(GpuError::Unsupported { what: "cuDNN conv2d baseline", detail: format!("{other} tensors (it takes f32, f16, bf16)") }),
+        other => Err(GpuError::Unsupported {
+            what: "cuDNN conv2d baseline",
+            detail: format!("{other} tensors (it takes f32, f16, bf16)"),
+        }),
     }
 }
 

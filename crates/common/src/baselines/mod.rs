@@ -32,7 +32,10 @@ pub use spec::{ConvLens, ConvSpec, Fp32Math, GemmLens, GemmSpec};
 use crate::error::{GpuError, GpuResult};
 
 /// Maps a vendor library's error status to a [`GpuError::Library`] that names the call.
-pub(crate) fn library_error<E: std::fmt::Debug>(library: &'static str, call: &'static str) -> impl FnOnce(E) -> GpuError {
+pub(crate) fn library_error<E: std::fmt::Debug>(
+    library: &'static str,
+    call: &'static str,
+) -> impl FnOnce(E) -> GpuError {
     move |status| GpuError::Library { library, detail: format!("{call} returned {status:?}") }
 }
 
@@ -70,7 +73,11 @@ pub(crate) fn to_i32(what: &'static str, value: usize) -> GpuResult<i32> {
 
 /// Fails with [`GpuError::LibraryMissing`] naming the functions a loaded library lacks (an
 /// older or partial install): calling one through cudarc would panic instead.
-pub(crate) fn require_symbols(library: &'static str, names: &[&str], has_symbol: impl Fn(&str) -> bool) -> GpuResult<()> {
+pub(crate) fn require_symbols(
+    library: &'static str,
+    names: &[&str],
+    has_symbol: impl Fn(&str) -> bool,
+) -> GpuResult<()> {
     let missing: Vec<&str> = names.iter().copied().filter(|name| !has_symbol(name)).collect();
     if missing.is_empty() {
         Ok(())

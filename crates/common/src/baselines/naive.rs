@@ -14,7 +14,6 @@ use crate::layout::Layout;
 
 type StreamPtr = *mut c_void;
 
-
 extern "C" {
     fn ckb_naive_add_f32(a: u64, b: u64, c: u64, n: i64, stream: *mut std::ffi::c_void) -> i32;
     fn ckb_naive_add_bf16(a: u64, b: u64, c: u64, n: i64, stream: *mut std::ffi::c_void) -> i32;

@@ -115,7 +115,9 @@ pub fn matrix_len(what: &'static str, rows: usize, cols: usize, layout: Layout, 
     if ld < min_ld {
         return Err(GpuError::InvalidShape {
             what,
-            detail: format!("leading dimension {ld} is below {min_ld}, the minimum for a {rows}x{cols} {layout:?} matrix"),
+            detail: format!(
+                "leading dimension {ld} is below {min_ld}, the minimum for a {rows}x{cols} {layout:?} matrix"
+            ),
         });
     }
     if rows == 0 || cols == 0 {
@@ -125,13 +127,10 @@ pub fn matrix_len(what: &'static str, rows: usize, cols: usize, layout: Layout, 
         Layout::RowMajor => (rows, cols),
         Layout::ColMajor => (cols, rows),
     };
-    (outer - 1)
-        .checked_mul(ld)
-        .and_then(|v| v.checked_add(inner))
-        .ok_or_else(|| GpuError::InvalidShape {
-            what,
-            detail: format!("a {rows}x{cols} {layout:?} matrix with leading dimension {ld} overflows usize"),
-        })
+    (outer - 1).checked_mul(ld).and_then(|v| v.checked_add(inner)).ok_or_else(|| GpuError::InvalidShape {
+        what,
+        detail: format!("a {rows}x{cols} {layout:?} matrix with leading dimension {ld} overflows usize"),
+    })
 }
 
 /// Fails with [`GpuError::BufferTooSmall`] unless `got >= needed`.
@@ -182,7 +181,20 @@ pub struct ConvLens {
 impl ConvSpec {
     /// Stride 1, no padding, no dilation, one group, IEEE fp32.
     pub fn new(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> ConvSpec {
-        ConvSpec { n, h, w, c, k, r, s, pad: [0, 0], stride: [1, 1], dilation: [1, 1], groups: 1, fp32_math: Fp32Math::Ieee }
+        ConvSpec {
+            n,
+            h,
+            w,
+            c,
+            k,
+            r,
+            s,
+            pad: [0, 0],
+            stride: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            fp32_math: Fp32Math::Ieee,
+        }
     }
 
     pub fn with_padding(self, pad_h: usize, pad_w: usize) -> ConvSpec {
@@ -229,7 +241,8 @@ impl ConvSpec {
         let overflow = || invalid(format!("{self:?} overflows usize"));
         let out_extent = |input: usize, filter: usize, axis: usize| -> GpuResult<usize> {
             let padded = self.pad[axis].checked_mul(2).and_then(|p| p.checked_add(input)).ok_or_else(overflow)?;
-            let reach = (filter - 1).checked_mul(self.dilation[axis]).and_then(|v| v.checked_add(1)).ok_or_else(overflow)?;
+            let reach =
+                (filter - 1).checked_mul(self.dilation[axis]).and_then(|v| v.checked_add(1)).ok_or_else(overflow)?;
             if reach > padded {
                 return Err(invalid(format!(
                     "the dilated filter spans {reach} but the padded input is only {padded} along {}",
@@ -253,7 +266,11 @@ impl ConvSpec {
     /// [`ConvSpec::lens`], then checks that the buffers hold enough elements.
     pub fn validate(&self, len_x: usize, len_w: usize, len_y: usize) -> GpuResult<ConvLens> {
         let lens = self.lens()?;
-        require_each([("conv input x", len_x, lens.x), ("conv filter w", len_w, lens.w), ("conv output y", len_y, lens.y)])?;
+        require_each([
+            ("conv input x", len_x, lens.x),
+            ("conv filter w", len_w, lens.w),
+            ("conv output y", len_y, lens.y),
+        ])?;
         Ok(lens)
     }
 
