@@ -195,22 +195,29 @@ impl KernelLibrary {
         let jobs = jobserver_client();
         let failures = Mutex::new(Vec::<String>::new());
         let objects: Vec<PathBuf> = self.sources.iter().map(|src| object_path(obj_dir, src)).collect();
-        std::thread::scope(|scope| {
-            for (src, obj) in self.sources.iter().zip(&objects) {
-                if is_fresh(src, obj, &flags_hash) {
-                    continue;
+        let stale: Vec<(&PathBuf, &PathBuf)> =
+            self.sources.iter().zip(&objects).filter(|(src, obj)| !is_fresh(src, obj, &flags_hash)).collect();
+        let queue = Mutex::new(stale.iter().copied());
+        let worker = || {
+            while let Some((src, obj)) = { let next = queue.lock().unwrap().next(); next } {
+                if let Err(msg) = compile_one(toolchain, &args, src, obj, &flags_hash) {
+                    failures.lock().unwrap().push(msg);
                 }
-                // The build script holds one implicit token; each compile takes another
-                // when the jobserver has one, so total load follows `cargo -j`.
-                let token = jobs.as_ref().and_then(|c| c.acquire().ok());
-                let (args, failures, flags_hash) = (&args, &failures, &flags_hash);
+            }
+        };
+        // The build script's implicit token runs one compile at a time on this thread; extra
+        // workers run only on tokens free right now. A blocking acquire would deadlock when
+        // every token is held by build scripts that are all waiting for one more.
+        std::thread::scope(|scope| {
+            for _ in 1..stale.len() {
+                let Some(token) = jobs.as_ref().and_then(|c| c.try_acquire().ok().flatten()) else { break };
+                let worker = &worker;
                 scope.spawn(move || {
                     let _token = token;
-                    if let Err(msg) = compile_one(toolchain, args, src, obj, flags_hash) {
-                        failures.lock().unwrap().push(msg);
-                    }
+                    worker();
                 });
             }
+            worker();
         });
         let failures = failures.into_inner().unwrap();
         if !failures.is_empty() {
