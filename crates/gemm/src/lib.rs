@@ -1,3 +1,118 @@
 //! Hopper GEMM kernels written with CuTe, driven from Rust.
+//!
+//! `C = alpha * A * B + beta * C` for f16/bf16 inputs (f32 through the universal kernel),
+//! f32/f16/bf16 output, fp32 accumulation, any shape, layouts and leading dimensions:
+//!
+//! ```no_run
+//! use ckb_common::{bf16, Gpu};
+//! use ckb_gemm::GemmProblem;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let gpu = Gpu::new(0)?;
+//! let problem = GemmProblem::row_col(4096, 4096, 4096);
+//! let a = gpu.random_normal::<bf16>(4096 * 4096, 1)?;
+//! let b = gpu.random_normal::<bf16>(4096 * 4096, 2)?;
+//! let mut c = gpu.zeros::<bf16>(4096 * 4096)?;
+//! let variant = ckb_gemm::gemm(&gpu, &problem, &a, &b, &mut c)?;
+//! println!("ran {}", variant.name);
+//! # Ok(()) }
+//! ```
+//!
+//! Problems with 16-byte-aligned pointers and leading dimensions take the TMA + WGMMA
+//! kernels; anything else takes the universal kernel, never an error. The choice is logged
+//! through `tracing` at debug level.
 
+pub mod launch;
+pub mod problem;
 pub mod reference;
+pub mod variants;
+
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+
+use ckb_common::{bf16, f16, DType, Element, Gpu};
+
+pub use launch::{Orientation, Plan};
+pub use problem::{GemmError, GemmProblem, Operand};
+pub use variants::{find_variant, variants, Major, Schedule, TileShape, Variant};
+
+/// Input element types the kernels take.
+pub trait GemmInput: Element {}
+impl GemmInput for f32 {}
+impl GemmInput for f16 {}
+impl GemmInput for bf16 {}
+
+/// Output element types the kernels write.
+pub trait GemmOutput: Element {}
+impl GemmOutput for f32 {}
+impl GemmOutput for f16 {}
+impl GemmOutput for bf16 {}
+
+/// Multiprocessors of the GPU, for the shape heuristic (asked once per process).
+fn sm_count(gpu: &Gpu) -> usize {
+    static SMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SMS.get_or_init(|| {
+        gpu.ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map(|n| n as usize)
+            .unwrap_or(132)
+    })
+}
+
+/// Runs `C = alpha * A * B + beta * C` on the GPU's stream with the variant the shape
+/// heuristic picks, and returns that variant. Nothing is synchronized.
+pub fn gemm<TIn: GemmInput, TOut: GemmOutput>(
+    gpu: &Gpu,
+    problem: &GemmProblem,
+    a: &impl DevicePtr<TIn>,
+    b: &impl DevicePtr<TIn>,
+    c: &mut impl DevicePtrMut<TOut>,
+) -> Result<&'static Variant, GemmError> {
+    run::<TIn, TOut>(gpu, problem, a, b, c, None).map(|plan| plan.variant)
+}
+
+/// As [`gemm`], with the variant forced (bench and gate `--variant`). Fails with
+/// [`GemmError::VariantCannotRun`] when the variant cannot take this problem (dtype,
+/// majorness, alignment); returns how it ran.
+pub fn gemm_with_variant<TIn: GemmInput, TOut: GemmOutput>(
+    gpu: &Gpu,
+    variant: &'static Variant,
+    problem: &GemmProblem,
+    a: &impl DevicePtr<TIn>,
+    b: &impl DevicePtr<TIn>,
+    c: &mut impl DevicePtrMut<TOut>,
+) -> Result<Plan, GemmError> {
+    run::<TIn, TOut>(gpu, problem, a, b, c, Some(variant))
+}
+
+/// The variant and orientation [`gemm`] would use for `problem` on buffers at these
+/// addresses (device addresses, for the alignment checks).
+pub fn choose_plan(gpu: &Gpu, problem: &GemmProblem, input: DType, output: DType, addresses: [u64; 3]) -> Result<Plan, GemmError> {
+    problem.validate()?;
+    let [a, b, c] = addresses;
+    launch::choose(problem, input, output, launch::Addresses { a, b, c }, sm_count(gpu))
+}
+
+fn run<TIn: GemmInput, TOut: GemmOutput>(
+    gpu: &Gpu,
+    problem: &GemmProblem,
+    a: &impl DevicePtr<TIn>,
+    b: &impl DevicePtr<TIn>,
+    c: &mut impl DevicePtrMut<TOut>,
+    forced: Option<&'static Variant>,
+) -> Result<Plan, GemmError> {
+    problem.check_buffers(a.len(), b.len(), c.len())?;
+    let stream = &gpu.stream;
+    // The guards record the buffers' use on the stream when dropped, after the launch.
+    let (a_ptr, _a_guard) = a.device_ptr(stream);
+    let (b_ptr, _b_guard) = b.device_ptr(stream);
+    let (c_ptr, _c_guard) = c.device_ptr_mut(stream);
+    let addresses = launch::Addresses { a: a_ptr, b: b_ptr, c: c_ptr };
+    let sms = sm_count(gpu);
+    let plan = match forced {
+        Some(variant) => launch::plan_for(variant, problem, TIn::DTYPE, TOut::DTYPE, addresses, sms)?,
+        None => launch::choose(problem, TIn::DTYPE, TOut::DTYPE, addresses, sms)?,
+    };
+    // SAFETY: the buffers were checked against the problem above and stay borrowed (and
+    // their guards alive) until the launch has been enqueued on `stream`.
+    unsafe { launch::launch(plan, problem, addresses, TOut::DTYPE, gpu.cu_stream())? };
+    Ok(plan)
+}

@@ -1,0 +1,140 @@
+// Epilogue: D = alpha * accumulators + beta * C, staged through shared memory so that global
+// accesses are 8- or 16-byte vectors along C's contiguous dimension, predicated at the edges.
+//
+// Each consumer warp group owns 64 rows of the tile and its own staging buffer, and works
+// through its 64 x BN accumulators 32 columns at a time:
+//   1. its fragment of the chunk goes to shared memory (fp32, so beta*C is added in fp32),
+//      laid out with C's contiguous dimension contiguous: row-major or transposed,
+//   2. the warp group reads the chunk back in 16-byte vectors and writes C.
+// The output dtype is a run-time choice, so one compiled kernel serves f32/f16/bf16 output.
+// beta == 0 never reads C.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include "gemm/args.cuh"
+#include "gemm/tile_scheduler.cuh"
+
+namespace ckb {
+
+using namespace cute;
+
+// Synchronizes the 128 threads of one warp group on a named barrier (0 is __syncthreads).
+CUTE_DEVICE void warp_group_barrier(int barrier_id) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(barrier_id) : "memory");
+}
+
+template <class Mainloop>
+struct EpilogueSmemStaged {
+  static constexpr int BM = Mainloop::BM, BN = Mainloop::BN;
+  static constexpr int WgRows = 64;      // rows of the tile per consumer warp group
+  static constexpr int ChunkCols = 32;   // accumulator columns staged at a time
+  static constexpr int Chunks = BN / ChunkCols;
+  // Row-major staging [WgRows][RowPitch]: a pitch of 8 (mod 32) words puts the float2 fragment
+  // writes of a half-warp (4 rows x 8 columns) in distinct banks.
+  static constexpr int RowPitch = ChunkCols + 8;
+  // Transposed staging [ChunkCols][ColPitch] for column-major C: a pitch of 4 (mod 32) words
+  // puts a warp's scalar writes (8 rows x 4 column pairs) in distinct banks.
+  static constexpr int ColPitch = WgRows + 4;
+  static constexpr int StageFloats = (WgRows * RowPitch > ChunkCols * ColPitch) ? WgRows * RowPitch : ChunkCols * ColPitch;
+  static constexpr int VectorsPerThread = WgRows * ChunkCols / 4 / 128;
+
+  static_assert(BN % ChunkCols == 0, "whole chunks");
+  static_assert(WgRows * ChunkCols % (4 * 128) == 0, "chunk splits into 16-byte vectors evenly over a warp group");
+  // The accumulator layout this file relies on: thread (lane l, warp w) holds, for column
+  // block j and half h, the pair (row 16w + l/4 + 8h, columns 8j + 2(l%4) + {0,1}) at
+  // fragment indices 4j + 2h + {0,1}. So chunk c is indices [c*ChunkCols/2, (c+1)*ChunkCols/2).
+  static_assert(is_same_v<typename Mainloop::TiledMma::Atom::CLayout, GMMA::CLayout_64xN<BN>>,
+                "WGMMA accumulator layout 64xN");
+
+  struct SharedStorage {
+    alignas(16) float stage[Mainloop::ConsumerWarpGroups][StageFloats];
+  };
+
+  // The staged chunk, `rows` x `cols` with the contiguous dimension of C along `cols`, to
+  // global memory at `out` (row pitch `ld` elements). Rows at or past `rows_left` and columns
+  // at or past `cols_left` lie outside C.
+  // The staged chunk, `rows` x `cols` with the contiguous dimension of C along `cols`, to
+  // C at element `offset` (row pitch `ld` elements). Rows at or past `rows_left` and columns
+  // at or past `cols_left` lie outside C. The output dtype is switched per vector: a uniform
+  // branch, and one copy of this code instead of three.
+  CUTE_DEVICE static void store_chunk(float const* stage, int pitch, int cols_log2_vectors, void* c, int64_t offset,
+                                      int64_t ld, int rows_left, int cols_left, CkbGemmArgs const& args, int thread) {
+    CUTE_UNROLL
+    for (int i = 0; i < VectorsPerThread; ++i) {
+      int const v = thread + 128 * i;
+      int const row = v >> cols_log2_vectors;
+      int const col = (v & ((1 << cols_log2_vectors) - 1)) * 4;
+      if (row >= rows_left) continue;
+      float const* src = stage + row * pitch + col;
+      int64_t const dst = offset + row * ld + col;
+      bool const full = col + 4 <= cols_left;
+      float4 const acc = *reinterpret_cast<float4 const*>(src);
+      dispatch_out_dtype(args.out_dtype, [&](auto out_tag) {
+        using TOut = decltype(out_tag);
+        TOut* out = static_cast<TOut*>(c) + dst;
+        if (full) {
+          axpby_store4(out, acc, args.alpha, args.beta);
+        } else {
+          if (col + 0 < cols_left) axpby_store(out + 0, acc.x, args.alpha, args.beta);
+          if (col + 1 < cols_left) axpby_store(out + 1, acc.y, args.alpha, args.beta);
+          if (col + 2 < cols_left) axpby_store(out + 2, acc.z, args.alpha, args.beta);
+        }
+      });
+    }
+  }
+
+  // Writes this warp group's 64 x BN share of tile `tile`.
+  template <class Accum>
+  CUTE_DEVICE static void store(CkbGemmArgs const& args, Accum const& accum, int consumer_thread, TileCoord tile,
+                               SharedStorage& smem) {
+    static_assert(decltype(size(accum))::value == BN / 2, "one 64xBN WGMMA fragment per thread");
+    int const wg = consumer_thread / 128;
+    int const thread = consumer_thread % 128;
+    int const m0 = tile.m_blk * BM + wg * WgRows;  // first row of C this warp group writes
+    int const n0 = tile.n_blk * BN;
+    int const rows_left = args.m - m0;
+    if (rows_left <= 0) return;  // the whole warp group is past M: no barrier to keep
+
+    typename Mainloop::TiledMma tiled_mma;
+    Tensor tCcC = tiled_mma.get_slice(consumer_thread).partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));  // (MMA,1,1) -> (m,n) in tile
+    float* stage = smem.stage[wg];
+    bool const row_major = args.c_stride_n == 1;
+
+    // Fully unrolled so that every accumulator index is a compile-time constant (a run-time
+    // index would move the accumulators to local memory).
+    CUTE_UNROLL
+    for (int chunk = 0; chunk < Chunks; ++chunk) {
+      int const chunk_n0 = n0 + chunk * ChunkCols;
+      int const cols_left = args.n - chunk_n0;
+      // Chunks past N are skipped (uniform over the warp group); a `break` here would keep
+      // the loop from being unrolled.
+      if (cols_left <= 0) continue;
+      warp_group_barrier(1 + wg);  // the previous chunk has been read out
+      // Constant trip count: inner loops are unrolled before outer ones, so bounds that
+      // depend on `chunk` would leave this loop rolled and the accumulators in local memory.
+      CUTE_UNROLL
+      for (int j = 0; j < ChunkCols / 2; j += 2) {
+        int const i = chunk * ChunkCols / 2 + j;
+        auto [m, n] = tCcC(i);  // (m, n) and (m, n + 1) within the tile
+        int const ml = m - wg * WgRows, nl = n - chunk * ChunkCols;
+        if (row_major) {
+          *reinterpret_cast<float2*>(stage + ml * RowPitch + nl) = make_float2(accum(i), accum(i + 1));
+        } else {
+          stage[nl * ColPitch + ml] = accum(i);
+          stage[(nl + 1) * ColPitch + ml] = accum(i + 1);
+        }
+      }
+      warp_group_barrier(1 + wg);
+      if (row_major) {  // chunk rows are rows of C: 64 x 32, 8 vectors per row
+        store_chunk(stage, RowPitch, 3, args.c, int64_t(m0) * args.c_stride_m + chunk_n0, args.c_stride_m, rows_left,
+                    cols_left, args, thread);
+      } else {          // chunk rows are columns of C: 32 x 64, 16 vectors per row
+        store_chunk(stage, ColPitch, 4, args.c, int64_t(chunk_n0) * args.c_stride_n + m0, args.c_stride_n, cols_left,
+                    rows_left, args, thread);
+      }
+    }
+  }
+};
+
+}  // namespace ckb

@@ -1,0 +1,262 @@
+//! Every GEMM variant against the float64 CPU reference, on the GPU.
+//!
+//! Inputs are random normal; C is NaN-poisoned (beta = 0: nothing may read it, and any
+//! element left unwritten shows) or random (beta != 0). Padding between the lines of C is
+//! poisoned too and must stay untouched. Bound: relative Frobenius error below 1e-2 for
+//! 16-bit inputs or outputs (1e-5 for f32 end to end), plus an element-wise bound scaled by
+//! sqrt(K). Run with `cargo test -p ckb-gemm --test gpu -- --ignored` on a Hopper GPU.
+
+use ckb_common::{compare, random, to_f64_vec, bf16, f16, DType, Element, Gpu, Layout, Tolerance};
+use ckb_gemm::reference::{self, MatRef};
+use ckb_gemm::{gemm, gemm_with_variant, variants, GemmInput, GemmOutput, GemmProblem, Major, Operand, Orientation, Variant};
+
+/// Odd shapes that leave partial tiles in every dimension, and a few whole ones.
+const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (17, 33, 65), (129, 257, 511), (300, 200, 100), (64, 128, 64), (257, 130, 1000)];
+
+fn gpu() -> Gpu {
+    Gpu::new(0).expect("these tests need a Hopper GPU")
+}
+
+fn round_up(x: usize, to: usize) -> usize {
+    x.div_ceil(to) * to
+}
+
+/// The outcome of one case: a line for the report when it failed.
+fn run_case<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, variant: Option<&'static Variant>, problem: &GemmProblem, seed: u64) -> Option<String> {
+    let a_len = problem.required_len(Operand::A).unwrap();
+    let b_len = problem.required_len(Operand::B).unwrap();
+    let c_len = problem.required_len(Operand::C).unwrap();
+    let a_host: Vec<TIn> = random::normal(a_len, seed);
+    let b_host: Vec<TIn> = random::normal(b_len, seed + 1);
+    let c_host: Vec<TOut> = if problem.beta == 0.0 {
+        vec![TOut::from_f64(f64::NAN); c_len]
+    } else {
+        let mut c: Vec<TOut> = random::normal(c_len, seed + 2);
+        poison_padding(problem, &mut c);
+        c
+    };
+    let a = gpu.upload(&a_host).unwrap();
+    let b = gpu.upload(&b_host).unwrap();
+    let mut c = gpu.upload(&c_host).unwrap();
+    let ran = match variant {
+        Some(v) => gemm_with_variant(gpu, v, problem, &a, &b, &mut c).map(|plan| format!("{} {:?}", plan.variant.name, plan.orientation)),
+        None => gemm(gpu, problem, &a, &b, &mut c).map(|v| v.name.to_string()),
+    };
+    let label = format!(
+        "{} m{} n{} k{} {}->{} C{} ld({},{},{}) alpha {} beta {}",
+        problem.layout_letters(), problem.m, problem.n, problem.k, TIn::DTYPE, TOut::DTYPE, problem.c_layout.letter(),
+        problem.lda, problem.ldb, problem.ldc, problem.alpha, problem.beta
+    );
+    let ran = match ran {
+        Ok(name) => name,
+        Err(e) => return Some(format!("{label}: {e}")),
+    };
+    let out = gpu.download(&c).unwrap();
+    gpu.synchronize().unwrap();
+
+    let a64 = to_f64_vec(&a_host);
+    let b64 = to_f64_vec(&b_host);
+    let mut expected = to_f64_vec(&c_host);
+    reference::gemm(
+        problem.alpha as f64,
+        MatRef::new(&a64, problem.m, problem.k, problem.a_layout, problem.lda),
+        MatRef::new(&b64, problem.k, problem.n, problem.b_layout, problem.ldb),
+        problem.beta as f64,
+        &mut expected,
+        problem.c_layout,
+        problem.ldc,
+    );
+    let out64 = to_f64_vec(&out);
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    let mut padding_written = 0;
+    for (idx, (&o, &e)) in out64.iter().zip(&expected).enumerate() {
+        if in_matrix(problem, idx) {
+            got.push(o);
+            want.push(e);
+        } else if !o.is_nan() {
+            padding_written += 1;
+        }
+    }
+    let half = TIn::DTYPE != DType::F32 || TOut::DTYPE != DType::F32;
+    let scale = (problem.k as f64).sqrt() * problem.alpha.abs().max(1e-3) as f64 + problem.beta.abs() as f64;
+    let tolerance = if half { Tolerance::HALF } else { Tolerance::F32 }.with_scale(scale);
+    let result = compare(&got, &want, tolerance);
+    if result.passed && padding_written == 0 {
+        None
+    } else {
+        Some(format!(
+            "{label} [{ran}]: rel_err {:.3e}, max elementwise {:.3e}, NaN {}, padding written {padding_written}",
+            result.rel_err, result.max_elementwise, result.nan_count
+        ))
+    }
+}
+
+/// Is storage index `idx` of C an element of the matrix (not padding between lines)?
+fn in_matrix(problem: &GemmProblem, idx: usize) -> bool {
+    let line_len = match problem.c_layout {
+        Layout::RowMajor => problem.n,
+        Layout::ColMajor => problem.m,
+    };
+    idx % problem.ldc < line_len
+}
+
+fn poison_padding<T: Element>(problem: &GemmProblem, c: &mut [T]) {
+    for (idx, x) in c.iter_mut().enumerate() {
+        if !in_matrix(problem, idx) {
+            *x = T::from_f64(f64::NAN);
+        }
+    }
+}
+
+fn layout_for(major: Major, operand: Operand) -> Layout {
+    match (major, operand) {
+        (Major::K, Operand::A) | (Major::MN, Operand::B) => Layout::RowMajor,
+        _ => Layout::ColMajor,
+    }
+}
+
+/// Problems a TMA variant can take: its majorness directly and swapped, both C layouts,
+/// leading dimensions padded to 16 bytes (so M, N, K themselves can be odd).
+fn tma_problems(variant: &Variant, shape: (usize, usize, usize)) -> Vec<GemmProblem> {
+    let (a_major, b_major) = variant.majors.unwrap();
+    let (m, n, k) = shape;
+    let direct = (layout_for(a_major, Operand::A), layout_for(b_major, Operand::B));
+    // Swapped, the kernel's A is the problem's B: B's majorness is a_major.
+    let swapped = (layout_for(b_major, Operand::A), layout_for(a_major, Operand::B));
+    let mut problems = Vec::new();
+    for (a_layout, b_layout) in [direct, swapped] {
+        for c_layout in Layout::ALL {
+            let p = GemmProblem::packed(m, n, k, a_layout, b_layout, c_layout);
+            problems.push(p.with_leading_dims(round_up(p.lda, 8), round_up(p.ldb, 8), round_up(p.ldc, 8)));
+        }
+    }
+    problems.dedup();
+    problems
+}
+
+fn report(failures: Vec<String>, cases: usize) {
+    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn check_tma_variant<TIn: GemmInput + GemmOutput>(gpu: &Gpu, variant: &'static Variant, failures: &mut Vec<String>, cases: &mut usize) {
+    for (i, &shape) in SHAPES.iter().enumerate() {
+        for problem in tma_problems(variant, shape) {
+            for (alpha, beta) in [(1.0, 0.0), (-0.75, 0.5)] {
+                let problem = problem.with_scalars(alpha, beta);
+                let seed = 1000 + i as u64;
+                *cases += 3;
+                failures.extend(run_case::<TIn, TIn>(gpu, Some(variant), &problem, seed));
+                failures.extend(run_case::<TIn, f32>(gpu, Some(variant), &problem, seed));
+                if TIn::DTYPE == DType::BF16 {
+                    failures.extend(run_case::<TIn, f16>(gpu, Some(variant), &problem, seed));
+                } else {
+                    failures.extend(run_case::<TIn, bf16>(gpu, Some(variant), &problem, seed));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn every_tma_variant_matches_the_reference() {
+    let gpu = gpu();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    for variant in variants().iter().filter(|v| v.uses_tma()) {
+        match variant.input {
+            DType::BF16 => check_tma_variant::<bf16>(&gpu, variant, &mut failures, &mut cases),
+            DType::F16 => check_tma_variant::<f16>(&gpu, variant, &mut failures, &mut cases),
+            other => panic!("TMA variant {} with {other} inputs", variant.name),
+        }
+    }
+    report(failures, cases);
+}
+
+fn check_universal<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, failures: &mut Vec<String>, cases: &mut usize) {
+    let variant = variants().iter().find(|v| !v.uses_tma() && v.input == TIn::DTYPE).unwrap();
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        for a_layout in Layout::ALL {
+            for b_layout in Layout::ALL {
+                for c_layout in Layout::ALL {
+                    let p = GemmProblem::packed(m, n, k, a_layout, b_layout, c_layout);
+                    // Odd padding: nothing is aligned.
+                    let p = p.with_leading_dims(p.lda + 1, p.ldb + 3, p.ldc + 1);
+                    for (alpha, beta) in [(1.0, 0.0), (0.5, -1.25)] {
+                        *cases += 1;
+                        failures.extend(run_case::<TIn, TOut>(gpu, Some(variant), &p.with_scalars(alpha, beta), 7 + i as u64));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn universal_kernel_matches_the_reference_for_every_layout_and_stride() {
+    let gpu = gpu();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    check_universal::<bf16, bf16>(&gpu, &mut failures, &mut cases);
+    check_universal::<bf16, f32>(&gpu, &mut failures, &mut cases);
+    check_universal::<f16, f16>(&gpu, &mut failures, &mut cases);
+    check_universal::<f16, f32>(&gpu, &mut failures, &mut cases);
+    check_universal::<f32, f32>(&gpu, &mut failures, &mut cases);
+    check_universal::<f32, bf16>(&gpu, &mut failures, &mut cases);
+    report(failures, cases);
+}
+
+/// The heuristic's choice, packed and padded, aligned and not: always correct, and the
+/// aligned row x column layout takes a TMA variant.
+#[test]
+#[ignore = "needs a GPU"]
+fn automatic_choice_is_correct_for_every_layout() {
+    let gpu = gpu();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    let shapes = [(1, 1, 1), (17, 33, 65), (136, 264, 200), (128, 520, 256), (300, 200, 100)];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for a_layout in Layout::ALL {
+            for b_layout in Layout::ALL {
+                for c_layout in Layout::ALL {
+                    let p = GemmProblem::packed(m, n, k, a_layout, b_layout, c_layout).with_scalars(1.5, 0.0);
+                    cases += 2;
+                    failures.extend(run_case::<bf16, bf16>(&gpu, None, &p, 50 + i as u64));
+                    failures.extend(run_case::<f16, f32>(&gpu, None, &p.with_scalars(1.0, 1.0), 60 + i as u64));
+                }
+            }
+        }
+    }
+    report(failures, cases);
+
+    let p = GemmProblem::row_col(256, 512, 128);
+    let a = gpu.random_normal::<bf16>(256 * 128, 1).unwrap();
+    let b = gpu.random_normal::<bf16>(512 * 128, 2).unwrap();
+    let mut c = gpu.zeros::<bf16>(256 * 512).unwrap();
+    assert!(gemm(&gpu, &p, &a, &b, &mut c).unwrap().uses_tma());
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn forced_variant_refuses_what_it_cannot_run() {
+    let gpu = gpu();
+    let kk = ckb_gemm::find_variant("sm90_bf16_128x256_s4_kk").unwrap();
+    let p = GemmProblem::packed(64, 64, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
+    let a = gpu.random_normal::<bf16>(64 * 64, 1).unwrap();
+    let b = gpu.random_normal::<bf16>(64 * 64, 2).unwrap();
+    let mut c = gpu.zeros::<bf16>(64 * 64).unwrap();
+    let err = gemm_with_variant(&gpu, kk, &p, &a, &b, &mut c).unwrap_err();
+    assert!(matches!(err, ckb_gemm::GemmError::VariantCannotRun { .. }), "{err}");
+    let plan = gemm_with_variant(&gpu, kk, &GemmProblem::row_col(64, 64, 64), &a, &b, &mut c).unwrap();
+    assert_eq!(plan.orientation, Orientation::Direct);
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn short_buffers_are_refused_before_launch() {
+    let gpu = gpu();
+    let p = GemmProblem::row_col(64, 64, 64);
+    let a = gpu.random_normal::<bf16>(64 * 64 - 1, 1).unwrap();
+    let b = gpu.random_normal::<bf16>(64 * 64, 2).unwrap();
+    let mut c = gpu.zeros::<bf16>(64 * 64).unwrap();
+    let err = gemm(&gpu, &p, &a, &b, &mut c).unwrap_err();
+    assert!(matches!(err, ckb_gemm::GemmError::BufferTooSmall { operand: Operand::A, .. }), "{err}");
+}
