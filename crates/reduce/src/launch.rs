@@ -141,3 +141,120 @@ pub(crate) fn check(code: i32, kernel: impl FnOnce() -> String) -> ReduceResult<
         Ok(check_launch(&kernel(), code)?)
     }
 }
+
+// --- Reductions -------------------------------------------------------------------------
+
+/// Mirrors `ckb::red::ReduceParams` in kernels/reduce.cuh, field for field.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ReduceParams {
+    pub x: u64,
+    pub outer: i64,
+    pub len: i64,
+    pub inner: i64,
+    pub row_stride: i64,
+    pub out: u64,
+    pub out_index: u64,
+    pub partials: u64,
+    pub counters: u64,
+    pub splits: i32,
+    pub layout: i32,
+    pub combine: i32,
+    pub post: i32,
+    pub out_f32: i32,
+    pub vectorized: i32,
+}
+const _: () = assert!(std::mem::size_of::<ReduceParams>() == 96);
+
+/// `ckb::red::Layout`
+pub(crate) const LAYOUT_ROWS_WARP: i32 = 0;
+pub(crate) const LAYOUT_ROWS_BLOCK: i32 = 1;
+pub(crate) const LAYOUT_COLUMNS: i32 = 2;
+/// `ckb::red::Combine`
+pub(crate) const COMBINE_TWO_STAGE: i32 = 0;
+pub(crate) const COMBINE_SINGLE_PASS: i32 = 1;
+/// `ckb::red::Post`
+pub(crate) const POST_NONE: i32 = 0;
+pub(crate) const POST_MEAN: i32 = 1;
+pub(crate) const POST_SQRT: i32 = 2;
+
+pub(crate) type ReduceLauncher = unsafe extern "C" fn(*const ReduceParams, Stream) -> i32;
+
+extern "C" {
+    fn ckb_reduce_sum_f32(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_sum_f16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_sum_bf16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_sum_squares_f32(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_sum_squares_f16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_sum_squares_bf16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_max_f32(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_max_f16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_max_bf16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_min_f32(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_min_f16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_min_bf16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_argmax_f32(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_argmax_f16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_argmax_bf16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_argmin_f32(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_argmin_f16(p: *const ReduceParams, s: Stream) -> i32;
+    fn ckb_reduce_argmin_bf16(p: *const ReduceParams, s: Stream) -> i32;
+}
+
+/// The accumulation a kernel does (`ckb::red::Kind`); mean and L2 norm are sum and sum of
+/// squares with a final step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Sum,
+    SumSquares,
+    Max,
+    Min,
+    ArgMax,
+    ArgMin,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sum => "sum",
+            Kind::SumSquares => "sum_squares",
+            Kind::Max => "max",
+            Kind::Min => "min",
+            Kind::ArgMax => "argmax",
+            Kind::ArgMin => "argmin",
+        }
+    }
+
+    /// Bytes of one partial accumulator: f32, or (f32 value, i64 index) padded to 16.
+    pub fn accumulator_bytes(self) -> usize {
+        match self {
+            Kind::ArgMax | Kind::ArgMin => 16,
+            _ => 4,
+        }
+    }
+}
+
+pub(crate) fn reduce_launcher(kind: Kind, dtype: DType) -> ReduceLauncher {
+    use Kind::*;
+    match (kind, dtype) {
+        (Sum, DType::F32) => ckb_reduce_sum_f32,
+        (Sum, DType::F16) => ckb_reduce_sum_f16,
+        (Sum, DType::BF16) => ckb_reduce_sum_bf16,
+        (SumSquares, DType::F32) => ckb_reduce_sum_squares_f32,
+        (SumSquares, DType::F16) => ckb_reduce_sum_squares_f16,
+        (SumSquares, DType::BF16) => ckb_reduce_sum_squares_bf16,
+        (Max, DType::F32) => ckb_reduce_max_f32,
+        (Max, DType::F16) => ckb_reduce_max_f16,
+        (Max, DType::BF16) => ckb_reduce_max_bf16,
+        (Min, DType::F32) => ckb_reduce_min_f32,
+        (Min, DType::F16) => ckb_reduce_min_f16,
+        (Min, DType::BF16) => ckb_reduce_min_bf16,
+        (ArgMax, DType::F32) => ckb_reduce_argmax_f32,
+        (ArgMax, DType::F16) => ckb_reduce_argmax_f16,
+        (ArgMax, DType::BF16) => ckb_reduce_argmax_bf16,
+        (ArgMin, DType::F32) => ckb_reduce_argmin_f32,
+        (ArgMin, DType::F16) => ckb_reduce_argmin_f16,
+        (ArgMin, DType::BF16) => ckb_reduce_argmin_bf16,
+        (_, other) => unreachable!("EwElement admits no {other}"),
+    }
+}

@@ -7,7 +7,9 @@
 pub mod elementwise;
 mod launch;
 pub mod problem;
+pub mod reduce;
 pub mod reference;
 pub mod variants;
 
-pub use problem::{EwElement, ReduceError, ReduceResult};
+pub use problem::{ArgOp, EwElement, ReduceError, ReduceOp, ReduceOutput, ReduceResult};
+pub use reduce::Reducer;

@@ -14,6 +14,8 @@ pub enum ReduceError {
     BadShape { op: &'static str, shape: Vec<usize>, what: &'static str },
     #[error("{op} of an empty input is undefined")]
     EmptyInput { op: &'static str },
+    #[error("variant {variant} cannot run {what}")]
+    VariantMismatch { variant: &'static str, what: &'static str },
 }
 
 pub type ReduceResult<T> = Result<T, ReduceError>;
@@ -30,6 +32,108 @@ pub trait EwElement: Element + sealed::Sealed {}
 impl EwElement for f32 {}
 impl EwElement for f16 {}
 impl EwElement for bf16 {}
+
+/// The type a reduction writes for input `T`: `T` itself or f32.
+pub trait ReduceOutput<T: EwElement>: EwElement {}
+impl<T: EwElement> ReduceOutput<T> for T {}
+impl ReduceOutput<f16> for f32 {}
+impl ReduceOutput<bf16> for f32 {}
+
+/// Reductions to one value per output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    /// NaN for an empty input.
+    Mean,
+    Max,
+    Min,
+    SumOfSquares,
+    L2Norm,
+}
+
+impl ReduceOp {
+    pub const ALL: [ReduceOp; 6] =
+        [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::SumOfSquares, ReduceOp::L2Norm];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::SumOfSquares => "sum_of_squares",
+            ReduceOp::L2Norm => "l2_norm",
+        }
+    }
+
+    /// What an empty input (or an empty axis) gives: a value, or None when undefined.
+    pub fn empty_value(self) -> Option<f64> {
+        match self {
+            ReduceOp::Sum | ReduceOp::SumOfSquares | ReduceOp::L2Norm => Some(0.0),
+            ReduceOp::Mean => Some(f64::NAN),
+            ReduceOp::Max | ReduceOp::Min => None,
+        }
+    }
+}
+
+/// Reductions to the first index of an extreme value (and that value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArgOp {
+    ArgMax,
+    ArgMin,
+}
+
+impl ArgOp {
+    pub const ALL: [ArgOp; 2] = [ArgOp::ArgMax, ArgOp::ArgMin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgOp::ArgMax => "argmax",
+            ArgOp::ArgMin => "argmin",
+        }
+    }
+}
+
+/// A reduction as the kernels see it: out[o, i] = reduce over k < len of x[o, k, i], for a
+/// contiguous row-major tensor. `inner == 1` is a row reduction (a full reduction is one row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AxisProblem {
+    pub outer: usize,
+    pub len: usize,
+    pub inner: usize,
+}
+
+impl AxisProblem {
+    /// The whole tensor as one row.
+    pub fn full(n: usize) -> AxisProblem {
+        AxisProblem { outer: 1, len: n, inner: 1 }
+    }
+
+    /// Reduction of `axis` of a contiguous row-major tensor of rank 1 to 3.
+    pub fn along(op: &'static str, shape: &[usize], axis: usize) -> ReduceResult<AxisProblem> {
+        let bad = |what| ReduceError::BadShape { op, shape: shape.to_vec(), what };
+        if !(1..=3).contains(&shape.len()) {
+            return Err(bad("a rank other than 1, 2 or 3"));
+        }
+        if axis >= shape.len() {
+            return Err(bad("no such axis"));
+        }
+        let product = |dims: &[usize]| dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let total = product(shape).filter(|&t| t <= i64::MAX as usize);
+        let (Some(_), Some(outer), Some(inner)) = (total, product(&shape[..axis]), product(&shape[axis + 1..])) else {
+            return Err(bad("more elements than a 64-bit index can address"));
+        };
+        Ok(AxisProblem { outer, len: shape[axis], inner })
+    }
+
+    pub fn elements(&self) -> usize {
+        self.outer * self.len * self.inner
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.outer * self.inner
+    }
+}
 
 /// Fails unless a buffer holds exactly `expected` elements.
 pub(crate) fn require_exact_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> ReduceResult<()> {
@@ -105,6 +209,17 @@ mod tests {
         assert_eq!(pack_elems(&[DType::F32, DType::F32]), 4);
         assert_eq!(pack_elems(&[DType::F32, DType::BF16]), 8);
         assert_eq!(pack_elems(&[DType::F16]), 8);
+    }
+
+    #[test]
+    fn axis_problems_split_the_shape() {
+        assert_eq!(AxisProblem::along("sum", &[4, 5, 6], 1).unwrap(), AxisProblem { outer: 4, len: 5, inner: 6 });
+        assert_eq!(AxisProblem::along("sum", &[4, 5], 1).unwrap(), AxisProblem { outer: 4, len: 5, inner: 1 });
+        assert_eq!(AxisProblem::along("sum", &[4, 5], 0).unwrap(), AxisProblem { outer: 1, len: 4, inner: 5 });
+        assert_eq!(AxisProblem::along("sum", &[7], 0).unwrap(), AxisProblem::full(7));
+        for (shape, axis) in [(&[2usize, 3][..], 2usize), (&[][..], 0), (&[1, 2, 3, 4][..], 0), (&[usize::MAX, 3][..], 0)] {
+            assert!(matches!(AxisProblem::along("sum", shape, axis), Err(ReduceError::BadShape { .. })), "{shape:?} axis {axis}");
+        }
     }
 
     #[test]

@@ -1,0 +1,4 @@
+// Reductions of bf16 input: sum, sum of squares, max, min, argmax, argmin (rows, columns, combine).
+#include "reduce.cuh"
+
+CKB_REDUCE_ALL_KINDS(ckb::bf16, bf16)

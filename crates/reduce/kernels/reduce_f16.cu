@@ -1,0 +1,4 @@
+// Reductions of f16 input: sum, sum of squares, max, min, argmax, argmin (rows, columns, combine).
+#include "reduce.cuh"
+
+CKB_REDUCE_ALL_KINDS(ckb::f16, f16)
