@@ -187,3 +187,29 @@ impl Toolchain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_toolchain_names_setup() {
+        let empty = std::env::temp_dir().join(format!("ckb-no-toolchain-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = Toolchain::from_pinned(&empty).unwrap_err();
+        assert!(matches!(err, ToolchainError::NotFound { .. }));
+        assert!(err.to_string().contains("cargo xtask setup"), "{err}");
+        // A stamp without the files is an incomplete install, not a working one.
+        std::fs::write(empty.join(STAMP_FILE), "").unwrap();
+        let err = Toolchain::from_pinned(&empty).unwrap_err();
+        assert!(matches!(err, ToolchainError::Broken { .. }), "{err}");
+        std::fs::remove_dir_all(&empty).unwrap();
+    }
+
+    #[test]
+    fn workspace_root_is_found_from_a_crate() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = workspace_root(here);
+        assert!(root.join("gates.toml").exists(), "{}", root.display());
+    }
+}
