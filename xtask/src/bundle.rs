@@ -19,6 +19,10 @@ const RUN_SCRIPT: &str = r#"#!/usr/bin/env bash
 #   ./run.sh bench OP | fuzz OP --cases N | info
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# cuBLAS and cuDNN are loaded at run time; a CUDA toolkit's lib folder is often off the loader's path.
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -d "$d" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
+done
 cmd=${1:-help}
 shift || true
 case "$cmd" in
