@@ -45,11 +45,12 @@ pub fn run(krate: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Builds the crate in release mode and lists its kernel objects.
+/// Builds the crate and lists its kernel objects. Kernels compile with the same nvcc flags
+/// in every cargo profile, so the dev build (shared with `cargo xtask test`) is used.
 fn kernel_objects(krate: &str) -> Result<Vec<PathBuf>> {
     let package = format!("ckb-{krate}");
     let output = cargo()
-        .args(["build", "--release", "--package", &package, "--message-format=json-render-diagnostics"])
+        .args(["build", "--package", &package, "--message-format=json-render-diagnostics"])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cargo build")?;
