@@ -51,36 +51,35 @@ struct EpilogueSmemStaged {
     alignas(16) float stage[Mainloop::ConsumerWarpGroups][StageFloats];
   };
 
-  // The staged chunk, `rows` x `cols` with the contiguous dimension of C along `cols`, to
-  // global memory at `out` (row pitch `ld` elements). Rows at or past `rows_left` and columns
-  // at or past `cols_left` lie outside C.
-  // The staged chunk, `rows` x `cols` with the contiguous dimension of C along `cols`, to
-  // C at element `offset` (row pitch `ld` elements). Rows at or past `rows_left` and columns
-  // at or past `cols_left` lie outside C. The output dtype is switched per vector: a uniform
-  // branch, and one copy of this code instead of three.
-  CUTE_DEVICE static void store_chunk(float const* stage, int pitch, int cols_log2_vectors, void* c, int64_t offset,
-                                      int64_t ld, int rows_left, int cols_left, CkbGemmArgs const& args, int thread) {
+  // The staged chunk, `Rows` x `Cols` with the contiguous dimension of C along `Cols`, to
+  // `out` (row pitch `ld` elements). Rows at or past `rows_left` and columns at or past
+  // `cols_left` lie outside C; a chunk wholly inside takes a path without checks.
+  template <int Rows, int Cols, int Pitch, class TOut>
+  CUTE_DEVICE static void store_chunk(float const* stage, TOut* out, int64_t ld, int rows_left, int cols_left,
+                                      float alpha, float beta, int thread) {
+    constexpr int VectorsPerRow = Cols / 4;
+    static_assert(Rows * Cols / 4 == VectorsPerThread * 128, "whole vectors per thread");
+    if (rows_left >= Rows && cols_left >= Cols) {
+      CUTE_UNROLL
+      for (int i = 0; i < VectorsPerThread; ++i) {
+        int const v = thread + 128 * i;
+        int const row = v / VectorsPerRow, col = v % VectorsPerRow * 4;
+        axpby_store4(out + row * ld + col, *reinterpret_cast<float4 const*>(stage + row * Pitch + col), alpha, beta);
+      }
+      return;
+    }
     CUTE_UNROLL
     for (int i = 0; i < VectorsPerThread; ++i) {
       int const v = thread + 128 * i;
-      int const row = v >> cols_log2_vectors;
-      int const col = (v & ((1 << cols_log2_vectors) - 1)) * 4;
-      if (row >= rows_left) continue;
-      float const* src = stage + row * pitch + col;
-      int64_t const dst = offset + row * ld + col;
-      bool const full = col + 4 <= cols_left;
-      float4 const acc = *reinterpret_cast<float4 const*>(src);
-      dispatch_out_dtype(args.out_dtype, [&](auto out_tag) {
-        using TOut = decltype(out_tag);
-        TOut* out = static_cast<TOut*>(c) + dst;
-        if (full) {
-          axpby_store4(out, acc, args.alpha, args.beta);
-        } else {
-          if (col + 0 < cols_left) axpby_store(out + 0, acc.x, args.alpha, args.beta);
-          if (col + 1 < cols_left) axpby_store(out + 1, acc.y, args.alpha, args.beta);
-          if (col + 2 < cols_left) axpby_store(out + 2, acc.z, args.alpha, args.beta);
-        }
-      });
+      int const row = v / VectorsPerRow, col = v % VectorsPerRow * 4;
+      if (row >= rows_left || col >= cols_left) continue;
+      float const* src = stage + row * Pitch + col;
+      TOut* dst = out + row * ld + col;
+      if (col + 4 <= cols_left) {
+        axpby_store4(dst, *reinterpret_cast<float4 const*>(src), alpha, beta);
+      } else {
+        for (int e = 0; e < cols_left - col; ++e) axpby_store(dst + e, src[e], alpha, beta);
+      }
     }
   }
 
@@ -101,39 +100,46 @@ struct EpilogueSmemStaged {
     float* stage = smem.stage[wg];
     bool const row_major = args.c_stride_n == 1;
 
-    // Fully unrolled so that every accumulator index is a compile-time constant (a run-time
-    // index would move the accumulators to local memory).
-    CUTE_UNROLL
-    for (int chunk = 0; chunk < Chunks; ++chunk) {
-      int const chunk_n0 = n0 + chunk * ChunkCols;
-      int const cols_left = args.n - chunk_n0;
-      // Chunks past N are skipped (uniform over the warp group); a `break` here would keep
-      // the loop from being unrolled.
-      if (cols_left <= 0) continue;
-      warp_group_barrier(1 + wg);  // the previous chunk has been read out
-      // Constant trip count: inner loops are unrolled before outer ones, so bounds that
-      // depend on `chunk` would leave this loop rolled and the accumulators in local memory.
-      CUTE_UNROLL
-      for (int j = 0; j < ChunkCols / 2; j += 2) {
-        int const i = chunk * ChunkCols / 2 + j;
-        auto [m, n] = tCcC(i);  // (m, n) and (m, n + 1) within the tile
-        int const ml = m - wg * WgRows, nl = n - chunk * ChunkCols;
-        if (row_major) {
-          *reinterpret_cast<float2*>(stage + ml * RowPitch + nl) = make_float2(accum(i), accum(i + 1));
-        } else {
-          stage[nl * ColPitch + ml] = accum(i);
-          stage[(nl + 1) * ColPitch + ml] = accum(i + 1);
+    // One output-dtype branch per tile; the chunk loop stays rolled so that the code that
+    // runs is small (instruction-cache misses dominated the fully unrolled epilogue).
+    dispatch_out_dtype(args.out_dtype, [&](auto out_tag) {
+      using TOut = decltype(out_tag);
+      auto* c = static_cast<TOut*>(args.c);
+      CUTE_NO_UNROLL
+      for (int chunk = 0; chunk < Chunks; ++chunk) {
+        int const chunk_n0 = n0 + chunk * ChunkCols;
+        int const cols_left = args.n - chunk_n0;
+        if (cols_left <= 0) break;  // uniform over the warp group
+        warp_group_barrier(1 + wg);  // the previous chunk has been read out
+        // Accumulator indices must be compile-time constants (a run-time index moves the
+        // accumulators to local memory): one static block per chunk, the one that matches
+        // runs. Inner loops have constant trip counts so that they unroll first.
+        CUTE_UNROLL
+        for (int static_chunk = 0; static_chunk < Chunks; ++static_chunk) {
+          if (static_chunk != chunk) continue;
+          CUTE_UNROLL
+          for (int j = 0; j < ChunkCols / 2; j += 2) {
+            int const i = static_chunk * ChunkCols / 2 + j;
+            auto [m, n] = tCcC(i);  // (m, n) and (m, n + 1) within the tile
+            int const ml = m - wg * WgRows, nl = n - static_chunk * ChunkCols;
+            if (row_major) {
+              *reinterpret_cast<float2*>(stage + ml * RowPitch + nl) = make_float2(accum(i), accum(i + 1));
+            } else {
+              stage[nl * ColPitch + ml] = accum(i);
+              stage[(nl + 1) * ColPitch + ml] = accum(i + 1);
+            }
+          }
+        }
+        warp_group_barrier(1 + wg);
+        if (row_major) {  // chunk rows are rows of C: 64 x 32
+          store_chunk<WgRows, ChunkCols, RowPitch>(stage, c + int64_t(m0) * args.c_stride_m + chunk_n0, args.c_stride_m,
+                                                   rows_left, cols_left, args.alpha, args.beta, thread);
+        } else {          // chunk rows are columns of C: 32 x 64
+          store_chunk<ChunkCols, WgRows, ColPitch>(stage, c + int64_t(chunk_n0) * args.c_stride_n + m0, args.c_stride_n,
+                                                   cols_left, rows_left, args.alpha, args.beta, thread);
         }
       }
-      warp_group_barrier(1 + wg);
-      if (row_major) {  // chunk rows are rows of C: 64 x 32, 8 vectors per row
-        store_chunk(stage, RowPitch, 3, args.c, int64_t(m0) * args.c_stride_m + chunk_n0, args.c_stride_m, rows_left,
-                    cols_left, args, thread);
-      } else {          // chunk rows are columns of C: 32 x 64, 16 vectors per row
-        store_chunk(stage, ColPitch, 4, args.c, int64_t(chunk_n0) * args.c_stride_n + m0, args.c_stride_n, cols_left,
-                    rows_left, args, thread);
-      }
-    }
+    });
   }
 };
 
