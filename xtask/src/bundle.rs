@@ -120,11 +120,21 @@ fn build_tests(src: &Path, target: Option<&Path>) -> Result<Vec<(String, PathBuf
         if kind == "bench" {
             continue;
         }
+        // Only binaries with GPU tests (ignored elsewhere) travel; CPU tests run here and in CI.
+        if !has_ignored_tests(Path::new(exe))? {
+            continue;
+        }
         let package = package.trim_start_matches("ckb-");
         let name = if kind == "lib" { format!("{package}-unit") } else { format!("{package}-{target}") };
         tests.push((name, PathBuf::from(exe)));
     }
     Ok(tests)
+}
+
+/// Does the test binary hold any test marked `#[ignore]` (our GPU tests)?
+fn has_ignored_tests(exe: &Path) -> Result<bool> {
+    let out = Command::new(exe).args(["--list", "--ignored", "--format", "terse"]).output().with_context(|| format!("listing {}", exe.display()))?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.ends_with(": test")))
 }
 
 fn make_executable(path: &Path) -> Result<()> {

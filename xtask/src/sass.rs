@@ -94,6 +94,9 @@ fn inspect(cuobjdump: &PathBuf, object: &PathBuf) -> Result<BTreeMap<String, Ker
         }
     }
     let sass = Command::new(cuobjdump).arg("-sass").arg(object).output().context("running cuobjdump")?;
+    if !sass.status.success() {
+        bail!("cuobjdump -sass {} failed: {}", object.display(), String::from_utf8_lossy(&sass.stderr).trim());
+    }
     let mut current = None;
     for line in String::from_utf8_lossy(&sass.stdout).lines() {
         if let Some(name) = line.trim().strip_prefix("Function : ") {

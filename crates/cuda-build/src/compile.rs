@@ -122,6 +122,7 @@ impl KernelLibrary {
     pub fn build(self) {
         let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run from build.rs"));
         let root = workspace_root(&manifest);
+        println!("cargo:rerun-if-env-changed=CKB_LINEINFO");
         for var in TOOLCHAIN_ENV {
             println!("cargo:rerun-if-env-changed={var}");
         }
@@ -172,7 +173,8 @@ impl KernelLibrary {
             "--expt-relaxed-constexpr".into(),
             "-O3".into(),
             "-DNDEBUG".into(),
-            "-lineinfo".into(),
+            // Fatbins compress to about a third; the bundle that travels to a GPU host is capped.
+            "--compress-mode=size".into(),
             "-Xcompiler=-fPIC".into(),
             "-Xptxas=-v".into(),
             "-Xptxas=-warn-spills".into(),
@@ -183,6 +185,10 @@ impl KernelLibrary {
         includes.push(toolchain.cuda_include.clone());
         args.extend(includes.iter().map(|i| format!("-I{}", i.display())));
         args.extend(self.flags.iter().cloned());
+        // Line tables triple the SASS size; turn them on for ncu source views only.
+        if std::env::var_os("CKB_LINEINFO").is_some() {
+            args.push("-lineinfo".into());
+        }
         args
     }
 

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// The Python-index packages `cargo xtask setup` installs, pinned to versions verified on
 /// the project's machines (see `../shared/design/architecture.md`).
-/// cuobjdump has no 13.0 wheel; 13.2 reads sm_90a objects built by 13.0.
+/// cuobjdump and nvdisasm (which `cuobjdump -sass` runs) have no 13.0 wheels; 13.2 reads
+/// sm_90a objects built by 13.0.
 pub const PINNED_PACKAGES: &[&str] = &[
     "nvidia-cuda-nvcc==13.0.88",
     "nvidia-nvvm==13.0.88",
@@ -18,6 +19,7 @@ pub const PINNED_PACKAGES: &[&str] = &[
     "nvidia-cuda-cccl==13.0.85",
     "nvidia-cutlass==4.2.0.0",
     "nvidia-cuda-cuobjdump==13.2.86",
+    "nvidia-cuda-nvdisasm==13.2.86",
 ];
 
 /// Written last by `cargo xtask setup`; its presence means the install completed.
@@ -139,8 +141,11 @@ impl Toolchain {
     }
 
     fn from_pinned(pinned: &Path) -> Result<Toolchain, ToolchainError> {
-        if !pinned.join(STAMP_FILE).exists() {
+        let Ok(stamp) = std::fs::read_to_string(pinned.join(STAMP_FILE)) else {
             return Err(ToolchainError::NotFound { looked_in: pinned.to_path_buf() });
+        };
+        if stamp.lines().collect::<Vec<_>>() != PINNED_PACKAGES {
+            return Err(ToolchainError::Broken { what: "the pinned package list changed since the last install".into() });
         }
         let cuda = pinned.join("nvidia/cu13");
         let toolchain = Toolchain {
@@ -199,8 +204,12 @@ mod tests {
         let err = Toolchain::from_pinned(&empty).unwrap_err();
         assert!(matches!(err, ToolchainError::NotFound { .. }));
         assert!(err.to_string().contains("cargo xtask setup"), "{err}");
-        // A stamp without the files is an incomplete install, not a working one.
-        std::fs::write(empty.join(STAMP_FILE), "").unwrap();
+        // An install of other versions is out of date.
+        std::fs::write(empty.join(STAMP_FILE), "nvidia-cuda-nvcc==12.0\n").unwrap();
+        let err = Toolchain::from_pinned(&empty).unwrap_err();
+        assert!(matches!(err, ToolchainError::Broken { .. }), "{err}");
+        // A current stamp without the files is an incomplete install, not a working one.
+        std::fs::write(empty.join(STAMP_FILE), PINNED_PACKAGES.join("\n") + "\n").unwrap();
         let err = Toolchain::from_pinned(&empty).unwrap_err();
         assert!(matches!(err, ToolchainError::Broken { .. }), "{err}");
         std::fs::remove_dir_all(&empty).unwrap();
