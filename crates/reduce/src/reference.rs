@@ -16,6 +16,7 @@
 //!   bitwise reproducible.
 //! - Squares are formed in f64 without scaling, fine for any f32/f16/bf16 input.
 
+pub use crate::problem::{ArgOp, ReduceOp};
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -44,27 +45,7 @@ pub enum Reduction {
     Arg(ArgOp),
 }
 
-/// Reductions to a single value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReduceOp {
-    Sum,
-    Mean,
-    Max,
-    Min,
-    SumOfSquares,
-    L2Norm,
-}
-
 impl ReduceOp {
-    pub const ALL: [ReduceOp; 6] = [
-        Self::Sum,
-        Self::Mean,
-        Self::Max,
-        Self::Min,
-        Self::SumOfSquares,
-        Self::L2Norm,
-    ];
-
     fn identity(self) -> f64 {
         match self {
             Self::Max => f64::NEG_INFINITY,
@@ -103,13 +84,6 @@ impl ReduceOp {
     fn fold(self, values: impl Iterator<Item = f64>) -> f64 {
         values.fold(self.identity(), |acc, x| self.merge(acc, self.lift(x)))
     }
-}
-
-/// Reductions to the position of an extreme value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ArgOp {
-    ArgMax,
-    ArgMin,
 }
 
 /// An element picked by [`ArgOp`]: its index (along the reduced axis for axis reductions) and value.
