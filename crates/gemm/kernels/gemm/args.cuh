@@ -57,11 +57,12 @@ struct alignas(4 * sizeof(T)) Vec4 {
 };
 
 // Four consecutive elements of C at `c` (aligned to 4 elements): one vector load and store.
-template <class TOut>
+// `ReadC` is `beta != 0` decided once by the caller, outside the loops.
+template <bool ReadC, class TOut>
 __device__ inline void axpby_store4(TOut* c, float4 acc, float alpha, float beta) {
   float r[4] = {alpha * acc.x, alpha * acc.y, alpha * acc.z, alpha * acc.w};
   auto* vec = reinterpret_cast<Vec4<TOut>*>(c);
-  if (beta != 0.0f) {
+  if constexpr (ReadC) {
     Vec4<TOut> old = *vec;
 #pragma unroll
     for (int e = 0; e < 4; ++e) r[e] += beta * static_cast<float>(old.v[e]);

@@ -53,33 +53,37 @@ struct EpilogueSmemStaged {
 
   // The staged chunk, `Rows` x `Cols` with the contiguous dimension of C along `Cols`, to
   // `out` (row pitch `ld` elements). Rows at or past `rows_left` and columns at or past
-  // `cols_left` lie outside C; a chunk wholly inside takes a path without checks.
-  template <int Rows, int Cols, int Pitch, class TOut>
+  // `cols_left` lie outside C; a chunk wholly inside takes a path without checks. Each
+  // thread walks one column of 16-byte vectors down the chunk, by pointer increments.
+  template <int Rows, int Cols, int Pitch, bool ReadC, class TOut>
   CUTE_DEVICE static void store_chunk(float const* stage, TOut* out, int64_t ld, int rows_left, int cols_left,
                                       float alpha, float beta, int thread) {
     constexpr int VectorsPerRow = Cols / 4;
+    constexpr int RowsPerPass = 128 / VectorsPerRow;
     static_assert(Rows * Cols / 4 == VectorsPerThread * 128, "whole vectors per thread");
+    int const row0 = thread / VectorsPerRow;
+    int const col = thread % VectorsPerRow * 4;
+    float const* src = stage + row0 * Pitch + col;
+    TOut* dst = out + row0 * ld + col;
+    int64_t const dst_step = RowsPerPass * ld;
     if (rows_left >= Rows && cols_left >= Cols) {
       CUTE_UNROLL
       for (int i = 0; i < VectorsPerThread; ++i) {
-        int const v = thread + 128 * i;
-        int const row = v / VectorsPerRow, col = v % VectorsPerRow * 4;
-        axpby_store4(out + row * ld + col, *reinterpret_cast<float4 const*>(stage + row * Pitch + col), alpha, beta);
+        axpby_store4<ReadC>(dst, *reinterpret_cast<float4 const*>(src + i * RowsPerPass * Pitch), alpha, beta);
+        dst += dst_step;
       }
       return;
     }
     CUTE_UNROLL
     for (int i = 0; i < VectorsPerThread; ++i) {
-      int const v = thread + 128 * i;
-      int const row = v / VectorsPerRow, col = v % VectorsPerRow * 4;
-      if (row >= rows_left || col >= cols_left) continue;
-      float const* src = stage + row * Pitch + col;
-      TOut* dst = out + row * ld + col;
-      if (col + 4 <= cols_left) {
-        axpby_store4(dst, *reinterpret_cast<float4 const*>(src), alpha, beta);
-      } else {
-        for (int e = 0; e < cols_left - col; ++e) axpby_store(dst + e, src[e], alpha, beta);
+      int const row = row0 + i * RowsPerPass;
+      float const* s = src + i * RowsPerPass * Pitch;
+      if (row < rows_left && col + 4 <= cols_left) {
+        axpby_store4<ReadC>(dst, *reinterpret_cast<float4 const*>(s), alpha, beta);
+      } else if (row < rows_left) {
+        for (int e = 0; e < cols_left - col; ++e) axpby_store(dst + e, s[e], alpha, beta);
       }
+      dst += dst_step;
     }
   }
 
@@ -95,9 +99,13 @@ struct EpilogueSmemStaged {
     int const rows_left = args.m - m0;
     if (rows_left <= 0) return;  // the whole warp group is past M: no barrier to keep
 
-    typename Mainloop::TiledMma tiled_mma;
-    Tensor tCcC = tiled_mma.get_slice(consumer_thread).partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));  // (MMA,1,1) -> (m,n) in tile
+    // This thread's first fragment element, from the accumulator layout asserted above:
+    // row 16 * warp + lane / 4, column 2 * (lane % 4); the rest are compile-time offsets.
+    int const frag_row = thread / 32 * 16 + thread % 32 / 4;
+    int const frag_col = thread % 4 * 2;
     float* stage = smem.stage[wg];
+    float* row_stage = stage + frag_row * RowPitch + frag_col;  // [row][column] staging
+    float* col_stage = stage + frag_col * ColPitch + frag_row;  // [column][row] staging
     bool const row_major = args.c_stride_n == 1;
 
     // One output-dtype branch per tile; the chunk loop stays rolled so that the code that
@@ -119,24 +127,27 @@ struct EpilogueSmemStaged {
           if (static_chunk != chunk) continue;
           CUTE_UNROLL
           for (int j = 0; j < ChunkCols / 2; j += 2) {
-            int const i = static_chunk * ChunkCols / 2 + j;
-            auto [m, n] = tCcC(i);  // (m, n) and (m, n + 1) within the tile
-            int const ml = m - wg * WgRows, nl = n - static_chunk * ChunkCols;
+            int const i = static_chunk * ChunkCols / 2 + j;  // fragment index 4 * block + 2 * half
+            int const half = j / 2 % 2, block = j / 4;        // row + 8 * half, column + 8 * block
             if (row_major) {
-              *reinterpret_cast<float2*>(stage + ml * RowPitch + nl) = make_float2(accum(i), accum(i + 1));
+              *reinterpret_cast<float2*>(row_stage + half * 8 * RowPitch + block * 8) = make_float2(accum(i), accum(i + 1));
             } else {
-              stage[nl * ColPitch + ml] = accum(i);
-              stage[(nl + 1) * ColPitch + ml] = accum(i + 1);
+              col_stage[block * 8 * ColPitch + half * 8] = accum(i);
+              col_stage[(block * 8 + 1) * ColPitch + half * 8] = accum(i + 1);
             }
           }
         }
         warp_group_barrier(1 + wg);
+        // beta == 0 never reads C; decided here, once per chunk, not per vector.
+        bool const read_c = args.beta != 0.0f;
         if (row_major) {  // chunk rows are rows of C: 64 x 32
-          store_chunk<WgRows, ChunkCols, RowPitch>(stage, c + int64_t(m0) * args.c_stride_m + chunk_n0, args.c_stride_m,
-                                                   rows_left, cols_left, args.alpha, args.beta, thread);
+          TOut* out = c + int64_t(m0) * args.c_stride_m + chunk_n0;
+          if (read_c) store_chunk<WgRows, ChunkCols, RowPitch, true>(stage, out, args.c_stride_m, rows_left, cols_left, args.alpha, args.beta, thread);
+          else store_chunk<WgRows, ChunkCols, RowPitch, false>(stage, out, args.c_stride_m, rows_left, cols_left, args.alpha, args.beta, thread);
         } else {          // chunk rows are columns of C: 32 x 64
-          store_chunk<ChunkCols, WgRows, ColPitch>(stage, c + int64_t(chunk_n0) * args.c_stride_n + m0, args.c_stride_n,
-                                                   cols_left, rows_left, args.alpha, args.beta, thread);
+          TOut* out = c + int64_t(chunk_n0) * args.c_stride_n + m0;
+          if (read_c) store_chunk<ChunkCols, WgRows, ColPitch, true>(stage, out, args.c_stride_n, cols_left, rows_left, args.alpha, args.beta, thread);
+          else store_chunk<ChunkCols, WgRows, ColPitch, false>(stage, out, args.c_stride_n, cols_left, rows_left, args.alpha, args.beta, thread);
         }
       }
     });
