@@ -1,0 +1,404 @@
+// The row operations, as policies for the skeleton in rows_kernel.cuh. Each names its
+// element type, how its per-row statistics combine (row_stats.cuh), and a per-thread state
+// `Thread<N, A>` holding its share of a row (N packs, laid out by access pattern A) in
+// registers:
+//   begin(p, m)                 once per kernel (backward: gamma, zeroed column sums)
+//   load(p, row, load)          fill its fragments through the skeleton's loader
+//   stats(p, row, m)            this thread's partial statistics
+//   apply(p, row, m, s, lead)   write the row's outputs from the whole row's statistics
+//   store_columns(p, slot, m, accumulate)   backward only: this thread's column sums
+// Math is fp32 whatever the element type; divisions and square roots take the fast
+// approximate forms (2 ulp), which keeps IEEE slow paths (and their stack) out of the kernels.
+#pragma once
+
+#include "row_stats.cuh"
+
+namespace ckb::norm {
+
+// --- Parameters, mirrored by `RowParams` in src/launch.rs --------------------------------
+
+enum RowLayout : int32_t { kWarpPerRow = 0, kCtaPerRow = 1 };
+// kSplit is what the host asks for; the launcher runs it as kSplitStats then kSplitApply.
+enum Mode : int32_t { kWhole = 0, kCluster = 1, kSplit = 2, kSplitStats = 3, kSplitApply = 4 };
+enum Flags : int32_t { kVectorized = 1, kLogSoftmax = 2 };
+
+struct RowParams {
+  void const* x;        // T: rows x cols, `in_stride` apart (softmax backward: y)
+  void const* dy;       // T: like x (backward), else null
+  void const* gamma;    // T: cols (layernorm, rmsnorm)
+  void const* beta;     // T: cols (layernorm forward)
+  void* out;            // T: rows x cols, `out_stride` apart (forward y, backward dx)
+  float* mean;          // rows: written by layernorm forward, read by its backward
+  float* rstd;          // rows: likewise, layernorm and rmsnorm
+  float* row_partials;  // split rows: rows x parts x 4 floats of partial statistics
+  float* col_partials;  // backward column sums: arrays x slots x cols
+  void* dgamma;         // T: cols (backward)
+  void* dbeta;          // T: cols (layernorm backward)
+  int64_t rows;
+  int64_t in_stride;    // elements between rows of x and dy
+  int64_t out_stride;   // elements between rows of out
+  int32_t cols;
+  int32_t packs;        // N: 16-byte packs per thread and row operand
+  int32_t threads;      // per CTA
+  int32_t parts;        // CTAs per row: 1, the cluster size, or the split count
+  int32_t slots;        // gridDim.y (CTA layout: at most; the launcher keeps what fits at once)
+  int32_t layout;       // RowLayout
+  int32_t mode;         // Mode
+  int32_t flags;        // Flags
+  float eps;
+  int32_t sm_count;     // the device's, for sizing persistent grids
+};
+static_assert(sizeof(RowParams) == 152, "layout shared with src/launch.rs");
+
+// Register budget: row elements a thread holds per operand (f32: 8 / 4 packs, halves 4 / 2).
+// Forward ops hold one operand; backward ops two, plus gamma and column sums.
+constexpr int kForwardElems = 32;
+constexpr int kBackwardElems = 16;
+
+// Stats of split rows are stored with a 16-byte stride whatever K is.
+constexpr int kPartialFloats = 4;
+
+// The row operands, as ops name them to the loader the skeleton hands to Thread::load:
+// load(input, fragment (PACK,N), fill) fills the fragment with the thread's share of the row.
+enum Input : int { kX = 0, kDy = 1 };
+
+CUTE_DEVICE void const* input_base(RowParams const& p, int input) { return input == kX ? p.x : p.dy; }
+
+template <class T>
+CUTE_DEVICE T const* in_row(void const* base, RowParams const& p, int64_t row) {
+  return static_cast<T const*>(base) + row * p.in_stride;
+}
+template <class T>
+CUTE_DEVICE T* out_row(RowParams const& p, int64_t row) {
+  return static_cast<T*>(p.out) + row * p.out_stride;
+}
+
+// Calls f(j, k) for every element (PACK,N) of a thread's share. Elements past the end of
+// the row hold the fill value of their load; ops pick fills their statistics ignore.
+template <int P, int N, class F>
+CUTE_DEVICE void for_each_elem(F&& f) {
+  CUTE_UNROLL
+  for (int j = 0; j < N; ++j) {
+    CUTE_UNROLL
+    for (int k = 0; k < P; ++k) {
+      f(j, k);
+    }
+  }
+}
+
+// Writes the thread's share of an output row: `fill(j, o)` computes pack j into o (PACK).
+template <int N, class T, int P, Access A, class Fill>
+CUTE_DEVICE void store_row(T* out, PackMap<P, A> const& m, Fill&& fill) {
+  CUTE_UNROLL
+  for (int j = 0; j < N; ++j) {
+    Tensor o = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
+    fill(j, o);
+    store_pack(out, m, j, o);
+  }
+}
+
+// What every op declares: element type, combining rule, register budget, row operands
+// (1: x; 2: x and dy) and column sums (dgamma, dbeta).
+template <class T, class C, bool kFwd, int kIn, int kColumns>
+struct OpTraits {
+  using Element = T;
+  using Combine = C;
+  static constexpr int P = kPackElems<T>;
+  static constexpr int kMaxPacks = (kFwd ? kForwardElems : kBackwardElems) / P;
+  static constexpr bool kForward = kFwd;
+  static constexpr int kInputs = kIn;
+  static constexpr int kColumnArrays = kColumns;
+};
+
+// --- Forward ------------------------------------------------------------------------------
+
+// softmax(x) = exp(x - max) / sum, log_softmax(x) = x - max - log(sum). -inf entries give
+// exactly 0 (-inf); a row of only -inf (max = -inf, sum = 0) gives NaN everywhere, as does a
+// row holding NaN or +inf: the conventions of src/reference.rs.
+template <class T>
+struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
+  using OpTraits<T, MaxSumCombine, true, 1, 0>::P;
+
+  template <int N, Access A>
+  struct Thread {
+    using Map = PackMap<P, A>;
+    RowFrag<T, N> x;  // (PACK,N)
+
+    CUTE_DEVICE void begin(RowParams const&, Map const&) {}
+
+    template <class Load>
+    CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
+      load(kX, x, T(-INFINITY));  // -inf past the row: adds exp(-inf) = 0
+    }
+
+    CUTE_DEVICE Stat<2> stats(RowParams const&, int64_t, Map const&) const {
+      float max = -INFINITY;
+      for_each_elem<P, N>([&](int j, int k) { max = fmaxf(max, float(x(k, j))); });
+      float sum = 0.0f;
+      for_each_elem<P, N>([&](int j, int k) {
+        const float v = float(x(k, j));
+        sum += v == -INFINITY ? 0.0f : exp_fast(v - max);
+      });
+      return {{max, sum}};
+    }
+
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<2> s, bool) const {
+      const float max = s.v[0];
+      const bool log = p.flags & kLogSoftmax;
+      const float scale = log ? logf(s.v[1]) : __fdividef(1.0f, s.v[1]);
+      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+        CUTE_UNROLL
+        for (int k = 0; k < P; ++k) {
+          const float shifted = float(x(k, j)) - max;
+          o(k) = T(log ? shifted - scale : exp_fast(shifted) * scale);
+        }
+      });
+    }
+  };
+};
+
+// y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(biased var + eps); saves mean, rstd.
+// Each thread's mean is taken relative to the row's first element, so a constant row has
+// mean exactly its value, variance exactly 0 and output exactly beta.
+template <class T>
+struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
+  using OpTraits<T, MeanM2Combine, true, 1, 0>::P;
+
+  template <int N, Access A>
+  struct Thread {
+    using Map = PackMap<P, A>;
+    RowFrag<T, N> x;  // (PACK,N)
+    float shift;
+
+    CUTE_DEVICE void begin(RowParams const&, Map const&) {}
+
+    template <class Load>
+    CUTE_DEVICE void load(RowParams const& p, int64_t row, Load&& load) {
+      load(kX, x, T(0.0f));
+      shift = float(in_row<T>(p.x, p, row)[0]);
+    }
+
+    CUTE_DEVICE Stat<3> stats(RowParams const&, int64_t, Map const& m) const {
+      float n = 0.0f, sum = 0.0f;
+      for_each_elem<P, N>([&](int j, int k) {
+        const bool valid = m.valid(j, k);
+        n += valid ? 1.0f : 0.0f;
+        sum += valid ? float(x(k, j)) - shift : 0.0f;
+      });
+      const float mean = n > 0.0f ? shift + __fdividef(sum, n) : 0.0f;
+      float m2 = 0.0f;
+      for_each_elem<P, N>([&](int j, int k) {
+        const float d = m.valid(j, k) ? float(x(k, j)) - mean : 0.0f;
+        m2 += d * d;
+      });
+      return {{n, mean, m2}};
+    }
+
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<3> s, bool lead) const {
+      const float mean = s.v[1];
+      const float rstd = rsqrtf(__fdividef(s.v[2], s.v[0]) + p.eps);
+      if (lead) {
+        p.mean[row] = mean;
+        p.rstd[row] = rstd;
+      }
+      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+        Tensor g = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
+        Tensor b = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
+        load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g, T(0.0f));
+        load_pack<Cache::kKeep>(static_cast<T const*>(p.beta), m, j, b, T(0.0f));
+        CUTE_UNROLL
+        for (int k = 0; k < P; ++k) {
+          o(k) = T(fmaf((float(x(k, j)) - mean) * rstd, float(g(k)), float(b(k))));
+        }
+      });
+    }
+  };
+};
+
+// y = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd.
+template <class T>
+struct RmsNormForward : OpTraits<T, SumCombine<1>, true, 1, 0> {
+  using OpTraits<T, SumCombine<1>, true, 1, 0>::P;
+
+  template <int N, Access A>
+  struct Thread {
+    using Map = PackMap<P, A>;
+    RowFrag<T, N> x;  // (PACK,N)
+
+    CUTE_DEVICE void begin(RowParams const&, Map const&) {}
+
+    template <class Load>
+    CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
+      load(kX, x, T(0.0f));
+    }
+
+    CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, Map const&) const {
+      float sum_sq = 0.0f;  // zero fill: adds 0
+      for_each_elem<P, N>([&](int j, int k) {
+        const float v = float(x(k, j));
+        sum_sq += v * v;
+      });
+      return {{sum_sq}};
+    }
+
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<1> s, bool lead) const {
+      const float rstd = rsqrtf(__fdividef(s.v[0], float(p.cols)) + p.eps);
+      if (lead) {
+        p.rstd[row] = rstd;
+      }
+      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+        Tensor g = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
+        load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g, T(0.0f));
+        CUTE_UNROLL
+        for (int k = 0; k < P; ++k) {
+          o(k) = T(float(x(k, j)) * rstd * float(g(k)));
+        }
+      });
+    }
+  };
+};
+
+// --- Backward -----------------------------------------------------------------------------
+
+// dx = y * (dy - sum(dy * y)), from the forward output y (in p.x) and dy.
+template <class T>
+struct SoftmaxBackward : OpTraits<T, SumCombine<1>, false, 2, 0> {
+  using OpTraits<T, SumCombine<1>, false, 2, 0>::P;
+
+  template <int N, Access A>
+  struct Thread {
+    using Map = PackMap<P, A>;
+    RowFrag<T, N> y;   // (PACK,N)
+    RowFrag<T, N> dy;  // (PACK,N)
+
+    CUTE_DEVICE void begin(RowParams const&, Map const&) {}
+
+    template <class Load>
+    CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
+      load(kX, y, T(0.0f));
+      load(kDy, dy, T(0.0f));
+    }
+
+    CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, Map const&) const {
+      float dot = 0.0f;  // zero fill: adds 0
+      for_each_elem<P, N>([&](int j, int k) { dot += float(dy(k, j)) * float(y(k, j)); });
+      return {{dot}};
+    }
+
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<1> s, bool) const {
+      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+        CUTE_UNROLL
+        for (int k = 0; k < P; ++k) {
+          o(k) = T(float(y(k, j)) * (float(dy(k, j)) - s.v[0]));
+        }
+      });
+    }
+  };
+};
+
+// Per-thread column sums of the norm backward passes, kept in registers across the rows a
+// thread visits and written once per CTA: (PACK,N) per array.
+template <int P, int N, Access A, int kArrays>
+struct ColumnSums {
+  decltype(make_tensor<float>(Shape<Int<P>, Int<N>, Int<kArrays>>{})) acc;  // (PACK,N,ARRAYS)
+
+  CUTE_DEVICE void zero() { clear(acc); }
+
+  // Into col_partials[a][slot][col]; `accumulate` adds to what an earlier warp of the CTA wrote.
+  CUTE_DEVICE void store(RowParams const& p, int slot, PackMap<P, A> const& m, bool accumulate) const {
+    Tensor gSums = make_tensor(make_gmem_ptr(p.col_partials),
+                               make_layout(make_shape(int64_t(p.cols), int64_t(p.slots), Int<kArrays>{}),
+                                           make_stride(Int<1>{}, int64_t(p.cols), int64_t(p.slots) * p.cols)));  // (COLS,SLOTS,ARRAYS)
+    for_each_elem<P, N>([&](int j, int k) {
+      if (m.valid(j, k)) {
+        CUTE_UNROLL
+        for (int a = 0; a < kArrays; ++a) {
+          float& dst = gSums(m.col(j, k), slot, a);
+          dst = accumulate ? dst + acc(k, j, a) : acc(k, j, a);
+        }
+      }
+    });
+  }
+};
+
+// LayerNorm (kCentered) and RMSNorm backward, from the saved statistics. With
+// xhat = (x - mean) * rstd (RMSNorm: mean = 0) and g = dy * gamma:
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))   (RMSNorm: no mean(g) term),
+//   dgamma += dy * xhat, dbeta += dy (LayerNorm only).
+// RMSNorm's usual form rstd * (g - x * rstd^2 * mean(g * x)) is the same expression.
+template <class T, bool kCentered>
+struct NormBackward : OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCentered ? 2 : 1> {
+  using Base = OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCentered ? 2 : 1>;
+  using Base::P;
+  static constexpr int K = Base::Combine::kStats;
+
+  template <int N, Access A>
+  struct Thread {
+    using Map = PackMap<P, A>;
+    RowFrag<T, N> x;      // (PACK,N)
+    RowFrag<T, N> dy;     // (PACK,N)
+    RowFrag<T, N> gamma;  // (PACK,N): the same columns on every row
+    ColumnSums<P, N, A, Base::kColumnArrays> sums;
+    float mean = 0.0f, rstd;
+
+    CUTE_DEVICE float xhat(int j, int k) const { return (float(x(k, j)) - mean) * rstd; }
+    CUTE_DEVICE float g(int j, int k) const { return float(dy(k, j)) * float(gamma(k, j)); }
+
+    CUTE_DEVICE void begin(RowParams const& p, Map const& m) {
+      load_packs<Cache::kKeep>(static_cast<T const*>(p.gamma), m, gamma);
+      sums.zero();
+    }
+
+    template <class Load>
+    CUTE_DEVICE void load(RowParams const& p, int64_t row, Load&& load) {
+      load(kX, x, T(0.0f));
+      load(kDy, dy, T(0.0f));
+      if constexpr (kCentered) {
+        mean = p.mean[row];
+      }
+      rstd = p.rstd[row];
+    }
+
+    // (sum(g * xhat)[, sum(g)]); zero fill: g = 0 adds 0.
+    CUTE_DEVICE Stat<K> stats(RowParams const&, int64_t, Map const&) const {
+      Stat<K> s = Base::Combine::identity();
+      for_each_elem<P, N>([&](int j, int k) {
+        s.v[0] += g(j, k) * xhat(j, k);
+        if constexpr (kCentered) {
+          s.v[1] += g(j, k);
+        }
+      });
+      return s;
+    }
+
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<K> s, bool) {
+      const float inv_n = __fdividef(1.0f, float(p.cols));
+      const float mean_g_xhat = s.v[0] * inv_n;
+      const float mean_g = kCentered ? s.v[K - 1] * inv_n : 0.0f;
+      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+        CUTE_UNROLL
+        for (int k = 0; k < P; ++k) {
+          o(k) = T(rstd * (g(j, k) - mean_g - xhat(j, k) * mean_g_xhat));
+        }
+      });
+      // Past the row, dy = 0: the sums there stay 0 and are never stored.
+      for_each_elem<P, N>([&](int j, int k) {
+        sums.acc(k, j, 0) += float(dy(k, j)) * xhat(j, k);
+        if constexpr (kCentered) {
+          sums.acc(k, j, 1) += float(dy(k, j));
+        }
+      });
+    }
+
+    CUTE_DEVICE void store_columns(RowParams const& p, int slot, Map const& m, bool accumulate) const {
+      sums.store(p, slot, m, accumulate);
+    }
+  };
+};
+
+template <class T>
+using LayerNormBackward = NormBackward<T, true>;
+template <class T>
+using RmsNormBackward = NormBackward<T, false>;
+
+}  // namespace ckb::norm

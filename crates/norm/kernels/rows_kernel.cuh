@@ -1,0 +1,404 @@
+// The skeletons every row operation runs on, and their launchers.
+//
+// A row is held in registers by a group of threads, each with N 16-byte packs of each row
+// operand, while its statistics are reduced; the outputs are then computed from the same
+// registers, so the row is read from memory once (twice for split rows). The variants
+// (src/variants.rs) are configurations of two skeletons sharing the ops, the reductions and
+// the pack maps:
+//   - warp_rows_kernel: a warp per row, 4 rows per CTA, loads straight into registers, shuffles
+//     only. Rows up to 32 * N * PACK elements.
+//   - staged_rows_kernel: a CTA per row part. The part is staged in shared memory, two rows
+//     deep: while a row is reduced and written, the bulk-copy engine (cp.async.bulk, one
+//     thread, completing on an mbarrier) already brings the CTA's next row; unaligned rows
+//     are staged by plain loads instead. The grid is persistent (as many CTAs as fit at once).
+//     Modes:
+//       kWhole:   one CTA per row: shuffles, then the warps through shared memory;
+//       kCluster: `parts` CTAs of a thread-block cluster share a row; their statistics meet
+//                 through distributed shared memory after one cluster barrier;
+//       kSplit:   `parts` independent CTAs per row; a first launch writes each part's
+//                 statistics to global memory, a second folds them and writes the outputs
+//                 (rows longer than a cluster holds).
+// Grid: (parts, slots); rows are strided over the slots, so any row count works.
+#pragma once
+
+#include <cutlass/arch/barrier.h>
+
+#include "row_ops.cuh"
+
+namespace ckb::norm {
+
+constexpr int kMaxThreads = 512;
+constexpr int kWarpRowsPerCta = 4;
+constexpr int kStages = 2;
+
+// Writes a thread's backward column sums for slot `slot`. Warps of a warp-per-row CTA share
+// the CTA's slot and add theirs in warp order; every thread of the CTA must call it.
+template <bool kWarpRows, class Thread, class Map>
+CUTE_DEVICE void store_column_sums(Thread const& th, RowParams const& p, Map const& m) {
+  if constexpr (kWarpRows) {
+    const int warp = threadIdx.x / 32;
+    for (int w = 0; w < kWarpRowsPerCta; ++w) {
+      if (warp == w) {
+        th.store_columns(p, blockIdx.y, m, w > 0);
+      }
+      __syncthreads();
+    }
+  } else {
+    th.store_columns(p, blockIdx.y, m, false);
+  }
+}
+
+template <class Op, int N, bool kVec>
+__global__ void __launch_bounds__(32 * kWarpRowsPerCta, 4)
+    warp_rows_kernel(RowParams const p) {
+  using T = typename Op::Element;
+  using C = typename Op::Combine;
+  constexpr int P = kPackElems<T>;
+  static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
+
+  constexpr Access A = kVec ? Access::kVector : Access::kStrided;
+  const int lane = threadIdx.x % 32;
+  const auto m = pack_map<P, N, A>(p.cols, 0, 32, lane);
+  typename Op::template Thread<N, A> th;
+  th.begin(p, m);
+  for (int64_t row = int64_t(blockIdx.y) * kWarpRowsPerCta + threadIdx.x / 32; row < p.rows;
+       row += int64_t(gridDim.y) * kWarpRowsPerCta) {
+    th.load(p, row, [&](int input, auto& frag, T fill) {
+      load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
+    });
+    const auto s = warp_reduce<C>(th.stats(p, row, m));
+    th.apply(p, row, m, s, lane == 0);
+  }
+  if constexpr (Op::kColumnArrays > 0) {
+    store_column_sums<true>(th, p, m);
+  }
+}
+
+// Turns a CTA's statistics `s` of a row part into the whole row's (cluster and split modes).
+// Returns false when this launch only publishes them (the first pass of a split).
+// `slot` is this row's entry of the CTA's two alternating cluster slots.
+template <class C, int K>
+CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, Stat<K>* slot) {
+  switch (p.mode) {
+    case kCluster: {
+      auto cluster = cooperative_groups::this_cluster();
+      if (threadIdx.x == 0) {
+        *slot = s;
+      }
+      cluster.sync();  // release our slot, acquire the others'
+      s = fold_in_order<C, K>(p.parts, [&](int r) { return *cluster.map_shared_rank(slot, r); });
+      return true;
+    }
+    case kSplitStats: {
+      if (threadIdx.x == 0) {
+        float* dst = p.row_partials + (row * p.parts + blockIdx.x) * kPartialFloats;
+        CUTE_UNROLL
+        for (int i = 0; i < K; ++i) {
+          dst[i] = s.v[i];
+        }
+      }
+      return false;
+    }
+    case kSplitApply: {
+      s = fold_in_order<C, K>(p.parts, [&](int r) {
+        float const* src = p.row_partials + (row * p.parts + r) * kPartialFloats;
+        Stat<K> partial;
+        CUTE_UNROLL
+        for (int i = 0; i < K; ++i) {
+          partial.v[i] = __ldcg(src + i);
+        }
+        return partial;
+      });
+      return true;
+    }
+    default:
+      return true;
+  }
+}
+
+template <class Op, bool kVec>
+__global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams const p) {
+  using T = typename Op::Element;
+  using C = typename Op::Combine;
+  using Barrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr int K = C::kStats;
+  constexpr int P = kPackElems<T>;
+  constexpr int N = Op::kMaxPacks;
+  static_assert(K <= kPartialFloats, "split partials hold at most 4 floats");
+
+  extern __shared__ __align__(128) uint8_t staged_bytes[];
+  __shared__ uint64_t full[kStages];  // stage s holds its row (bulk copies landed)
+  // Two of each, alternated row by row: a slot is rewritten only after another barrier.
+  __shared__ Stat<K> warp_slots[2][kMaxThreads / 32];
+  __shared__ Stat<K> cta_slots[2];
+
+  const int threads = blockDim.x;
+  const int tid = threadIdx.x;
+  const int part_cols = threads * N * P;
+  const int part_begin = blockIdx.x * part_cols;
+  const int part_len = max(0, min(p.cols - part_begin, part_cols));
+  constexpr Access A = kVec ? Access::kVector : Access::kContiguous;
+  const auto m = pack_map<P, N, A>(p.cols, blockIdx.x, threads, tid);
+  Tensor sRows = make_tensor(make_smem_ptr(reinterpret_cast<T*>(staged_bytes)),
+                             make_layout(make_shape(part_cols, Int<Op::kInputs>{}, Int<kStages>{})));  // (PART,INPUTS,STAGES)
+
+  // Brings the CTA's part of `row` into stage `stage`. The stage was last read before the
+  // __syncthreads of the previous row, which every caller has passed.
+  auto stage_row = [&](int64_t row, int stage) {
+    if constexpr (kVec) {
+      if (tid == 0) {
+        const uint32_t bytes = uint32_t(part_len) * sizeof(T);
+        cutlass::arch::fence_view_async_shared();
+        Barrier::arrive_and_expect_tx(&full[stage], bytes * Op::kInputs);
+        if (bytes > 0) {
+          CUTE_UNROLL
+          for (int input = 0; input < Op::kInputs; ++input) {
+            SM90_BULK_COPY_G2S::copy(in_row<T>(input_base(p, input), p, row) + part_begin, &full[stage],
+                                     &sRows(0, input, stage), int32_t(bytes));
+          }
+        }
+      }
+    } else {
+      CUTE_UNROLL
+      for (int input = 0; input < Op::kInputs; ++input) {
+        T const* src = in_row<T>(input_base(p, input), p, row) + part_begin;
+#pragma unroll 4
+        for (int e = tid; e < part_len; e += threads) {
+          sRows(e, input, stage) = src[e];
+        }
+      }
+    }
+  };
+
+  if constexpr (kVec) {
+    if (tid == 0) {
+      CUTE_UNROLL
+      for (int s = 0; s < kStages; ++s) {
+        Barrier::init(&full[s], 1);
+      }
+      cutlass::arch::fence_barrier_init();
+    }
+    __syncthreads();
+  }
+  const int64_t first_row = blockIdx.y, row_step = gridDim.y;
+  if (first_row < p.rows) {
+    stage_row(first_row, 0);
+  }
+  if constexpr (!kVec) {
+    __syncthreads();  // plain stores of the first row are visible
+  }
+
+  typename Op::template Thread<N, A> th;
+  th.begin(p, m);
+  int it = 0;
+  for (int64_t row = first_row; row < p.rows; row += row_step, ++it) {
+    const int stage = it % kStages;
+    if (row + row_step < p.rows) {
+      stage_row(row + row_step, (it + 1) % kStages);
+    }
+    if constexpr (kVec) {
+      Barrier::wait(&full[stage], (it / kStages) % 2);
+    }
+    th.load(p, row, [&](int input, auto& frag, T fill) {
+      CUTE_UNROLL
+      for (int j = 0; j < N; ++j) {
+        load_pack_smem(&sRows(0, input, stage), part_begin, m, j, frag(_, j), fill);
+      }
+    });
+    // Its __syncthreads also orders this row's stage reads before the next row's staging,
+    // and (plain staging) the next row's stores before their reads.
+    Stat<K> s = cta_reduce<C>(th.stats(p, row, m), warp_slots[it % 2]);
+    if (row_stats<C, K>(p, row, s, &cta_slots[it % 2])) {
+      th.apply(p, row, m, s, tid == 0 && blockIdx.x == 0);
+    }
+  }
+  if (p.mode == kCluster) {
+    cooperative_groups::this_cluster().sync();  // no CTA leaves while its slots may be read
+  }
+  if constexpr (Op::kColumnArrays > 0) {
+    if (p.mode != kSplitStats) {
+      store_column_sums<false>(th, p, m);
+    }
+  }
+}
+
+// out_a[col] = sum over slots of col_partials[a][slot][col], in slot order; a < arrays.
+// Block (32, 8): 32 columns, 8 interleaved slot lanes, combined in lane order.
+template <class T>
+__global__ void __launch_bounds__(256) column_sums_kernel(RowParams const p) {
+  __shared__ float lanes[8][33];
+  const int64_t col = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  const int array = blockIdx.y;
+  Tensor gSums = make_tensor(make_gmem_ptr(p.col_partials + int64_t(array) * p.slots * p.cols),
+                             make_layout(make_shape(int64_t(p.cols), int64_t(p.slots)),
+                                         make_stride(Int<1>{}, int64_t(p.cols))));  // (COLS,SLOTS)
+  float acc = 0.0f;
+  if (col < p.cols) {
+    for (int slot = threadIdx.y; slot < p.slots; slot += 8) {
+      acc += gSums(col, slot);
+    }
+  }
+  lanes[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < p.cols) {
+    float total = lanes[0][threadIdx.x];
+    CUTE_UNROLL
+    for (int r = 1; r < 8; ++r) {
+      total += lanes[r][threadIdx.x];
+    }
+    static_cast<T*>(array == 0 ? p.dgamma : p.dbeta)[col] = T(total);
+  }
+}
+
+// --- Launch -------------------------------------------------------------------------------
+
+template <class Op, int N>
+int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
+  const dim3 grid(1, unsigned(p.slots)), block(32 * kWarpRowsPerCta);
+  if (p.flags & kVectorized) {
+    warp_rows_kernel<Op, N, true><<<grid, block, 0, stream>>>(p);
+  } else {
+    warp_rows_kernel<Op, N, false><<<grid, block, 0, stream>>>(p);
+  }
+  return int(cudaGetLastError());
+}
+
+// Launches the staged kernel on a persistent grid: p.slots drops to the row slots that are
+// resident at once (the caller's column-sum pass reads the value back).
+template <class Op, bool kVec>
+int launch_staged(RowParams& p, cudaStream_t stream) {
+  auto* kernel = &staged_rows_kernel<Op, kVec>;
+  const int smem = kStages * Op::kInputs * p.threads * Op::kMaxPacks * kVectorBytes;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err == cudaSuccess && p.mode == kCluster && p.parts > 8) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  }
+  if (err != cudaSuccess) {
+    return int(err);
+  }
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = unsigned(p.parts);
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(p.parts), 1);
+  config.blockDim = dim3(unsigned(p.threads));
+  config.dynamicSmemBytes = size_t(smem);
+  config.stream = stream;
+  config.attrs = p.mode == kCluster ? &cluster : nullptr;
+  config.numAttrs = p.mode == kCluster ? 1 : 0;
+
+  int resident = 0;
+  if (p.mode == kCluster) {
+    err = cudaOccupancyMaxActiveClusters(&resident, kernel, &config);
+  } else {
+    int per_sm = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(smem));
+    resident = int(int64_t(per_sm) * p.sm_count / p.parts);
+  }
+  if (err != cudaSuccess) {
+    return int(err);
+  }
+  p.slots = max(1, min(p.slots, resident));
+  config.gridDim = dim3(unsigned(p.parts), unsigned(p.slots));
+
+  if (p.mode == kSplit) {
+    RowParams stats = p;
+    stats.mode = kSplitStats;
+    err = cudaLaunchKernelEx(&config, kernel, stats);
+    if (err != cudaSuccess) {
+      return int(err);
+    }
+    RowParams apply = p;
+    apply.mode = kSplitApply;
+    return int(cudaLaunchKernelEx(&config, kernel, apply));
+  }
+  return int(cudaLaunchKernelEx(&config, kernel, p));
+}
+
+// Refuses what the kernels would get wrong: a grid that does not cover the row, a layout the
+// mode does not take, a pack count not compiled, a missing buffer.
+template <class Op>
+bool launchable(RowParams const& p) {
+  constexpr int P = kPackElems<typename Op::Element>;
+  const bool warp_rows = p.layout == kWarpPerRow;
+  const int64_t group = warp_rows ? 32 : p.threads;
+  const bool geometry = p.rows >= 1 && p.cols >= 1 && p.threads >= 32 && p.threads % 32 == 0 &&
+                        p.slots >= 1 && p.slots <= 65535 && p.parts >= 1 && p.in_stride >= p.cols &&
+                        p.out_stride >= p.cols && p.sm_count >= 1;
+  const bool covers = int64_t(p.parts) * group * p.packs * P >= p.cols;
+  const bool vectorized =
+      !(p.flags & kVectorized) || (p.cols % P == 0 && p.in_stride % P == 0 && p.out_stride % P == 0);
+  bool layout = false;
+  switch (p.layout) {
+    case kWarpPerRow:
+      layout = p.threads == 32 * kWarpRowsPerCta && p.mode == kWhole && p.parts == 1 &&
+               (p.packs == 1 || p.packs == 2 || p.packs == 4 || p.packs == 8) && p.packs <= Op::kMaxPacks;
+      break;
+    case kCtaPerRow:
+      layout = p.threads <= kMaxThreads && p.packs == Op::kMaxPacks &&
+               ((p.mode == kWhole && p.parts == 1) || (p.mode == kCluster && p.parts >= 2 && p.parts <= 16) ||
+                (p.mode == kSplit && p.parts >= 2 && p.row_partials != nullptr));
+      break;
+    default:
+      break;
+  }
+  const bool sums = Op::kColumnArrays == 0 || p.col_partials != nullptr;
+  return geometry && covers && vectorized && layout && sums;
+}
+
+template <class Op>
+int launch(RowParams params, cudaStream_t stream) {
+  if (!launchable<Op>(params)) {
+    return int(cudaErrorInvalidValue);
+  }
+  int err = int(cudaErrorInvalidValue);
+  if (params.layout == kCtaPerRow) {
+    err = (params.flags & kVectorized) ? launch_staged<Op, true>(params, stream)
+                                       : launch_staged<Op, false>(params, stream);
+  } else {
+    switch (params.packs) {
+      case 1: err = launch_warp_rows<Op, 1>(params, stream); break;
+      case 2: err = launch_warp_rows<Op, 2>(params, stream); break;
+      case 4:
+        if constexpr (Op::kMaxPacks >= 4) {
+          err = launch_warp_rows<Op, 4>(params, stream);
+        }
+        break;
+      case 8:
+        if constexpr (Op::kMaxPacks >= 8) {
+          err = launch_warp_rows<Op, 8>(params, stream);
+        }
+        break;
+      default: break;
+    }
+  }
+  if (err != cudaSuccess) {
+    return err;
+  }
+  if constexpr (Op::kColumnArrays > 0) {
+    const dim3 grid(unsigned((params.cols + 31) / 32), unsigned(Op::kColumnArrays)), block(32, 8);
+    column_sums_kernel<typename Op::Element><<<grid, block, 0, stream>>>(params);
+    err = int(cudaGetLastError());
+  }
+  return err;
+}
+
+}  // namespace ckb::norm
+
+// extern "C" launchers: ckb_norm_<op>_<type>(params, stream) -> cudaError_t.
+#define CKB_NORM_LAUNCHER(NAME, OP, T, TNAME)                                                 \
+  extern "C" int ckb_norm_##NAME##_##TNAME(ckb::norm::RowParams const* p, cudaStream_t s) {  \
+    return ckb::norm::launch<ckb::norm::OP<T>>(*p, s);                                       \
+  }
+
+#define CKB_NORM_FORWARD(T, TNAME)                         \
+  CKB_NORM_LAUNCHER(softmax, SoftmaxForward, T, TNAME)     \
+  CKB_NORM_LAUNCHER(layernorm, LayerNormForward, T, TNAME) \
+  CKB_NORM_LAUNCHER(rmsnorm, RmsNormForward, T, TNAME)
+
+#define CKB_NORM_BACKWARD(T, TNAME)                                  \
+  CKB_NORM_LAUNCHER(softmax_backward, SoftmaxBackward, T, TNAME)     \
+  CKB_NORM_LAUNCHER(layernorm_backward, LayerNormBackward, T, TNAME) \
+  CKB_NORM_LAUNCHER(rmsnorm_backward, RmsNormBackward, T, TNAME)

@@ -1,0 +1,196 @@
+//! Typed problems of this crate, their validation, and their errors.
+
+use ckb_common::{bf16, f16, Element, GpuError};
+
+use crate::reference::Rows;
+
+/// Everything that can go wrong in this crate: bad input, caught before any launch, or a
+/// GPU failure.
+#[derive(Debug, thiserror::Error)]
+pub enum NormError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("{op}: {problem:?} has {what}")]
+    BadShape { op: &'static str, problem: RowsProblem, what: &'static str },
+    #[error("{op}: {what} holds {got} elements, the problem needs {needed}")]
+    BufferTooShort { op: &'static str, what: &'static str, needed: usize, got: usize },
+    #[error("{op}: eps must be finite and >= 0, got {eps}")]
+    BadEps { op: &'static str, eps: f32 },
+    #[error("variant {variant} cannot run {op} on {what}")]
+    VariantMismatch { variant: &'static str, op: &'static str, what: String },
+}
+
+pub type NormResult<T> = Result<T, NormError>;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for super::f16 {}
+    impl Sealed for super::bf16 {}
+}
+
+/// The element types the row kernels are compiled for: f32, f16 and bf16 (math in f32).
+pub trait NormElement: Element + sealed::Sealed {}
+impl NormElement for f32 {}
+impl NormElement for f16 {}
+impl NormElement for bf16 {}
+
+/// The row operations, forward and backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NormOp {
+    Softmax,
+    LogSoftmax,
+    LayerNorm,
+    RmsNorm,
+    SoftmaxBackward,
+    LayerNormBackward,
+    RmsNormBackward,
+}
+
+impl NormOp {
+    pub const ALL: [NormOp; 7] = [
+        NormOp::Softmax,
+        NormOp::LogSoftmax,
+        NormOp::LayerNorm,
+        NormOp::RmsNorm,
+        NormOp::SoftmaxBackward,
+        NormOp::LayerNormBackward,
+        NormOp::RmsNormBackward,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NormOp::Softmax => "softmax",
+            NormOp::LogSoftmax => "log_softmax",
+            NormOp::LayerNorm => "layernorm",
+            NormOp::RmsNorm => "rmsnorm",
+            NormOp::SoftmaxBackward => "softmax_backward",
+            NormOp::LayerNormBackward => "layernorm_backward",
+            NormOp::RmsNormBackward => "rmsnorm_backward",
+        }
+    }
+
+    pub fn is_forward(self) -> bool {
+        matches!(self, NormOp::Softmax | NormOp::LogSoftmax | NormOp::LayerNorm | NormOp::RmsNorm)
+    }
+
+    /// Per-column sums the op produces (dgamma, dbeta): 2, 1 or 0.
+    pub fn column_sums(self) -> usize {
+        match self {
+            NormOp::LayerNormBackward => 2,
+            NormOp::RmsNormBackward => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// The rows one call works on: `rows` rows of `cols` elements along the last axis, row `i`
+/// starting at element `i * row_stride` of every row-shaped input. Outputs are dense
+/// (`rows x cols`), per-row statistics have `rows` values, gamma, beta and their gradients
+/// `cols`: the conventions of [`crate::reference`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowsProblem {
+    pub rows: usize,
+    pub cols: usize,
+    /// Elements from the start of one input row to the next; at least `cols`.
+    pub row_stride: usize,
+}
+
+/// The longest row the kernels index with 32-bit column arithmetic.
+pub const MAX_COLS: usize = 1 << 30;
+
+impl RowsProblem {
+    pub fn new(rows: usize, cols: usize, row_stride: usize) -> RowsProblem {
+        RowsProblem { rows, cols, row_stride }
+    }
+
+    /// Densely packed rows.
+    pub fn dense(rows: usize, cols: usize) -> RowsProblem {
+        RowsProblem::new(rows, cols, cols)
+    }
+
+    /// The same description for the float64 references.
+    pub fn reference_rows(&self) -> Rows {
+        Rows::new(self.rows, self.cols, self.row_stride)
+    }
+
+    /// Elements a row-shaped input must hold: `(rows - 1) * row_stride + cols`.
+    pub fn input_len(&self) -> usize {
+        if self.rows == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.row_stride + self.cols
+        }
+    }
+
+    /// Elements of a dense output: `rows * cols`.
+    pub fn output_len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Fails on a stride below the row length, a row too long for the kernels, or sizes
+    /// beyond what a 64-bit element index addresses.
+    pub fn validate(&self, op: &'static str) -> NormResult<()> {
+        let bad = |what| Err(NormError::BadShape { op, problem: *self, what });
+        if self.row_stride < self.cols {
+            return bad("a row stride below the row length");
+        }
+        if self.cols > MAX_COLS {
+            return bad("rows longer than 2^30 elements");
+        }
+        let fits = |n: Option<usize>| n.is_some_and(|n| n <= i64::MAX as usize);
+        let input = self.rows.checked_sub(1).map_or(Some(0), |r| r.checked_mul(self.row_stride)?.checked_add(self.cols));
+        if !fits(input) || !fits(self.rows.checked_mul(self.cols)) {
+            return bad("more elements than a 64-bit index can address");
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 || self.cols == 0
+    }
+}
+
+/// Fails unless a buffer holds at least `needed` elements.
+pub(crate) fn require_len(op: &'static str, what: &'static str, needed: usize, got: usize) -> NormResult<()> {
+    if got >= needed {
+        Ok(())
+    } else {
+        Err(NormError::BufferTooShort { op, what, needed, got })
+    }
+}
+
+/// Fails unless eps is finite and non-negative.
+pub(crate) fn require_eps(op: &'static str, eps: f32) -> NormResult<()> {
+    if eps.is_finite() && eps >= 0.0 {
+        Ok(())
+    } else {
+        Err(NormError::BadEps { op, eps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_follow_the_reference() {
+        let p = RowsProblem::new(3, 5, 8);
+        assert_eq!(p.input_len(), 2 * 8 + 5);
+        assert_eq!(p.output_len(), 15);
+        assert_eq!(p.input_len(), p.reference_rows().required_len());
+        assert_eq!(RowsProblem::new(0, 5, 5).input_len(), 0);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert!(RowsProblem::new(2, 5, 4).validate("softmax").is_err());
+        assert!(RowsProblem::new(2, MAX_COLS + 1, MAX_COLS + 1).validate("softmax").is_err());
+        assert!(RowsProblem::new(usize::MAX, 2, 2).validate("softmax").is_err());
+        assert!(RowsProblem::new(3, 1, 7).validate("softmax").is_ok());
+        assert!(RowsProblem::new(0, 0, 0).validate("softmax").is_ok());
+        assert!(require_eps("layernorm", -1.0).is_err());
+        assert!(require_eps("layernorm", f32::NAN).is_err());
+        assert!(require_eps("layernorm", 0.0).is_ok());
+    }
+}
