@@ -89,11 +89,7 @@ impl Gpu {
         };
         let driver = std::fs::read_to_string("/proc/driver/nvidia/version")
             .ok()
-            .and_then(|text| {
-                let line = text.lines().next()?.to_string();
-                let idx = line.find("Kernel Module")?;
-                line[idx + "Kernel Module".len()..].split_whitespace().next().map(str::to_string)
-            })
+            .and_then(|text| driver_version_from_proc(&text))
             .unwrap_or(cuda_version);
         Ok(DeviceFacts {
             name: self.ctx.name()?,
@@ -149,6 +145,13 @@ impl Gpu {
         result.result()?;
         Ok(())
     }
+}
+
+/// The driver's version in `/proc/driver/nvidia/version`'s first line ("NVRM version: NVIDIA
+/// UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..."): the first word made
+/// of digits and at least one dot.
+pub fn driver_version_from_proc(text: &str) -> Option<String> {
+    text.lines().next()?.split_whitespace().find(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.')).map(str::to_string)
 }
 
 /// The device address of a buffer, for alignment checks and launchers.

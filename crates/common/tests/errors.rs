@@ -33,3 +33,11 @@ fn misaligned_addresses_are_rejected_with_the_alignment_needed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn driver_version_is_read_from_the_kernel_module_line() {
+    let open = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22)  Thu Oct 30 2025\nGCC version: gcc 12\n";
+    assert_eq!(ckb_common::gpu::driver_version_from_proc(open).as_deref(), Some("580.159.04"));
+    let proprietary = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n";
+    assert_eq!(ckb_common::gpu::driver_version_from_proc(proprietary).as_deref(), Some("550.54.15"));
+}

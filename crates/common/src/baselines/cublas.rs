@@ -175,6 +175,13 @@ pub fn check_fp8_form(spec: &GemmSpec, output: DType) -> GpuResult<ColumnMajorGe
             ),
         });
     }
+    // cuBLASLt's fp8 kernels also need every extent a multiple of 16 (seen on the H100:
+    // 200 x 136 x 96 gave CUBLAS_STATUS_NOT_SUPPORTED at launch, after a heuristic was found).
+    for (extent, value) in [("m", spec.m), ("n", spec.n), ("k", spec.k)] {
+        if value % 16 != 0 {
+            return Err(GpuError::Unsupported { what: WHAT, detail: format!("{extent} = {value}: fp8 needs m, n and k multiples of 16") });
+        }
+    }
     let element_bytes = [("A", spec.lda, 1), ("B", spec.ldb, 1), ("C", spec.ldc, output.size_bytes())];
     for (operand, ld, bytes) in element_bytes {
         if (ld * bytes) % 16 != 0 {
