@@ -131,7 +131,7 @@ fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs)
     if out_code(output).is_err() {
         return Some(format!("it cannot write {output}"));
     }
-    let Some((a_major, b_major)) = variant.majors else { return None };
+    let (a_major, b_major) = variant.majors?;
     let unit = |major: Major, mn_stride: i64, k_stride: i64| match major {
         Major::K => (k_stride == 1).then_some(mn_stride),
         Major::MN => (mn_stride == 1).then_some(k_stride),
@@ -145,7 +145,7 @@ fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs)
     let ldc = if args.c_stride_n == 1 { args.c_stride_m } else { args.c_stride_n };
     let tma_ok = |ld: i64, bytes: usize| ld > 0 && (ld as i128 * bytes as i128) % 16 == 0 && (ld as i128 * bytes as i128) < (1 << 40);
     let in_bytes = input.size_bytes();
-    if args.a % 16 != 0 || args.b % 16 != 0 || args.c % 16 != 0 {
+    if (args.a | args.b | args.c) & 15 != 0 {
         return Some("TMA needs 16-byte-aligned base addresses".into());
     }
     if !tma_ok(lda, in_bytes) || !tma_ok(ldb, in_bytes) || !(ldc == 1 || tma_ok(ldc, output.size_bytes())) {
