@@ -21,6 +21,7 @@ macro_rules! extern_c_entries {
 pub mod cub;
 pub mod cublas;
 pub mod cudnn;
+pub mod cudnn_softmax;
 pub mod naive;
 pub mod spec;
 
