@@ -14,7 +14,7 @@ use ckb_common::{Gpu, GpuError};
 use cudarc::driver::{sys, CudaSlice, DevicePtr, DevicePtrMut};
 
 use crate::launch::{self, check, RowParams, FLAG_LOG_SOFTMAX, FLAG_VECTORIZED};
-use crate::problem::{require_eps, require_len, NormElement, NormOp, NormResult, RowsProblem};
+use crate::problem::{check_buffers, check_eps, Extent, NormElement, NormOp, NormResult, RowsProblem};
 use crate::variants::{sm_count, NormPlan, NormVariant};
 
 /// Device addresses of one call's operands (0 where the op has none).
@@ -29,12 +29,6 @@ struct Operands {
     rstd: u64,
     dgamma: u64,
     dbeta: u64,
-}
-
-/// Validates the problem, then each buffer as (name, elements needed, elements held).
-fn check_buffers(op: NormOp, problem: &RowsProblem, buffers: &[(&'static str, usize, usize)]) -> NormResult<()> {
-    problem.validate(op.name())?;
-    buffers.iter().try_for_each(|&(what, needed, got)| require_len(op.name(), what, needed, got))
 }
 
 /// Runs row operations on one GPU, keeping their scratch memory.
@@ -96,7 +90,7 @@ impl Normalizer {
         x: &impl DevicePtr<T>,
         y: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        check_buffers(op, problem, &[("x", problem.input_len(), x.len()), ("y", problem.output_len(), y.len())])?;
+        check_buffers(op, problem, &[("x", Extent::Rows, x.len()), ("y", Extent::Dense, y.len())])?;
         if problem.is_empty() {
             return Ok(None);
         }
@@ -119,20 +113,19 @@ impl Normalizer {
         mean: &mut impl DevicePtrMut<f32>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        let (rows, cols) = (problem.rows, problem.cols);
         check_buffers(
             NormOp::LayerNorm,
             problem,
             &[
-                ("x", problem.input_len(), x.len()),
-                ("gamma", cols, gamma.len()),
-                ("beta", cols, beta.len()),
-                ("y", problem.output_len(), y.len()),
-                ("mean", rows, mean.len()),
-                ("rstd", rows, rstd.len()),
+                ("x", Extent::Rows, x.len()),
+                ("gamma", Extent::PerColumn, gamma.len()),
+                ("beta", Extent::PerColumn, beta.len()),
+                ("y", Extent::Dense, y.len()),
+                ("mean", Extent::PerRow, mean.len()),
+                ("rstd", Extent::PerRow, rstd.len()),
             ],
         )?;
-        require_eps(NormOp::LayerNorm.name(), eps)?;
+        check_eps(NormOp::LayerNorm.name(), eps)?;
         if problem.cols == 0 {
             // Statistics of empty rows are undefined (the reference's NaN).
             self.fill_nan(mean, problem.rows)?;
@@ -167,13 +160,13 @@ impl Normalizer {
             NormOp::RmsNorm,
             problem,
             &[
-                ("x", problem.input_len(), x.len()),
-                ("gamma", problem.cols, gamma.len()),
-                ("y", problem.output_len(), y.len()),
-                ("rstd", problem.rows, rstd.len()),
+                ("x", Extent::Rows, x.len()),
+                ("gamma", Extent::PerColumn, gamma.len()),
+                ("y", Extent::Dense, y.len()),
+                ("rstd", Extent::PerRow, rstd.len()),
             ],
         )?;
-        require_eps(NormOp::RmsNorm.name(), eps)?;
+        check_eps(NormOp::RmsNorm.name(), eps)?;
         if problem.cols == 0 {
             self.fill_nan(rstd, problem.rows)?;
             return Ok(None);
@@ -199,11 +192,10 @@ impl Normalizer {
         dy: &impl DevicePtr<T>,
         dx: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        let rows_len = problem.input_len();
         check_buffers(
             NormOp::SoftmaxBackward,
             problem,
-            &[("y", rows_len, y.len()), ("dy", rows_len, dy.len()), ("dx", problem.output_len(), dx.len())],
+            &[("y", Extent::Rows, y.len()), ("dy", Extent::Rows, dy.len()), ("dx", Extent::Dense, dx.len())],
         )?;
         if problem.is_empty() {
             return Ok(None);
@@ -229,19 +221,18 @@ impl Normalizer {
         dgamma: &mut impl DevicePtrMut<T>,
         dbeta: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        let (rows, cols, rows_len) = (problem.rows, problem.cols, problem.input_len());
         check_buffers(
             NormOp::LayerNormBackward,
             problem,
             &[
-                ("x", rows_len, x.len()),
-                ("dy", rows_len, dy.len()),
-                ("gamma", cols, gamma.len()),
-                ("mean", rows, mean.len()),
-                ("rstd", rows, rstd.len()),
-                ("dx", problem.output_len(), dx.len()),
-                ("dgamma", cols, dgamma.len()),
-                ("dbeta", cols, dbeta.len()),
+                ("x", Extent::Rows, x.len()),
+                ("dy", Extent::Rows, dy.len()),
+                ("gamma", Extent::PerColumn, gamma.len()),
+                ("mean", Extent::PerRow, mean.len()),
+                ("rstd", Extent::PerRow, rstd.len()),
+                ("dx", Extent::Dense, dx.len()),
+                ("dgamma", Extent::PerColumn, dgamma.len()),
+                ("dbeta", Extent::PerColumn, dbeta.len()),
             ],
         )?;
         if problem.cols == 0 {
@@ -277,17 +268,16 @@ impl Normalizer {
         dx: &mut impl DevicePtrMut<T>,
         dgamma: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        let (cols, rows_len) = (problem.cols, problem.input_len());
         check_buffers(
             NormOp::RmsNormBackward,
             problem,
             &[
-                ("x", rows_len, x.len()),
-                ("dy", rows_len, dy.len()),
-                ("gamma", cols, gamma.len()),
-                ("rstd", problem.rows, rstd.len()),
-                ("dx", problem.output_len(), dx.len()),
-                ("dgamma", cols, dgamma.len()),
+                ("x", Extent::Rows, x.len()),
+                ("dy", Extent::Rows, dy.len()),
+                ("gamma", Extent::PerColumn, gamma.len()),
+                ("rstd", Extent::PerRow, rstd.len()),
+                ("dx", Extent::Dense, dx.len()),
+                ("dgamma", Extent::PerColumn, dgamma.len()),
             ],
         )?;
         if problem.cols == 0 {

@@ -151,17 +151,47 @@ impl RowsProblem {
     }
 }
 
-/// Fails unless a buffer holds at least `needed` elements.
-pub(crate) fn require_len(op: &'static str, what: &'static str, needed: usize, got: usize) -> NormResult<()> {
-    if got >= needed {
-        Ok(())
-    } else {
-        Err(NormError::BufferTooShort { op, what, needed, got })
+/// What a buffer spans, which sets the elements it must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// A row-shaped input, rows `row_stride` apart: [`RowsProblem::input_len`].
+    Rows,
+    /// A dense row-shaped output: [`RowsProblem::output_len`].
+    Dense,
+    /// One value per column (gamma, beta, dgamma, dbeta).
+    PerColumn,
+    /// One value per row (mean, rstd).
+    PerRow,
+}
+
+impl RowsProblem {
+    /// Elements a buffer of this extent must hold.
+    pub fn needed(&self, extent: Extent) -> usize {
+        match extent {
+            Extent::Rows => self.input_len(),
+            Extent::Dense => self.output_len(),
+            Extent::PerColumn => self.cols,
+            Extent::PerRow => self.rows,
+        }
     }
 }
 
+/// Validates the problem, then each buffer, given as (name, extent, elements held): the
+/// checks every call makes before it launches.
+pub fn check_buffers(op: NormOp, problem: &RowsProblem, buffers: &[(&'static str, Extent, usize)]) -> NormResult<()> {
+    problem.validate(op.name())?;
+    buffers.iter().try_for_each(|&(what, extent, got)| {
+        let needed = problem.needed(extent);
+        if got >= needed {
+            Ok(())
+        } else {
+            Err(NormError::BufferTooShort { op: op.name(), what, needed, got })
+        }
+    })
+}
+
 /// Fails unless eps is finite and non-negative.
-pub(crate) fn require_eps(op: &'static str, eps: f32) -> NormResult<()> {
+pub fn check_eps(op: &'static str, eps: f32) -> NormResult<()> {
     if eps.is_finite() && eps >= 0.0 {
         Ok(())
     } else {
@@ -189,8 +219,8 @@ mod tests {
         assert!(RowsProblem::new(usize::MAX, 2, 2).validate("softmax").is_err());
         assert!(RowsProblem::new(3, 1, 7).validate("softmax").is_ok());
         assert!(RowsProblem::new(0, 0, 0).validate("softmax").is_ok());
-        assert!(require_eps("layernorm", -1.0).is_err());
-        assert!(require_eps("layernorm", f32::NAN).is_err());
-        assert!(require_eps("layernorm", 0.0).is_ok());
+        assert!(check_eps("layernorm", -1.0).is_err());
+        assert!(check_eps("layernorm", f32::NAN).is_err());
+        assert!(check_eps("layernorm", 0.0).is_ok());
     }
 }
