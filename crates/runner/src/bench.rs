@@ -21,7 +21,8 @@ pub fn run(device: usize, op: &str, variant: Option<&str>, json: Option<PathBuf>
     let cases: Vec<CaseResult> = match op {
         "elementwise" => crate::ops::elementwise::bench(&gpu, copy_gbs, variant)?,
         "gemm" => crate::ops::gemm::bench(&gpu, variant)?,
-        other => bail!("no bench for {other}: one of elementwise, gemm"),
+        "reduce" => crate::ops::reduce::bench(&gpu, copy_gbs)?,
+        other => bail!("no bench for {other}: one of elementwise, gemm, reduce"),
     };
     let (device, _) = DeviceInfo::read(&gpu)?;
     println!("{op} on {} (copy bandwidth {copy_gbs:.0} GB/s)\n", device.name);

@@ -41,6 +41,15 @@ pub fn find(name: &str) -> Result<GateSpec> {
 }
 
 impl GateSpec {
+    /// The gate's shape set: its own `cases`, or those of the gate named by `cases_from`
+    /// (gates that share a set, at different thresholds).
+    pub fn cases<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        match self.settings.get("cases_from").and_then(|v| v.as_str()) {
+            Some(other) => find(other)?.setting("cases"),
+            None => self.setting("cases"),
+        }
+    }
+
     /// Deserializes one setting (e.g. the `cases` list) into the gate's own type.
     pub fn setting<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T> {
         let value = self.settings.get(key).ok_or_else(|| anyhow!("gate {} has no `{key}` in gates.toml", self.name))?;

@@ -1,6 +1,8 @@
 //! Running a gate: look it up in the table, measure, write the record, say pass or fail.
 
 mod phase1;
+mod phase2;
+mod phase4;
 
 use std::path::Path;
 
@@ -23,6 +25,8 @@ type GateFn = fn(&GateContext, &GateSpec) -> Result<(Vec<CaseResult>, Vec<Check>
 fn implementation(name: &str) -> Option<GateFn> {
     match name {
         "phase1" => Some(phase1::run),
+        "phase2a" | "phase2b" => Some(phase2::run),
+        "phase4a" | "phase4b" => Some(phase4::run),
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod reduce;
 
 /// `2^k` for powers of two, else the number.
 pub fn size_label(n: usize) -> String {
