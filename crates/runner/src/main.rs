@@ -29,9 +29,10 @@ struct Cli {
 enum Command {
     /// Device facts and the measured copy bandwidth.
     Info,
-    /// Run one roadmap gate from gates.toml and write its record.
+    /// Run roadmap gates from gates.toml and write their records.
     Gate {
-        name: String,
+        #[arg(required = true)]
+        names: Vec<String>,
         /// Records go to OUT/<device-slug>/NAME.{json,md,svg}.
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
@@ -66,7 +67,7 @@ fn main() {
     let cli = Cli::parse();
     let result: Result<bool> = (|| match cli.command {
         Command::Info => bench::info(cli.device).map(|_| true),
-        Command::Gate { name, out } => gates::run(cli.device, &name, &out),
+        Command::Gate { names, out } => gates::run(cli.device, &names, &out),
         Command::Bench { op, variant, json } => bench::run(cli.device, &op, variant.as_deref(), json).map(|_| true),
         Command::Fuzz { op, cases, seed } => fuzz::run(cli.device, &op, cases, seed),
     })();

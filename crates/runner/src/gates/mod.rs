@@ -34,33 +34,56 @@ fn implementation(name: &str) -> Option<GateFn> {
 /// Bytes for the copy-bandwidth ceiling: large enough that L2 plays no part.
 const COPY_PROBE_BYTES: usize = 1 << 30;
 
-/// Returns whether the gate passed.
-pub fn run(device: usize, name: &str, out: &Path) -> Result<bool> {
-    let spec = table::find(name)?;
-    let Some(gate) = implementation(name).filter(|_| spec.implemented) else {
-        eprintln!(
-            "gate {name}: the kernels for \"{}\" do not exist yet{}; nothing was measured, no record written",
-            spec.operator,
-            spec.issue.map(|i| format!(" (issue {i})")).unwrap_or_default()
-        );
-        return Ok(false);
-    };
-    if let Some(note) = &spec.note {
-        tracing::info!("gate {name}: {note}");
+/// Runs the named gates in one process; returns whether all passed. Gates that share a
+/// shape set and an implementation (2A and 2B, 4A and 4B) are measured once and scored
+/// against each threshold.
+pub fn run(device: usize, names: &[String], out: &Path) -> Result<bool> {
+    let mut measured: Vec<((usize, String), (Vec<CaseResult>, Vec<Check>))> = Vec::new();
+    let mut context: Option<GateContext> = None;
+    let mut all_passed = true;
+    for name in names {
+        let spec = table::find(name)?;
+        let Some(gate) = implementation(name).filter(|_| spec.implemented) else {
+            eprintln!(
+                "gate {name}: the kernels for \"{}\" do not exist yet{}; nothing was measured, no record written",
+                spec.operator,
+                spec.issue.map(|i| format!(" (issue {i})")).unwrap_or_default()
+            );
+            all_passed = false;
+            continue;
+        };
+        if let Some(note) = &spec.note {
+            tracing::info!("gate {name}: {note}");
+        }
+        tracing::info!("gate {name}: {} ({} >= {:.2})", spec.operator, spec.metric, spec.threshold);
+        if context.is_none() {
+            let gpu = Gpu::new(device)?;
+            let copy_gbs = copy_bandwidth_gbs(&gpu, COPY_PROBE_BYTES)?;
+            tracing::info!("copy bandwidth: {copy_gbs:.0} GB/s");
+            context = Some(GateContext { gpu, copy_gbs });
+        }
+        let ctx = context.as_ref().expect("set above");
+        let key = (gate as usize, spec.settings.get("cases_from").and_then(|v| v.as_str()).unwrap_or(name).to_string());
+        let (cases, checks) = match measured.iter().find(|(k, _)| *k == key) {
+            Some((_, results)) => {
+                tracing::info!("gate {name}: scoring the cases measured for {} in this run", key.1);
+                results.clone()
+            }
+            None => {
+                let results = gate(ctx, &spec)?;
+                measured.push((key, results.clone()));
+                results
+            }
+        };
+        let (device_info, _) = DeviceInfo::read(&ctx.gpu)?;
+        let record = GateRecord::new(&spec, device_info, ctx.copy_gbs, cases, checks);
+        let path = record.write(out)?;
+        println!("{}", record.markdown());
+        println!("record: {}", path.display());
+        if record.dirty {
+            eprintln!("note: built from a tree with uncommitted changes (dirty=true); gate records for the repo come from `cargo xtask bundle --clean-head`");
+        }
+        all_passed &= record.passed;
     }
-    let gpu = Gpu::new(device)?;
-    tracing::info!("gate {name}: {} ({} >= {:.2})", spec.operator, spec.metric, spec.threshold);
-    let copy_gbs = copy_bandwidth_gbs(&gpu, COPY_PROBE_BYTES)?;
-    tracing::info!("copy bandwidth: {copy_gbs:.0} GB/s");
-    let ctx = GateContext { gpu, copy_gbs };
-    let (cases, checks) = gate(&ctx, &spec)?;
-    let (device_info, _) = DeviceInfo::read(&ctx.gpu)?;
-    let record = GateRecord::new(&spec, device_info, copy_gbs, cases, checks);
-    let path = record.write(out)?;
-    println!("{}", record.markdown());
-    println!("record: {}", path.display());
-    if record.dirty {
-        eprintln!("note: built from a tree with uncommitted changes (dirty=true); gate records for the repo come from `cargo xtask bundle --clean-head`");
-    }
-    Ok(record.passed)
+    Ok(all_passed)
 }
