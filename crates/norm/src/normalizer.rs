@@ -303,10 +303,11 @@ impl Normalizer {
     fn launch<T: NormElement>(&mut self, op: NormOp, problem: &RowsProblem, ops: Operands, eps: f32) -> NormResult<NormPlan> {
         let plan = self.plan::<T>(op, problem)?;
         let pack = 16 / T::DTYPE.size_bytes();
-        // 16-byte accesses need every row and parameter to start on a 16-byte boundary.
-        let vectorized = [ops.x, ops.dy, ops.gamma, ops.beta, ops.out].iter().all(|a| a.is_multiple_of(16))
-            && problem.cols.is_multiple_of(pack)
-            && problem.row_stride.is_multiple_of(pack);
+        // 16-byte accesses need every row and parameter to start on a 16-byte boundary
+        // (bit tests: pack and 16 are powers of two; is_multiple_of is newer than our MSRV).
+        let vectorized = [ops.x, ops.dy, ops.gamma, ops.beta, ops.out].iter().all(|a| a & 15 == 0)
+            && problem.cols & (pack - 1) == 0
+            && problem.row_stride & (pack - 1) == 0;
         let stream = self.gpu.stream.clone();
         let row_floats = plan.row_partial_floats(problem.rows);
         if row_floats > 0 && self.row_partials.as_ref().is_none_or(|b| b.len() < row_floats) {

@@ -1,0 +1,555 @@
+//! Every row operation x element type x variant against the float64 references, on the GPU.
+//!
+//! Rows of 1, 7, 33, 1000, 4099, 70000 and 262144 elements, each dense, padded by 8
+//! elements (16-byte accesses where the row allows) and padded by 3 (element accesses);
+//! padding holds NaN, which no kernel may read. Softmax rows hold -inf entries and a row of
+//! only -inf; layernorm a constant row (output exactly beta); rmsnorm a zero row. Outputs
+//! and saved statistics start NaN-poisoned. Bounds: relative Frobenius error below 1e-5 for
+//! f32 (1e-2 for f16/bf16) plus the element-wise bound of `Tolerance`. A variant that cannot
+//! hold a row must refuse it with `NormError::VariantMismatch`; the heuristic never refuses.
+//!
+//! Run with `cargo test -p ckb-norm --test gpu -- --ignored` on a Hopper GPU.
+
+use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
+use ckb_common::{bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, GpuError, Tolerance};
+use ckb_norm::reference;
+use ckb_norm::{
+    layernorm, layernorm_backward, layernorm_backward_with_variant, layernorm_with_variant, log_softmax,
+    log_softmax_with_variant, rmsnorm, rmsnorm_backward, rmsnorm_backward_with_variant, rmsnorm_with_variant, softmax,
+    softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement, NormError, NormPlan,
+    NormResult, NormVariant, Normalizer, RowsProblem, NORM_VARIANTS,
+};
+
+const LENGTHS: [usize; 7] = [1, 7, 33, 1000, 4096 + 3, 70000, 262144];
+const EPS: f32 = 1e-5;
+
+fn gpu() -> Gpu {
+    Gpu::new(0).expect("these tests need a Hopper GPU")
+}
+
+/// What one case did: ran and matched, or was refused by a variant that cannot hold it.
+enum Outcome {
+    Ran,
+    Refused,
+}
+
+/// Err: what went wrong, for the failure list.
+type CaseResult = Result<Outcome, String>;
+
+/// One check: (gpu, variant or the heuristic, problem, seed, element offset of every buffer).
+type Check = fn(&Gpu, Option<NormVariant>, &RowsProblem, u64, usize) -> CaseResult;
+
+/// Calls `$op` (heuristic) or `$with_variant`.
+macro_rules! run {
+    ($gpu:expr, $variant:expr, $op:ident, $with_variant:ident, $problem:expr $(, $arg:expr)* $(,)?) => {
+        match $variant {
+            None => $op($gpu, $problem $(, $arg)*),
+            Some(v) => $with_variant($gpu, v, $problem $(, $arg)*),
+        }
+    };
+}
+
+/// A refusal by a forced variant is an outcome; every other error fails the case.
+fn ran(result: NormResult<Option<NormPlan>>, variant: Option<NormVariant>) -> Result<Option<Outcome>, String> {
+    match result {
+        Ok(Some(_)) => Ok(None),
+        Ok(None) => Err("nothing ran".into()),
+        Err(NormError::VariantMismatch { .. }) if variant.is_some() => Ok(Some(Outcome::Refused)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn tolerance<T: Element>() -> Tolerance {
+    if T::DTYPE == DType::F32 {
+        Tolerance::F32
+    } else {
+        Tolerance::HALF
+    }
+}
+
+/// Statistics are f32 whatever the element type, computed from the same rounded inputs.
+const STATS: Tolerance = Tolerance::F32;
+
+fn expect(what: &str, got: &[f64], want: &[f64], tol: Tolerance) -> Result<(), String> {
+    let c = compare(got, want, tol);
+    if c.passed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: rel err {:.3e}, worst element {:.3e}, max abs {:.3e}, {} NaN/inf mismatches",
+            c.rel_err, c.max_elementwise, c.max_abs_err, c.nan_count
+        ))
+    }
+}
+
+/// A row-shaped input of `offset + input_len` elements: random normal values passed
+/// through `special(row, col, value)`, NaN in the padding between rows and in the offset.
+fn rows_input<T: Element>(problem: &RowsProblem, offset: usize, seed: u64, special: impl Fn(usize, usize, f64) -> f64) -> Vec<T> {
+    let normal: Vec<T> = random::normal(problem.input_len(), seed);
+    let mut host = vec![T::from_f64(f64::NAN); offset + problem.input_len()];
+    for i in 0..problem.rows {
+        for j in 0..problem.cols {
+            let at = i * problem.row_stride + j;
+            host[offset + at] = T::from_f64(special(i, j, normal[at].to_f64()));
+        }
+    }
+    host
+}
+
+/// `offset` NaNs, then `values`.
+fn with_offset<T: Element>(values: Vec<T>, offset: usize) -> Vec<T> {
+    let mut host = vec![T::from_f64(f64::NAN); offset];
+    host.extend(values);
+    host
+}
+
+/// The f64 values a reference sees: the buffer without its offset.
+fn f64s<T: Element>(host: &[T], offset: usize) -> Vec<f64> {
+    to_f64_vec(&host[offset..])
+}
+
+fn upload<T: Element>(gpu: &Gpu, host: &[T]) -> cudarc::driver::CudaSlice<T> {
+    gpu.upload(host).expect("upload")
+}
+
+/// A NaN-poisoned buffer of offset + n elements.
+fn poisoned<T: Element>(gpu: &Gpu, n: usize, offset: usize) -> cudarc::driver::CudaSlice<T> {
+    gpu.poisoned::<T>(offset + n).expect("alloc")
+}
+
+fn download<T: Element>(gpu: &Gpu, buf: &cudarc::driver::CudaSlice<T>, offset: usize) -> Vec<f64> {
+    let host = gpu.download(buf).expect("download");
+    gpu.synchronize().expect("sync");
+    to_f64_vec(&host[offset..])
+}
+
+// --- Forward ------------------------------------------------------------------------------
+
+fn check_softmax<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+    check_softmax_like::<T>(gpu, false, variant, p, seed, off)
+}
+
+fn check_log_softmax<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+    check_softmax_like::<T>(gpu, true, variant, p, seed, off)
+}
+
+/// Row 0 has -inf at every third column, row 1 is all -inf (an all-NaN result).
+fn check_softmax_like<T: NormElement>(
+    gpu: &Gpu,
+    log: bool,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |i, j, v| match (i, j % 3) {
+        (0, 1) | (1, _) => f64::NEG_INFINITY,
+        _ => 2.0 * v,
+    });
+    let x = upload(gpu, &x_host);
+    let mut y = poisoned::<T>(gpu, p.output_len(), off);
+    let (xv, mut yv) = (x.slice(off..), y.slice_mut(off..));
+    let result = if log {
+        run!(gpu, variant, log_softmax, log_softmax_with_variant, p, &xv, &mut yv)
+    } else {
+        run!(gpu, variant, softmax, softmax_with_variant, p, &xv, &mut yv)
+    };
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let xs = f64s(&x_host, off);
+    let want = if log { reference::log_softmax(&xs, p.reference_rows()) } else { reference::softmax(&xs, p.reference_rows()) };
+    expect("y", &download(gpu, &y, off), &want, tolerance::<T>())?;
+    Ok(Outcome::Ran)
+}
+
+/// Row 1 is constant: its output must be exactly beta.
+fn check_layernorm<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |i, _, v| if i == 1 { 0.75 } else { v });
+    let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 1), off);
+    let beta_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
+    let (x, gamma, beta) = (upload(gpu, &x_host), upload(gpu, &gamma_host), upload(gpu, &beta_host));
+    let mut y = poisoned::<T>(gpu, p.output_len(), off);
+    let mut mean = poisoned::<f32>(gpu, p.rows, 0);
+    let mut rstd = poisoned::<f32>(gpu, p.rows, 0);
+    let (xv, gv, bv, mut yv) = (x.slice(off..), gamma.slice(off..), beta.slice(off..), y.slice_mut(off..));
+    let result =
+        run!(gpu, variant, layernorm, layernorm_with_variant, p, &xv, &gv, &bv, EPS, &mut yv, &mut mean, &mut rstd);
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let beta64 = f64s(&beta_host, off);
+    let want = reference::layernorm(&f64s(&x_host, off), p.reference_rows(), &f64s(&gamma_host, off), &beta64, EPS as f64);
+    let got = download(gpu, &y, off);
+    expect("y", &got, &want.y, tolerance::<T>())?;
+    expect("mean", &download(gpu, &mean, 0), &want.mean, STATS)?;
+    expect("rstd", &download(gpu, &rstd, 0), &want.rstd, STATS)?;
+    if p.rows > 1 && got[p.cols..2 * p.cols] != beta64[..] {
+        return Err("the constant row is not exactly beta".into());
+    }
+    Ok(Outcome::Ran)
+}
+
+/// Row 1 is zero: its output must be exactly 0.
+fn check_rmsnorm<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |i, _, v| if i == 1 { 0.0 } else { v });
+    let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 1), off);
+    let (x, gamma) = (upload(gpu, &x_host), upload(gpu, &gamma_host));
+    let mut y = poisoned::<T>(gpu, p.output_len(), off);
+    let mut rstd = poisoned::<f32>(gpu, p.rows, 0);
+    let (xv, gv, mut yv) = (x.slice(off..), gamma.slice(off..), y.slice_mut(off..));
+    let result = run!(gpu, variant, rmsnorm, rmsnorm_with_variant, p, &xv, &gv, EPS, &mut yv, &mut rstd);
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let want = reference::rmsnorm(&f64s(&x_host, off), p.reference_rows(), &f64s(&gamma_host, off), EPS as f64);
+    let got = download(gpu, &y, off);
+    expect("y", &got, &want.y, tolerance::<T>())?;
+    expect("rstd", &download(gpu, &rstd, 0), &want.rstd, STATS)?;
+    if p.rows > 1 && got[p.cols..2 * p.cols].iter().any(|&v| v != 0.0) {
+        return Err("the zero row is not exactly 0".into());
+    }
+    Ok(Outcome::Ran)
+}
+
+// --- Backward -----------------------------------------------------------------------------
+
+/// Column sums add `rows` terms: scale the element-wise bound by sqrt(rows).
+fn column_tolerance<T: Element>(rows: usize) -> Tolerance {
+    tolerance::<T>().with_scale((rows as f64).sqrt())
+}
+
+fn check_softmax_backward<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    // y: a real softmax output, rounded to T, in the problem's strided layout.
+    let logits: Vec<f64> = random::normal::<f32>(p.input_len(), seed).iter().map(|&v| v as f64).collect();
+    let probabilities = reference::softmax(&logits, p.reference_rows());
+    let y_host: Vec<T> = rows_input(p, off, seed, |i, j, _| probabilities[i * p.cols + j]);
+    let dy_host: Vec<T> = rows_input(p, off, seed + 1, |_, _, v| v);
+    let (y, dy) = (upload(gpu, &y_host), upload(gpu, &dy_host));
+    let mut dx = poisoned::<T>(gpu, p.output_len(), off);
+    let (yv, dyv, mut dxv) = (y.slice(off..), dy.slice(off..), dx.slice_mut(off..));
+    let result = run!(gpu, variant, softmax_backward, softmax_backward_with_variant, p, &yv, &dyv, &mut dxv);
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let want = reference::softmax_backward(&f64s(&dy_host, off), &f64s(&y_host, off), p.reference_rows());
+    expect("dx", &download(gpu, &dx, off), &want, tolerance::<T>())?;
+    Ok(Outcome::Ran)
+}
+
+/// Saved statistics as the forward pass hands them over: f32.
+fn as_f32_stats(values: &[f64]) -> (Vec<f32>, Vec<f64>) {
+    let f: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let back = f.iter().map(|&v| v as f64).collect();
+    (f, back)
+}
+
+fn check_layernorm_backward<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |_, _, v| v);
+    let dy_host: Vec<T> = rows_input(p, off, seed + 1, |_, _, v| v);
+    let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
+    let (x64, dy64, gamma64) = (f64s(&x_host, off), f64s(&dy_host, off), f64s(&gamma_host, off));
+    let forward = reference::layernorm(&x64, p.reference_rows(), &gamma64, &vec![0.0; p.cols], EPS as f64);
+    let (mean32, mean64) = as_f32_stats(&forward.mean);
+    let (rstd32, rstd64) = as_f32_stats(&forward.rstd);
+    let (x, dy, gamma) = (upload(gpu, &x_host), upload(gpu, &dy_host), upload(gpu, &gamma_host));
+    let (mean, rstd) = (upload(gpu, &mean32), upload(gpu, &rstd32));
+    let mut dx = poisoned::<T>(gpu, p.output_len(), off);
+    let mut dgamma = poisoned::<T>(gpu, p.cols, off);
+    let mut dbeta = poisoned::<T>(gpu, p.cols, off);
+    let (xv, dyv, gv) = (x.slice(off..), dy.slice(off..), gamma.slice(off..));
+    let (mut dxv, mut dgv, mut dbv) = (dx.slice_mut(off..), dgamma.slice_mut(off..), dbeta.slice_mut(off..));
+    let result = run!(
+        gpu,
+        variant,
+        layernorm_backward,
+        layernorm_backward_with_variant,
+        p,
+        &xv,
+        &dyv,
+        &gv,
+        &mean,
+        &rstd,
+        &mut dxv,
+        &mut dgv,
+        &mut dbv
+    );
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let want = reference::layernorm_backward(&dy64, &x64, p.reference_rows(), &gamma64, &mean64, &rstd64);
+    expect("dx", &download(gpu, &dx, off), &want.dx, tolerance::<T>())?;
+    expect("dgamma", &download(gpu, &dgamma, off), &want.dgamma, column_tolerance::<T>(p.rows))?;
+    expect("dbeta", &download(gpu, &dbeta, off), &want.dbeta, column_tolerance::<T>(p.rows))?;
+    Ok(Outcome::Ran)
+}
+
+fn check_rmsnorm_backward<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |_, _, v| v);
+    let dy_host: Vec<T> = rows_input(p, off, seed + 1, |_, _, v| v);
+    let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
+    let (x64, dy64, gamma64) = (f64s(&x_host, off), f64s(&dy_host, off), f64s(&gamma_host, off));
+    let forward = reference::rmsnorm(&x64, p.reference_rows(), &gamma64, EPS as f64);
+    let (rstd32, rstd64) = as_f32_stats(&forward.rstd);
+    let (x, dy, gamma, rstd) = (upload(gpu, &x_host), upload(gpu, &dy_host), upload(gpu, &gamma_host), upload(gpu, &rstd32));
+    let mut dx = poisoned::<T>(gpu, p.output_len(), off);
+    let mut dgamma = poisoned::<T>(gpu, p.cols, off);
+    let (xv, dyv, gv) = (x.slice(off..), dy.slice(off..), gamma.slice(off..));
+    let (mut dxv, mut dgv) = (dx.slice_mut(off..), dgamma.slice_mut(off..));
+    let result =
+        run!(gpu, variant, rmsnorm_backward, rmsnorm_backward_with_variant, p, &xv, &dyv, &gv, &rstd, &mut dxv, &mut dgv);
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let want = reference::rmsnorm_backward(&dy64, &x64, p.reference_rows(), &gamma64, &rstd64);
+    expect("dx", &download(gpu, &dx, off), &want.dx, tolerance::<T>())?;
+    expect("dgamma", &download(gpu, &dgamma, off), &want.dgamma, column_tolerance::<T>(p.rows))?;
+    Ok(Outcome::Ran)
+}
+
+// --- Sweeps -------------------------------------------------------------------------------
+
+/// The heuristic, then every variant.
+fn variants() -> impl Iterator<Item = Option<NormVariant>> {
+    std::iter::once(None).chain(NORM_VARIANTS.iter().map(|(v, _)| Some(*v)))
+}
+
+/// Dense, padded by 8 (16-byte rows where the length allows) and padded by 3.
+fn layouts(rows: usize, cols: usize) -> [RowsProblem; 3] {
+    [RowsProblem::dense(rows, cols), RowsProblem::new(rows, cols, cols + 8), RowsProblem::new(rows, cols, cols + 3)]
+}
+
+fn label(name: &str, dtype: DType, variant: Option<NormVariant>, p: &RowsProblem, off: usize) -> String {
+    let variant = variant.map_or("heuristic", |v| v.name());
+    format!("{name} {dtype} {variant} rows {} cols {} stride {} offset {off}", p.rows, p.cols, p.row_stride)
+}
+
+/// Runs `check` on `problems` x every variant; returns the failures.
+fn sweep(name: &str, dtype: DType, check: Check, problems: &[RowsProblem], off: usize) -> Vec<String> {
+    let gpu = gpu();
+    let (mut failures, mut ran, mut refused) = (Vec::new(), 0, 0);
+    for (n, problem) in problems.iter().enumerate() {
+        for variant in variants() {
+            match check(&gpu, variant, problem, 1000 + n as u64, off) {
+                Ok(Outcome::Ran) => ran += 1,
+                Ok(Outcome::Refused) => refused += 1,
+                Err(e) => failures.push(format!("{}: {e}", label(name, dtype, variant, problem, off))),
+            }
+        }
+    }
+    println!("{name} {dtype}: {ran} cases ran, {refused} refused by their variant, {} failed", failures.len());
+    failures
+}
+
+/// Every length in every layout, a few rows each.
+fn length_sweep() -> Vec<RowsProblem> {
+    LENGTHS.iter().flat_map(|&cols| layouts(if cols >= 70000 { 3 } else { 5 }, cols)).collect()
+}
+
+/// The three element types of one check, e.g. `checks!(check_softmax)`.
+macro_rules! checks {
+    ($check:ident) => {
+        [(DType::F32, $check::<f32> as Check), (DType::F16, $check::<f16> as Check), (DType::BF16, $check::<bf16> as Check)]
+    };
+}
+
+fn assert_sweep(name: &str, checks: [(DType, Check); 3], problems: &[RowsProblem], off: usize) {
+    let failures: Vec<String> = checks.iter().flat_map(|&(dtype, check)| sweep(name, dtype, check, problems, off)).collect();
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Every op, with its checks for the three element types.
+fn all_ops() -> [(&'static str, [(DType, Check); 3]); 7] {
+    [
+        ("softmax", checks!(check_softmax)),
+        ("log_softmax", checks!(check_log_softmax)),
+        ("layernorm", checks!(check_layernorm)),
+        ("rmsnorm", checks!(check_rmsnorm)),
+        ("softmax_backward", checks!(check_softmax_backward)),
+        ("layernorm_backward", checks!(check_layernorm_backward)),
+        ("rmsnorm_backward", checks!(check_rmsnorm_backward)),
+    ]
+}
+
+/// One test per op over every length and layout: `name => index into all_ops()`.
+macro_rules! length_sweep_tests {
+    ($($test:ident => $op:literal),* $(,)?) => {$(
+        #[test]
+        #[ignore = "needs a GPU"]
+        fn $test() {
+            let (name, checks) = all_ops()[$op];
+            assert_sweep(name, checks, &length_sweep(), 0);
+        }
+    )*};
+}
+
+length_sweep_tests! {
+    softmax_matches_reference => 0,
+    log_softmax_matches_reference => 1,
+    layernorm_matches_reference => 2,
+    rmsnorm_matches_reference => 3,
+    softmax_backward_matches_reference => 4,
+    layernorm_backward_matches_reference => 5,
+    rmsnorm_backward_matches_reference => 6,
+}
+
+/// Views one element past an allocation's start: no 16-byte accesses, whatever the shape.
+#[test]
+#[ignore = "needs a GPU"]
+fn misaligned_views_take_the_element_path() {
+    let problems = [RowsProblem::dense(5, 1024), RowsProblem::dense(5, 4096), RowsProblem::dense(3, 40000)];
+    for (name, checks) in all_ops() {
+        assert_sweep(name, checks, &problems, 1);
+    }
+}
+
+/// Enough rows that every CTA of the persistent staged grid (and every warp slot of the
+/// backward warp kernels) takes several: the two-stage pipeline turns over and column sums
+/// add several rows per slot.
+#[test]
+#[ignore = "needs a GPU"]
+fn many_rows_per_cta() {
+    let problems = [
+        RowsProblem::dense(20000, 256),
+        RowsProblem::new(3000, 4096, 4096 + 8),
+        RowsProblem::dense(600, 20000),
+        RowsProblem::new(600, 20000 + 1, 20000 + 3),
+    ];
+    for (name, checks) in all_ops() {
+        assert_sweep(name, checks, &problems, 0);
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn single_rows_and_empty_problems() {
+    let gpu = gpu();
+    let mut failures = Vec::new();
+    for cols in [1, 8, 1000, 70000] {
+        let p = RowsProblem::dense(1, cols);
+        for variant in variants() {
+            for (name, dtype, check) in [
+                ("softmax", DType::F32, check_softmax::<f32> as Check),
+                ("layernorm", DType::BF16, check_layernorm::<bf16>),
+                ("layernorm_backward", DType::F32, check_layernorm_backward::<f32>),
+            ] {
+                if let Err(e) = check(&gpu, variant, &p, 7, 0) {
+                    failures.push(format!("{}: {e}", label(name, dtype, variant, &p, 0)));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // No rows: nothing runs. Empty rows: undefined statistics are NaN.
+    let x = gpu.zeros::<f32>(8).unwrap();
+    let mut y = gpu.poisoned::<f32>(8).unwrap();
+    assert!(softmax(&gpu, &RowsProblem::dense(0, 8), &x, &mut y).unwrap().is_none());
+    let mut mean = gpu.zeros::<f32>(4).unwrap();
+    let mut rstd = gpu.zeros::<f32>(4).unwrap();
+    let plan = layernorm(&gpu, &RowsProblem::dense(4, 0), &x, &x, &x, EPS, &mut y, &mut mean, &mut rstd).unwrap();
+    assert!(plan.is_none());
+    assert!(gpu.download(&mean).unwrap().iter().chain(&gpu.download(&rstd).unwrap()).all(|v| v.is_nan()));
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn short_buffers_and_bad_eps_are_refused_before_launch() {
+    let gpu = gpu();
+    let p = RowsProblem::new(4, 100, 128);
+    let x = gpu.zeros::<bf16>(p.input_len() - 1).unwrap();
+    let mut y = gpu.zeros::<bf16>(p.output_len()).unwrap();
+    match softmax(&gpu, &p, &x, &mut y) {
+        Err(NormError::BufferTooShort { what: "x", needed, got, .. }) => assert_eq!(needed, got + 1),
+        other => panic!("{other:?}"),
+    }
+    let x = gpu.zeros::<f32>(p.input_len()).unwrap();
+    let gamma = gpu.zeros::<f32>(p.cols).unwrap();
+    let mut y = gpu.zeros::<f32>(p.output_len()).unwrap();
+    let mut rstd = gpu.zeros::<f32>(p.rows).unwrap();
+    let err = rmsnorm(&gpu, &p, &x, &gamma, -1.0, &mut y, &mut rstd).unwrap_err();
+    assert!(matches!(err, NormError::BadEps { .. }), "{err}");
+    let err = softmax_with_variant(&gpu, NormVariant::Warp { packs: 1 }, &RowsProblem::dense(4, 4096), &x, &mut y);
+    assert!(matches!(err, Err(NormError::VariantMismatch { .. })), "{err:?}");
+}
+
+/// The same inputs give the same bits, column sums included.
+#[test]
+#[ignore = "needs a GPU"]
+fn results_are_reproducible() {
+    let gpu = gpu();
+    let p = RowsProblem::dense(3000, 4096);
+    let x = gpu.random_normal::<f32>(p.input_len(), 1).unwrap();
+    let dy = gpu.random_normal::<f32>(p.input_len(), 2).unwrap();
+    let gamma = gpu.random_normal::<f32>(p.cols, 3).unwrap();
+    let beta = gpu.random_normal::<f32>(p.cols, 4).unwrap();
+    let mut normalizer = Normalizer::new(&gpu).unwrap();
+    let run = |normalizer: &mut Normalizer| {
+        let mut y = gpu.zeros::<f32>(p.output_len()).unwrap();
+        let (mut mean, mut rstd) = (gpu.zeros::<f32>(p.rows).unwrap(), gpu.zeros::<f32>(p.rows).unwrap());
+        normalizer.layernorm(&p, &x, &gamma, &beta, EPS, &mut y, &mut mean, &mut rstd).unwrap();
+        let mut dx = gpu.zeros::<f32>(p.output_len()).unwrap();
+        let (mut dgamma, mut dbeta) = (gpu.zeros::<f32>(p.cols).unwrap(), gpu.zeros::<f32>(p.cols).unwrap());
+        normalizer.layernorm_backward(&p, &x, &dy, &gamma, &mean, &rstd, &mut dx, &mut dgamma, &mut dbeta).unwrap();
+        [y, dx, dgamma, dbeta].map(|b| gpu.download(&b).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>())
+    };
+    for variant in [None, Some(NormVariant::Cluster), Some(NormVariant::Split)] {
+        normalizer.force_variant(variant);
+        assert!(run(&mut normalizer) == run(&mut normalizer), "{variant:?} is not reproducible");
+    }
+}
+
+/// cuDNN's softmax, the vendor baseline of the gate, agrees with the reference too.
+#[test]
+#[ignore = "needs a GPU"]
+fn cudnn_softmax_baseline_matches_reference() {
+    let gpu = gpu();
+    fn check<T: Element>(gpu: &Gpu, p: &RowsProblem, log: bool) -> Result<(), String> {
+        let softmax = match CudnnSoftmax::<T>::new(gpu, p.rows, p.cols, p.row_stride, log) {
+            Ok(s) => s,
+            Err(GpuError::LibraryMissing { detail, .. }) => {
+                println!("cuDNN missing, baseline not checked: {detail}");
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let x_host: Vec<T> = rows_input(p, 0, 5, |_, _, v| 2.0 * v);
+        let x = upload(gpu, &x_host);
+        let mut y = poisoned::<T>(gpu, p.output_len(), 0);
+        softmax.run(&x, &mut y).map_err(|e| e.to_string())?;
+        let xs = to_f64_vec(&x_host);
+        let want = if log { reference::log_softmax(&xs, p.reference_rows()) } else { reference::softmax(&xs, p.reference_rows()) };
+        expect("y", &download(gpu, &y, 0), &want, tolerance::<T>())
+    }
+    let mut failures = Vec::new();
+    for p in [RowsProblem::dense(5, 1000), RowsProblem::new(3, 4096, 4100), RowsProblem::dense(2, 70000)] {
+        for log in [false, true] {
+            for (dtype, result) in
+                [(DType::F32, check::<f32>(&gpu, &p, log)), (DType::F16, check::<f16>(&gpu, &p, log)), (DType::BF16, check::<bf16>(&gpu, &p, log))]
+            {
+                if let Err(e) = result {
+                    failures.push(format!("cuDNN {} {dtype} {p:?}: {e}", if log { "log_softmax" } else { "softmax" }));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
