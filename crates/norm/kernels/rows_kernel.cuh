@@ -17,7 +17,7 @@
 //                 through distributed shared memory after one cluster barrier;
 //       kSplit:   `parts` independent CTAs per row; a first launch writes each part's
 //                 statistics to global memory, a second folds them and writes the outputs
-//                 (rows longer than a cluster holds).
+//                 (rows longer than a cluster holds, or clusters the GPU cannot place).
 // Grid: (parts, slots); rows are strided over the slots, so any row count works.
 #pragma once
 
@@ -292,7 +292,17 @@ int launch_staged(RowParams& p, cudaStream_t stream) {
   int resident = 0;
   if (p.mode == kCluster) {
     err = cudaOccupancyMaxActiveClusters(&resident, kernel, &config);
-  } else {
+    if (err == cudaSuccess && resident == 0) {
+      // No GPC can hold the whole cluster at once: run the same parts as a split row.
+      if (p.row_partials == nullptr) {
+        return int(cudaErrorInvalidClusterSize);
+      }
+      p.mode = kSplit;
+      config.attrs = nullptr;
+      config.numAttrs = 0;
+    }
+  }
+  if (p.mode != kCluster) {
     int per_sm = 0;
     err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(smem));
     resident = int(int64_t(per_sm) * p.sm_count / p.parts);

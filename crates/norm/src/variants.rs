@@ -12,7 +12,7 @@
 //! | warp-x4   | warp     | a warp, 4 packs a lane | 512 / 1024             |
 //! | warp-x8   | warp     | a warp, 8 packs a lane (f32 forward only) | 1024 |
 //! | block     | staged   | one CTA of up to 512 threads, row staged in shared memory | 16384 |
-//! | cluster   | staged   | a cluster of 2-16 CTAs, statistics through distributed shared memory | 262144 |
+//! | cluster   | staged   | a cluster of 2-16 CTAs, statistics through distributed shared memory (run as a split where no GPC holds the cluster) | 262144 |
 //! | split     | staged   | 2+ independent CTAs, statistics through global memory, row read twice | any |
 //!
 //! A lane or thread holds 32 row elements in forward ops and 16 (per operand) in backward
@@ -172,9 +172,10 @@ impl NormPlan {
         }
     }
 
-    /// Floats of per-row partial statistics a split needs.
+    /// Floats of per-row partial statistics a split needs (a cluster too: the launcher
+    /// runs its parts as a split when no GPC can hold the whole cluster).
     pub fn row_partial_floats(&self, rows: usize) -> usize {
-        if self.variant == NormVariant::Split {
+        if matches!(self.variant, NormVariant::Split | NormVariant::Cluster) {
             rows * self.parts * crate::launch::PARTIAL_FLOATS
         } else {
             0

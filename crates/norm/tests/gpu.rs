@@ -69,6 +69,11 @@ fn tolerance<T: Element>() -> Tolerance {
 
 /// Statistics are f32 whatever the element type, computed from the same rounded inputs.
 const STATS: Tolerance = Tolerance::F32;
+/// A row mean is taken relative to the row's first element (exact constant rows), so its
+/// error is a rounding of that element's size, not of the mean's: bound it against the
+/// data's scale (1) element by element; near-zero means of long rows make a relative
+/// Frobenius bound meaningless.
+const MEAN: Tolerance = Tolerance { rel_frobenius: 1e-3, elementwise: 1e-5, scale: 1.0 };
 
 fn expect(what: &str, got: &[f64], want: &[f64], tol: Tolerance) -> Result<(), String> {
     let c = compare(got, want, tol);
@@ -182,7 +187,7 @@ fn check_layernorm<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &
     let want = reference::layernorm(&f64s(&x_host, off), p.reference_rows(), &f64s(&gamma_host, off), &beta64, EPS as f64);
     let got = download(gpu, &y, off);
     expect("y", &got, &want.y, tolerance::<T>())?;
-    expect("mean", &download(gpu, &mean, 0), &want.mean, STATS)?;
+    expect("mean", &download(gpu, &mean, 0), &want.mean, MEAN)?;
     expect("rstd", &download(gpu, &rstd, 0), &want.rstd, STATS)?;
     if p.rows > 1 && got[p.cols..2 * p.cols] != beta64[..] {
         return Err("the constant row is not exactly beta".into());
