@@ -492,7 +492,11 @@ fn short_buffers_and_bad_eps_are_refused_before_launch() {
     let mut rstd = gpu.zeros::<f32>(p.rows).unwrap();
     let err = rmsnorm(&gpu, &p, &x, &gamma, -1.0, &mut y, &mut rstd).unwrap_err();
     assert!(matches!(err, NormError::BadEps { .. }), "{err}");
-    let err = softmax_with_variant(&gpu, NormVariant::Warp { packs: 1 }, &RowsProblem::dense(4, 4096), &x, &mut y);
+    // Buffers that fit, a variant that does not: a warp with one pack a lane holds 128 floats.
+    let wide = RowsProblem::dense(4, 4096);
+    let x = gpu.zeros::<f32>(wide.input_len()).unwrap();
+    let mut y = gpu.zeros::<f32>(wide.output_len()).unwrap();
+    let err = softmax_with_variant(&gpu, NormVariant::Warp { packs: 1 }, &wide, &x, &mut y);
     assert!(matches!(err, Err(NormError::VariantMismatch { .. })), "{err:?}");
 }
 
