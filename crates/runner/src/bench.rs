@@ -22,7 +22,8 @@ pub fn run(device: usize, op: &str, variant: Option<&str>, json: Option<PathBuf>
         "elementwise" => crate::ops::elementwise::bench(&gpu, copy_gbs, variant)?,
         "gemm" => crate::ops::gemm::bench(&gpu, variant)?,
         "reduce" => crate::ops::reduce::bench(&gpu, copy_gbs)?,
-        other => bail!("no bench for {other}: one of elementwise, gemm, reduce"),
+        "norm" => crate::ops::norm::bench(&gpu, copy_gbs)?,
+        other => bail!("no bench for {other}: one of elementwise, gemm, reduce, norm"),
     };
     let (device, _) = DeviceInfo::read(&gpu)?;
     println!("{op} on {} (copy bandwidth {copy_gbs:.0} GB/s)\n", device.name);

@@ -73,7 +73,8 @@ pub fn run(device: usize, op: &str, cases: u32, seed: u64) -> Result<bool> {
     let report = match op {
         "gemm" => crate::ops::gemm::fuzz(&gpu, cases, seed, crate::ops::gemm::FuzzScope::AllVariants)?,
         "elementwise" => crate::ops::elementwise::fuzz(&gpu, cases, seed)?,
-        other => bail!("no fuzzer for {other}: one of gemm, elementwise"),
+        "norm" => crate::ops::norm::fuzz(&gpu, cases, seed)?,
+        other => bail!("no fuzzer for {other}: one of gemm, elementwise, norm"),
     };
     println!("fuzz {}: {}", report.op, report.summary());
     Ok(report.passed())

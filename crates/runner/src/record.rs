@@ -74,16 +74,23 @@ pub struct CaseResult {
     pub fraction_of_copy: Option<f64>,
     pub correct: bool,
     pub rel_err: f64,
+    /// A vendor library's time for the same op where the gate's baseline is a roofline
+    /// (cuDNN's softmax beside the copy), reported, not scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_us: Option<f64>,
 }
 
 /// The per-case Markdown table shared by records and benches.
 pub fn cases_table(cases: &[CaseResult]) -> String {
-    let mut md = String::from("| case | variant | ours (us) | baseline (us) | ratio | TFLOP/s | GB/s | of copy | correct | rel. error |\n");
-    md += "|---|---|---:|---:|---:|---:|---:|---:|:---:|---:|\n";
+    let vendor = cases.iter().any(|c| c.vendor_us.is_some());
+    let mut md = String::from("| case | variant | ours (us) | baseline (us) | ratio | TFLOP/s | GB/s | of copy | correct | rel. error |");
+    md += if vendor { " vendor (us) | speedup vs vendor |\n" } else { "\n" };
+    md += "|---|---|---:|---:|---:|---:|---:|---:|:---:|---:|";
+    md += if vendor { "---:|---:|\n" } else { "\n" };
     let opt = |v: Option<f64>, digits: usize| v.map(|x| format!("{x:.digits$}")).unwrap_or_default();
     for c in cases {
         md += &format!(
-            "| {} | {} | {:.1} | {} | {:.3} | {} | {} | {} | {} | {:.1e} |\n",
+            "| {} | {} | {:.1} | {} | {:.3} | {} | {} | {} | {} | {:.1e} |",
             c.name,
             c.variant,
             c.ours_us,
@@ -95,6 +102,10 @@ pub fn cases_table(cases: &[CaseResult]) -> String {
             if c.correct { "yes" } else { "**no**" },
             c.rel_err
         );
+        if vendor {
+            md += &format!(" {} | {} |", opt(c.vendor_us, 1), opt(c.vendor_us.map(|v| v / c.ours_us), 3));
+        }
+        md += "\n";
     }
     md
 }

@@ -3,6 +3,7 @@
 mod phase1;
 mod phase2;
 mod phase4;
+mod phase5;
 
 use std::path::Path;
 
@@ -27,6 +28,7 @@ fn implementation(name: &str) -> Option<GateFn> {
         "phase1" => Some(phase1::run),
         "phase2a" | "phase2b" => Some(phase2::run),
         "phase4a" | "phase4b" => Some(phase4::run),
+        "phase5-norm" => Some(phase5::run),
         _ => None,
     }
 }

@@ -72,6 +72,7 @@ pub fn streaming_case(name: String, variant: &str, bytes: usize, ours_us: f64, c
         fraction_of_copy: Some(gbs / ceiling_gbs),
         correct: check.passed,
         rel_err: check.rel_err,
+        vendor_us: None,
     }
 }
 

@@ -137,6 +137,7 @@ pub fn measure<T: GemmInput + GemmOutput>(gpu: &Gpu, cublas: &Cublas, p: &GemmPr
         fraction_of_copy: None,
         correct: check.passed,
         rel_err: check.rel_err,
+        vendor_us: None,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod norm;
 pub mod reduce;
 
 /// `2^k` for powers of two, else the number.

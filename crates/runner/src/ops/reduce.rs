@@ -83,6 +83,7 @@ fn case_result(name: String, variant: String, bytes: usize, ours_us: f64, baseli
         fraction_of_copy: Some(gbs / copy_gbs),
         correct: check.passed,
         rel_err: check.rel_err,
+        vendor_us: None,
     }
 }
 
