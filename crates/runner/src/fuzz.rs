@@ -74,7 +74,8 @@ pub fn run(device: usize, op: &str, cases: u32, seed: u64) -> Result<bool> {
         "gemm" => crate::ops::gemm::fuzz(&gpu, cases, seed, crate::ops::gemm::FuzzScope::AllVariants)?,
         "elementwise" => crate::ops::elementwise::fuzz(&gpu, cases, seed)?,
         "norm" => crate::ops::norm::fuzz(&gpu, cases, seed)?,
-        other => bail!("no fuzzer for {other}: one of gemm, elementwise, norm"),
+        "reduce" => crate::ops::reduce::fuzz(&gpu, cases, seed)?,
+        other => bail!("no fuzzer for {other}: one of gemm, elementwise, norm, reduce"),
     };
     println!("fuzz {}: {}", report.op, report.summary());
     Ok(report.passed())

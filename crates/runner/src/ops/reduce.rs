@@ -160,3 +160,80 @@ pub fn bench(gpu: &Gpu, copy_gbs: f64) -> Result<Vec<CaseResult>> {
     progress.finish();
     Ok(rows)
 }
+
+#[derive(Debug, Clone)]
+struct FuzzCase {
+    /// 0..6: ReduceOp::ALL, 6: argmax, 7: argmin.
+    op: usize,
+    dtype: usize,
+    shape: Vec<usize>,
+    /// None: the whole tensor; Some(a): along axis a.
+    axis: Option<usize>,
+    offset: usize,
+}
+
+/// Random ops, dtypes, 1-3-D shapes, axes and view offsets against the CPU reference
+/// (f32 outputs; argmax/argmin must name the same first index).
+pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<crate::fuzz::FuzzReport> {
+    use proptest::prelude::*;
+    let shapes = prop_oneof![
+        (1usize..3_000_000).prop_map(|n| vec![n]),
+        (1usize..3000, 1usize..3000).prop_map(|(a, b)| vec![a, b]),
+        (1usize..64, 1usize..300, 1usize..300).prop_map(|(a, b, c)| vec![a, b, c]),
+    ];
+    let strategy = (0..8usize, 0..3usize, shapes, any::<Option<prop::sample::Index>>(), 0usize..8).prop_map(|(op, dtype, shape, axis, offset)| {
+        let axis = axis.map(|i| i.index(shape.len()));
+        FuzzCase { op, dtype, shape, axis, offset }
+    });
+    let mut reducer = Reducer::new(gpu)?;
+    let reducer = std::cell::RefCell::new(&mut reducer);
+    Ok(crate::fuzz::fuzz_with("reduce", cases, seed, strategy, |c| {
+        let mut r = reducer.borrow_mut();
+        let outcome = match c.dtype {
+            0 => fuzz_one::<f32>(gpu, &mut r, c),
+            1 => fuzz_one::<bf16>(gpu, &mut r, c),
+            _ => fuzz_one::<ckb_common::f16>(gpu, &mut r, c),
+        };
+        outcome.map_err(|e| format!("{e:#}"))
+    }))
+}
+
+fn fuzz_one<T: EwElement>(gpu: &Gpu, reducer: &mut Reducer, c: &FuzzCase) -> Result<()>
+where
+    f32: ReduceOutput<T>,
+{
+    let n: usize = c.shape.iter().product();
+    let x = gpu.random_normal::<T>(n + c.offset, n as u64)?;
+    let view = x.slice(c.offset..);
+    let host = to_f64_vec(&gpu.download(&view)?);
+    let (shape, axis) = match c.axis {
+        Some(a) => (c.shape.clone(), a),
+        None => (vec![n], 0),
+    };
+    let outputs = n / shape[axis];
+    let strided = cpu::StridedView::contiguous(&host, &shape)?;
+    if c.op < 6 {
+        let op = ReduceOp::ALL[c.op];
+        let mut out = gpu.poisoned::<f32>(outputs)?;
+        reducer.reduce_axis(op, &view, &shape, axis, &mut out)?;
+        let want = cpu::reduce_axis(op, &strided, axis)?;
+        let got = check(gpu, &out, &want, tolerance(op, shape[axis]))?;
+        if !got.passed {
+            bail!("{} {} {shape:?} axis {axis}: rel err {:.2e}, worst {:.2e}, {} NaN", op.name(), T::DTYPE, got.rel_err, got.max_elementwise, got.nan_count);
+        }
+    } else {
+        let op = if c.op == 6 { ckb_reduce::ArgOp::ArgMax } else { ckb_reduce::ArgOp::ArgMin };
+        let mut values = gpu.poisoned::<f32>(outputs)?;
+        let mut indices = gpu.stream.alloc_zeros::<i64>(outputs)?;
+        reducer.arg_reduce_axis(op, &view, &shape, axis, &mut values, &mut indices)?;
+        let want = cpu::arg_reduce_axis(op, &strided, axis)?;
+        let got_idx = gpu.stream.clone_dtoh(&indices)?;
+        let got_val = to_f64_vec(&gpu.download(&values)?);
+        for (j, w) in want.iter().enumerate() {
+            if got_idx[j] != w.index as i64 || got_val[j] != w.value {
+                bail!("{} {} {shape:?} axis {axis} output {j}: got ({}, {}), want ({}, {})", op.name(), T::DTYPE, got_idx[j], got_val[j], w.index, w.value);
+            }
+        }
+    }
+    Ok(())
+}
