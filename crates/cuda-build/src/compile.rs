@@ -204,26 +204,37 @@ impl KernelLibrary {
         let stale: Vec<(&PathBuf, &PathBuf)> =
             self.sources.iter().zip(&objects).filter(|(src, obj)| !is_fresh(src, obj, &flags_hash)).collect();
         let queue = Mutex::new(stale.iter().copied());
-        let worker = || {
-            while let Some((src, obj)) = { let next = queue.lock().unwrap().next(); next } {
-                if let Err(msg) = compile_one(toolchain, &args, src, obj, &flags_hash) {
-                    failures.lock().unwrap().push(msg);
-                }
+        let next = || queue.lock().unwrap().next();
+        let compile = |(src, obj): (&PathBuf, &PathBuf)| {
+            if let Err(msg) = compile_one(toolchain, &args, src, obj, &flags_hash) {
+                failures.lock().unwrap().push(msg);
             }
         };
-        // The build script's implicit token runs one compile at a time on this thread; extra
-        // workers run only on tokens free right now. A blocking acquire would deadlock when
-        // every token is held by build scripts that are all waiting for one more.
+        // The build script's implicit token runs one compile at a time on this thread. Helper
+        // threads compile only while they hold a token they found free, polling for one
+        // between files: a blocking acquire would deadlock when every token is held by build
+        // scripts that are all waiting for one more.
+        let helpers = stale.len().saturating_sub(1).min(std::thread::available_parallelism().map_or(1, |n| n.get()));
         std::thread::scope(|scope| {
-            for _ in 1..stale.len() {
-                let Some(token) = jobs.as_ref().and_then(|c| c.try_acquire().ok().flatten()) else { break };
-                let worker = &worker;
-                scope.spawn(move || {
-                    let _token = token;
-                    worker();
-                });
+            if let Some(jobs) = jobs.as_ref() {
+                for _ in 0..helpers {
+                    scope.spawn(|| loop {
+                        if queue.lock().unwrap().len() == 0 {
+                            return;
+                        }
+                        match jobs.try_acquire() {
+                            Ok(Some(_token)) => match next() {
+                                Some(job) => compile(job),
+                                None => return,
+                            },
+                            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+                        }
+                    });
+                }
             }
-            worker();
+            while let Some(job) = next() {
+                compile(job);
+            }
         });
         let failures = failures.into_inner().unwrap();
         if !failures.is_empty() {
