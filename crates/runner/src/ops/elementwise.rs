@@ -97,8 +97,73 @@ pub fn bench(gpu: &Gpu, copy_gbs: f64, variant: Option<&str>) -> Result<Vec<Case
             rows.push(measure_binary::<bf16>(gpu, copy_gbs, op, n, variant)?);
             rows.push(measure_binary::<f16>(gpu, copy_gbs, op, n, variant)?);
         }
+        rows.push(measure_unary::<f32, f32>(gpu, copy_gbs, Unary::Axpy, n)?);
+        rows.push(measure_unary::<bf16, bf16>(gpu, copy_gbs, Unary::Axpy, n)?);
+        rows.push(measure_unary::<f32, f32>(gpu, copy_gbs, Unary::Scale, n)?);
+        rows.push(measure_unary::<bf16, bf16>(gpu, copy_gbs, Unary::Scale, n)?);
+        rows.push(measure_unary::<f32, bf16>(gpu, copy_gbs, Unary::Cast, n)?);
+        rows.push(measure_unary::<bf16, f32>(gpu, copy_gbs, Unary::Cast, n)?);
+        rows.push(measure_unary::<f32, f16>(gpu, copy_gbs, Unary::Cast, n)?);
+        rows.push(measure_unary::<f32, f32>(gpu, copy_gbs, Unary::BiasAdd, n)?);
+        rows.push(measure_unary::<bf16, bf16>(gpu, copy_gbs, Unary::BiasAdd, n)?);
     }
     Ok(rows)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Unary {
+    /// y = 0.75 x + y
+    Axpy,
+    /// y = 0.75 x
+    Scale,
+    /// y = x as D
+    Cast,
+    /// y[i, j] = x[i, j] + bias[j], rows of 4096
+    BiasAdd,
+}
+
+/// The one-input ops: checked against the reference (rounded to D), then timed against a
+/// copy of the bytes they must move.
+fn measure_unary<S: EwElement, D: EwElement>(gpu: &Gpu, copy_gbs: f64, op: Unary, n: usize) -> Result<CaseResult> {
+    const ALPHA: f32 = 0.75;
+    const ROW: usize = 4096;
+    let x = gpu.random_normal::<S>(n, 3)?;
+    let hx = to_f64_vec(&gpu.download(&x)?);
+    let mut y = gpu.random_normal::<D>(n, 4)?;
+    let hy = to_f64_vec(&gpu.download(&y)?);
+    let bias = gpu.random_normal::<D>(ROW, 5)?;
+    let hb = to_f64_vec(&gpu.download(&bias)?);
+    // The same input in the output type, for the ops that take one type.
+    let xd = gpu.upload(&hx.iter().map(|&v| D::from_f64(v)).collect::<Vec<D>>())?;
+    let run = |y: &mut cudarc::driver::CudaSlice<D>| -> ckb_reduce::ReduceResult<()> {
+        match op {
+            Unary::Axpy => ew::axpy(gpu, ALPHA, &xd, y),
+            Unary::Scale => ew::scale(gpu, ALPHA, &xd, y),
+            Unary::Cast => ew::cast(gpu, &x, y),
+            Unary::BiasAdd => ew::bias_add(gpu, n / ROW, ROW, &xd, &bias, y),
+        }
+    };
+    run(&mut y)?;
+    let exact: Vec<f64> = match op {
+        Unary::Axpy => hx.iter().zip(&hy).map(|(a, b)| f64::from(ALPHA) * D::from_f64(*a).to_f64() + b).collect(),
+        Unary::Scale => hx.iter().map(|a| f64::from(ALPHA) * D::from_f64(*a).to_f64()).collect(),
+        Unary::Cast => hx.clone(),
+        Unary::BiasAdd => hx.iter().enumerate().map(|(i, a)| D::from_f64(*a).to_f64() + hb[i % ROW]).collect(),
+    };
+    let reference: Vec<f64> = exact.into_iter().map(|v| D::from_f64(v).to_f64()).collect();
+    let check = compare(&to_f64_vec(&gpu.download(&y)?), &reference, tolerance(D::DTYPE));
+    let (s, d) = (S::DTYPE.size_bytes(), D::DTYPE.size_bytes());
+    let bytes = match op {
+        Unary::Axpy => 3 * n * d,
+        Unary::Scale | Unary::BiasAdd => 2 * n * d,
+        Unary::Cast => n * (s + d),
+    };
+    let (ours, copy) = time_against_copy(gpu, bytes, &mut |_| run(&mut y).map_err(into_gpu_error))?;
+    let name = match op {
+        Unary::Cast => format!("cast {}->{} n={}", S::DTYPE, D::DTYPE, size_label(n)),
+        other => format!("{} {} n={}", format!("{other:?}").to_lowercase(), D::DTYPE, size_label(n)),
+    };
+    Ok(streaming_case(name, EwVariant::default().name, bytes, ours, copy, copy_gbs, check))
 }
 
 /// Random ops, dtypes, lengths and misaligned views against the CPU reference.
