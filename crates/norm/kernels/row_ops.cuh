@@ -158,8 +158,10 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
 };
 
 // y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(biased var + eps); saves mean, rstd.
-// Each thread's mean is taken relative to the row's first element, so a constant row has
-// mean exactly its value, variance exactly 0 and output exactly beta.
+// Each thread's mean is taken relative to its own first element (already in a register: no
+// global load on the row's critical path), so a constant row gives every thread mean exactly
+// its value and M2 exactly 0; Chan's merge of equal means is exact, so the row keeps mean ==
+// its value, variance 0 and output exactly beta.
 template <class T>
 struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
   using OpTraits<T, MeanM2Combine, true, 1, 0>::P;
@@ -168,17 +170,18 @@ struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
   struct Thread {
     using Map = PackMap<P, A>;
     RowFrag<T, N> x;  // (PACK,N)
-    float shift;
 
     CUTE_DEVICE void begin(RowParams const&, Map const&) {}
 
     template <class Load>
-    CUTE_DEVICE void load(RowParams const& p, int64_t row, Load&& load) {
+    CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
       load(kX, x, T(0.0f));
-      shift = float(in_row<T>(p.x, p, row)[0]);
     }
 
     CUTE_DEVICE Stat<3> stats(RowParams const&, int64_t, Map const& m) const {
+      // Element (0, 0) is the thread's first column; if it lies past the row, so do the
+      // others, and n = 0 makes the shift irrelevant.
+      const float shift = float(x(0, 0));
       float n = 0.0f, sum = 0.0f;
       for_each_elem<P, N>([&](int j, int k) {
         const bool valid = m.valid(j, k);

@@ -7,10 +7,13 @@
 // the pack maps:
 //   - warp_rows_kernel: a warp per row, 4 rows per CTA, loads straight into registers, shuffles
 //     only. Rows up to 32 * N * PACK elements.
-//   - staged_rows_kernel: a CTA per row part. The part is staged in shared memory, two rows
-//     deep: while a row is reduced and written, the bulk-copy engine (cp.async.bulk, one
-//     thread, completing on an mbarrier) already brings the CTA's next row; unaligned rows
-//     are staged by plain loads instead. The grid is persistent (as many CTAs as fit at once).
+//   - staged_rows_kernel: a CTA per row part. The part is staged in shared memory, 2 to
+//     kMaxStages rows deep: while a row is reduced and written, the bulk-copy engine
+//     (cp.async.bulk, one thread, completing on an mbarrier) already brings the CTA's next
+//     rows; unaligned rows are staged by plain loads instead. The launcher picks the depth
+//     from the shared memory left at the CTA's occupancy: a long-row CTA that sits alone on
+//     its SM needs several rows in flight to cover the memory latency. The grid is
+//     persistent (as many CTAs as fit at once).
 //     Modes:
 //       kWhole:   one CTA per row: shuffles, then the warps through shared memory;
 //       kCluster: `parts` CTAs of a thread-block cluster share a row; their statistics meet
@@ -21,6 +24,8 @@
 // Grid: (parts, slots); rows are strided over the slots, so any row count works.
 #pragma once
 
+#include <cstdlib>
+
 #include <cutlass/arch/barrier.h>
 
 #include "row_ops.cuh"
@@ -29,7 +34,8 @@ namespace ckb::norm {
 
 constexpr int kMaxThreads = 512;
 constexpr int kWarpRowsPerCta = 4;
-constexpr int kStages = 2;
+constexpr int kMinStages = 2;
+constexpr int kMaxStages = 4;
 
 // Writes a thread's backward column sums for slot `slot`. Warps of a warp-per-row CTA share
 // the CTA's slot and add theirs in warp order; every thread of the CTA must call it.
@@ -117,7 +123,7 @@ CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, Stat<K>*
 }
 
 template <class Op, bool kVec>
-__global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams const p) {
+__global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams const p, int const stages) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
@@ -127,7 +133,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams c
   static_assert(K <= kPartialFloats, "split partials hold at most 4 floats");
 
   extern __shared__ __align__(128) uint8_t staged_bytes[];
-  __shared__ uint64_t full[kStages];  // stage s holds its row (bulk copies landed)
+  __shared__ uint64_t full[kMaxStages];  // stage s holds its row (bulk copies landed)
   // Two of each, alternated row by row: a slot is rewritten only after another barrier.
   __shared__ Stat<K> warp_slots[2][kMaxThreads / 32];
   __shared__ Stat<K> cta_slots[2];
@@ -140,10 +146,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams c
   constexpr Access A = kVec ? Access::kVector : Access::kContiguous;
   const auto m = pack_map<P, N, A>(p.cols, blockIdx.x, threads, tid);
   Tensor sRows = make_tensor(make_smem_ptr(reinterpret_cast<T*>(staged_bytes)),
-                             make_layout(make_shape(part_cols, Int<Op::kInputs>{}, Int<kStages>{})));  // (PART,INPUTS,STAGES)
+                             make_layout(make_shape(part_cols, Int<Op::kInputs>{}, stages)));  // (PART,INPUTS,STAGES)
 
   // Brings the CTA's part of `row` into stage `stage`. The stage was last read before the
-  // __syncthreads of the previous row, which every caller has passed.
+  // __syncthreads of the previous row, which every caller has passed (the prologue fills
+  // stages never read yet).
   auto stage_row = [&](int64_t row, int stage) {
     if constexpr (kVec) {
       if (tid == 0) {
@@ -172,8 +179,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams c
 
   if constexpr (kVec) {
     if (tid == 0) {
-      CUTE_UNROLL
-      for (int s = 0; s < kStages; ++s) {
+      for (int s = 0; s < stages; ++s) {
         Barrier::init(&full[s], 1);
       }
       cutlass::arch::fence_barrier_init();
@@ -181,8 +187,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams c
     __syncthreads();
   }
   const int64_t first_row = blockIdx.y, row_step = gridDim.y;
-  if (first_row < p.rows) {
-    stage_row(first_row, 0);
+  // The prologue stages the first stages - 1 rows; each iteration stages one more.
+  for (int s = 0; s + 1 < stages && first_row + s * row_step < p.rows; ++s) {
+    stage_row(first_row + s * row_step, s);
   }
   if constexpr (!kVec) {
     __syncthreads();  // plain stores of the first row are visible
@@ -192,12 +199,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams c
   th.begin(p, m);
   int it = 0;
   for (int64_t row = first_row; row < p.rows; row += row_step, ++it) {
-    const int stage = it % kStages;
-    if (row + row_step < p.rows) {
-      stage_row(row + row_step, (it + 1) % kStages);
+    const int stage = it % stages;
+    const int64_t ahead = row + int64_t(stages - 1) * row_step;
+    if (ahead < p.rows) {
+      stage_row(ahead, (it + stages - 1) % stages);
     }
     if constexpr (kVec) {
-      Barrier::wait(&full[stage], (it / kStages) % 2);
+      Barrier::wait(&full[stage], (it / stages) % 2);
     }
     th.load(p, row, [&](int input, auto& frag, T fill) {
       CUTE_UNROLL
@@ -265,11 +273,50 @@ int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
 
 // Launches the staged kernel on a persistent grid: p.slots drops to the row slots that are
 // resident at once (the caller's column-sum pass reads the value back).
+// Rows in flight per CTA: as many stages (up to kMaxStages) as the shared memory of an SM
+// holds at the occupancy that kMinStages allow; bulk-copied rows only (plain staging is
+// synchronous, so a deeper ring would only add prologue). CKB_NORM_MAX_STAGES (2..4) caps
+// it for tuning runs.
+template <class Op, bool kVec>
+int staged_depth(RowParams const& p, void const* kernel, int stage_bytes, int& stages) {
+  stages = kMinStages;
+  if (!kVec) {
+    return cudaSuccess;
+  }
+  int device = 0, smem_per_sm = 0, smem_per_block = 0, reserved = 0, per_sm = 0;
+  cudaFuncAttributes attrs{};
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
+  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attrs, kernel);
+  if (err == cudaSuccess) {
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(kMinStages) * stage_bytes);
+  }
+  if (err != cudaSuccess) {
+    return int(err);
+  }
+  int cap = kMaxStages;
+  if (char const* env = getenv("CKB_NORM_MAX_STAGES")) {
+    cap = max(kMinStages, min(kMaxStages, atoi(env)));
+  }
+  const int budget = min(smem_per_block - 1024, smem_per_sm / max(1, per_sm) - reserved - int(attrs.sharedSizeBytes));
+  stages = max(kMinStages, min(cap, budget / max(1, stage_bytes)));
+  return cudaSuccess;
+}
+
 template <class Op, bool kVec>
 int launch_staged(RowParams& p, cudaStream_t stream) {
   auto* kernel = &staged_rows_kernel<Op, kVec>;
-  const int smem = kStages * Op::kInputs * p.threads * Op::kMaxPacks * kVectorBytes;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  const int stage_bytes = Op::kInputs * p.threads * Op::kMaxPacks * kVectorBytes;
+  int device = 0, smem_limit = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  // The largest request first, so that the occupancy queries may take any depth.
+  if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit - 1024);
+  int stages = kMinStages;
+  if (err == cudaSuccess) err = cudaError_t(staged_depth<Op, kVec>(p, reinterpret_cast<void const*>(kernel), stage_bytes, stages));
+  const int smem = stages * stage_bytes;
   if (err == cudaSuccess && p.mode == kCluster && p.parts > 8) {
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
   }
@@ -316,15 +363,15 @@ int launch_staged(RowParams& p, cudaStream_t stream) {
   if (p.mode == kSplit) {
     RowParams stats = p;
     stats.mode = kSplitStats;
-    err = cudaLaunchKernelEx(&config, kernel, stats);
+    err = cudaLaunchKernelEx(&config, kernel, stats, stages);
     if (err != cudaSuccess) {
       return int(err);
     }
     RowParams apply = p;
     apply.mode = kSplitApply;
-    return int(cudaLaunchKernelEx(&config, kernel, apply));
+    return int(cudaLaunchKernelEx(&config, kernel, apply, stages));
   }
-  return int(cudaLaunchKernelEx(&config, kernel, p));
+  return int(cudaLaunchKernelEx(&config, kernel, p, stages));
 }
 
 // Refuses what the kernels would get wrong: a grid that does not cover the row, a layout the
