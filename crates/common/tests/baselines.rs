@@ -7,6 +7,8 @@ use ckb_common::baselines::cub::{check_reduce, check_row_sum};
 use ckb_common::baselines::cublas::{check_fp8_form, cublas_gemm_types};
 use ckb_common::baselines::naive;
 use ckb_common::baselines::{ConvSpec, Cub, Cublas, Cudnn, Fp32Math, Fp8Scales, GemmSpec, ReduceOp};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use ckb_common::cudarc::driver::CudaSlice;
 use ckb_common::{
     bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, GpuError, GpuResult, Layout, Tolerance, F8E4M3,
@@ -140,8 +142,42 @@ fn naive_strides_follow_the_layout() {
 // GPU checks against float64 loops.
 // ---------------------------------------------------------------------------------------
 
-fn gpu() -> Gpu {
+/// The GPU for one test, held with a share of [`GPU_TESTS`]: shared by the tests that may
+/// overlap, exclusive for the cuDNN tests.
+struct TestGpu<G> {
+    gpu: Gpu,
+    _turn: G,
+}
+
+impl<G> std::ops::Deref for TestGpu<G> {
+    type Target = Gpu;
+    fn deref(&self) -> &Gpu {
+        &self.gpu
+    }
+}
+
+/// The GPU tests of this binary run on libtest's threads, in parallel. cuDNN loads its
+/// kernels lazily and loading waits for the GPU to drain: on the H100 its searches failed
+/// intermittently (`CUDNN_STATUS_EXECUTION_FAILED`) while other tests' long kernels were in
+/// flight (see `baselines::cudnn`). So the cuDNN tests take this lock exclusively, and every
+/// other GPU test takes it shared.
+static GPU_TESTS: RwLock<()> = RwLock::new(());
+
+fn open_gpu() -> Gpu {
     Gpu::new(0).expect("these tests need a Hopper GPU")
+}
+
+/// The GPU, alongside other tests that do not use cuDNN.
+fn gpu() -> TestGpu<RwLockReadGuard<'static, ()>> {
+    // A test that panicked while holding the lock left nothing behind it to repair.
+    let turn = GPU_TESTS.read().unwrap_or_else(PoisonError::into_inner);
+    TestGpu { gpu: open_gpu(), _turn: turn }
+}
+
+/// The GPU, with no other GPU test of this binary running: for tests that set up cuDNN.
+fn gpu_alone() -> TestGpu<RwLockWriteGuard<'static, ()>> {
+    let turn = GPU_TESTS.write().unwrap_or_else(PoisonError::into_inner);
+    TestGpu { gpu: open_gpu(), _turn: turn }
 }
 
 /// `C = alpha * A * B + beta * C0` in float64 over the whole C buffer; elements outside the
@@ -404,7 +440,7 @@ fn check_cudnn_type<T: Element>(gpu: &Gpu, cudnn: &Cudnn, fp32_math: Fp32Math, t
 #[test]
 #[ignore = "needs a GPU"]
 fn cudnn_conv_matches_reference_with_stride_padding_dilation_and_groups() {
-    let gpu = gpu();
+    let gpu = gpu_alone();
     let cudnn = Cudnn::new(&gpu).unwrap();
     // cuDNN may pick Winograd or FFT for f32, which round more than a direct sum.
     let f32_transforms = Tolerance { rel_frobenius: 2e-4, elementwise: 2e-4, scale: 1.0 };
@@ -417,7 +453,7 @@ fn cudnn_conv_matches_reference_with_stride_padding_dilation_and_groups() {
 #[test]
 #[ignore = "needs a GPU"]
 fn cudnn_run_rejects_short_buffers() {
-    let gpu = gpu();
+    let gpu = gpu_alone();
     let cudnn = Cudnn::new(&gpu).unwrap();
     let spec = ConvSpec::new(1, 8, 8, 8, 8, 3, 3);
     let lens = spec.lens().unwrap();

@@ -230,11 +230,62 @@ struct Fp8PlanKey {
     fast_accum: bool,
 }
 
+/// The alignment of each fp8 scale pointer handed to cuBLASLt: each scale sits in a slot of
+/// its own, aligned as a fresh allocation is.
+///
+/// cuBLASLt's fp8 kernels reject scale pointers that are only 4-byte aligned: with A's scale
+/// at `p` and B's at `p + 4` (two adjacent floats), cublasLtMatmul returned
+/// CUBLAS_STATUS_NOT_SUPPORTED on the H100 (cuBLAS 13.1) for every shape, although
+/// cublasLtMatmulAlgoGetHeuristic had returned an algorithm; the same call with the scales 16
+/// bytes apart, or each in its own allocation, ran and matched the reference
+/// (`crates/common/tools/baseline_probe.cu`, fp8 variants 0, 8 and 5).
+pub const FP8_SCALE_ALIGN_BYTES: usize = 256;
+
 /// The scales cuBLASLt reads from device memory, re-uploaded only when they change.
 struct Fp8ScaleBuffer {
     device: CudaSlice<f32>,
-    address: u64,
+    /// Indices into `device` of A's and B's scale, each [`FP8_SCALE_ALIGN_BYTES`]-aligned.
+    slots: [usize; 2],
+    /// Device addresses of A's and B's scale.
+    addresses: [u64; 2],
     uploaded: Option<[f32; 2]>,
+}
+
+impl Fp8ScaleBuffer {
+    fn new(gpu: &Gpu) -> GpuResult<Fp8ScaleBuffer> {
+        const STRIDE: usize = FP8_SCALE_ALIGN_BYTES / std::mem::size_of::<f32>();
+        // Room for two aligned slots wherever the allocation starts.
+        let mut buffer = Fp8ScaleBuffer {
+            device: gpu.zeros::<f32>(3 * STRIDE)?,
+            slots: [0, 0],
+            addresses: [0, 0],
+            uploaded: None,
+        };
+        let base = device_address(&buffer.device, &gpu.stream);
+        let align = FP8_SCALE_ALIGN_BYTES as u64;
+        let first = ((align - base % align) % align) as usize / std::mem::size_of::<f32>();
+        buffer.slots = [first, first + STRIDE];
+        buffer.addresses = buffer.slots.map(|slot| base + (slot * std::mem::size_of::<f32>()) as u64);
+        for (operand, address) in ["A's fp8 scale", "B's fp8 scale"].into_iter().zip(buffer.addresses) {
+            require_aligned(operand, address, FP8_SCALE_ALIGN_BYTES)?;
+        }
+        buffer.upload(&gpu.stream, [1.0, 1.0])?;
+        Ok(buffer)
+    }
+
+    /// Writes `values` (A's, B's) to their slots unless they are there already. Stream-ordered
+    /// after every matmul already queued with the old values.
+    fn upload(&mut self, stream: &std::sync::Arc<cudarc::driver::CudaStream>, values: [f32; 2]) -> GpuResult<()> {
+        if self.uploaded != Some(values) {
+            let mut host = vec![0.0f32; self.device.len()];
+            for (slot, value) in self.slots.into_iter().zip(values) {
+                host[slot] = value;
+            }
+            stream.memcpy_htod(&host, &mut self.device)?;
+            self.uploaded = Some(values);
+        }
+        Ok(())
+    }
 }
 
 /// cuBLAS and cuBLASLt handles bound to one [`Gpu`]'s stream, with one workspace.
@@ -279,8 +330,7 @@ impl Cublas {
         gpu.ctx.bind_to_thread()?;
         let workspace = gpu.stream.alloc_zeros::<u8>(WORKSPACE_BYTES)?;
         let workspace_address = device_address(&workspace, &gpu.stream);
-        let scales = gpu.upload(&[1.0f32, 1.0])?;
-        let scales_address = device_address(&scales, &gpu.stream);
+        let fp8_scales = Fp8ScaleBuffer::new(gpu)?;
 
         let handle = created(
             "cuBLAS",
@@ -309,11 +359,7 @@ impl Cublas {
         Ok(Cublas {
             gpu: gpu.clone(),
             fp8_plans: RefCell::new(HashMap::new()),
-            fp8_scales: RefCell::new(Fp8ScaleBuffer {
-                device: scales,
-                address: scales_address,
-                uploaded: Some([1.0, 1.0]),
-            }),
+            fp8_scales: RefCell::new(fp8_scales),
             blas: handle,
             lt: lt_handle,
             workspace,
@@ -372,7 +418,9 @@ impl Cublas {
     /// fp8 GEMM through cuBLASLt: e4m3 A and B with per-tensor scales, fp32 accumulation,
     /// bf16 output (f16 and f32 are passed on to cuBLASLt as well, untested).
     /// Only A row-major x B column-major runs on Hopper ([`check_fp8_form`]); pointers must
-    /// be 16-byte aligned. The matmul descriptors and algorithm are chosen once per shape.
+    /// be 16-byte aligned (16-byte offsets ran on the H100). The scales live in a device
+    /// buffer of ours, each at its own [`FP8_SCALE_ALIGN_BYTES`]-aligned address. The matmul
+    /// descriptors and algorithm are chosen once per shape.
     pub fn gemm_fp8<TOut: Element>(
         &self,
         spec: &GemmSpec,
@@ -433,14 +481,7 @@ impl Cublas {
     }
 
     fn upload_fp8_scales(&self, scales: Fp8Scales) -> GpuResult<()> {
-        let mut buffer = self.fp8_scales.borrow_mut();
-        let values = [scales.a, scales.b];
-        if buffer.uploaded != Some(values) {
-            // Stream-ordered after every matmul already queued with the old values.
-            self.gpu.stream.memcpy_htod(&values, &mut buffer.device)?;
-            buffer.uploaded = Some(values);
-        }
-        Ok(())
+        self.fp8_scales.borrow_mut().upload(&self.gpu.stream, [scales.a, scales.b])
     }
 
     fn fp8_plan(&self, call: &ColumnMajorGemm, output: lt::cudaDataType, fast_accum: bool) -> GpuResult<Fp8Plan> {
@@ -460,11 +501,11 @@ impl Cublas {
             // SAFETY: created above and destroyed once.
             let _ = unsafe { lt::cublasLtMatmulDescDestroy(d) };
         })?;
-        let scales = self.fp8_scales.borrow().address;
+        let [a_scale, b_scale] = self.fp8_scales.borrow().addresses;
         set_desc_attribute(&desc, Attr::CUBLASLT_MATMUL_DESC_TRANSA, &(call.transpose_first as i32))?;
         set_desc_attribute(&desc, Attr::CUBLASLT_MATMUL_DESC_TRANSB, &(call.transpose_second as i32))?;
         // The first operand is B when the call is swapped, so its scale is b's.
-        let (first_scale, second_scale) = call.order(scales, scales + 4);
+        let (first_scale, second_scale) = call.order(a_scale, b_scale);
         set_desc_attribute(&desc, Attr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &first_scale)?;
         set_desc_attribute(&desc, Attr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &second_scale)?;
         set_desc_attribute(&desc, Attr::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &(fast_accum as i8))?;

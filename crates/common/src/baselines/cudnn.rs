@@ -9,6 +9,17 @@
 //! `cudnnFindConvolutionForwardAlgorithmEx`, which times every algorithm on the caller's
 //! own buffers, then a workspace sized for the fastest. [`Conv2dForward::run`] only launches.
 //! This is the legacy convolution API, which cuDNN 9 still ships in its cnn sublibrary.
+//!
+//! Set a problem up while no other thread keeps the GPU busy. Under CUDA's default lazy
+//! module loading, cuDNN's kernels are loaded at their first launch, and loading waits for
+//! the GPU's queue to drain. On the H100 (cuDNN 9.14, driver 580), searches that ran while
+//! another thread's long kernels were in flight (a naive GEMM of 1531 x 1277 x 2049, a
+//! cuBLASLt fp8 GEMM) failed intermittently: every algorithm that applies came back
+//! `CUDNN_STATUS_EXECUTION_FAILED` or `CUDNN_STATUS_INTERNAL_ERROR`, and a later
+//! `cudnnConvolutionForward` could fail the same way. Run alone, or with
+//! `CUDA_MODULE_LOADING=EAGER`, every case passed. Such a failure comes back as
+//! [`GpuError::Library`] with cuDNN's own reason; [`GpuError::Unsupported`] means that
+//! cuDNN has no algorithm for the problem.
 
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -48,6 +59,7 @@ const SYMBOLS: &[&str] = &[
     "cudnnGetConvolutionForwardWorkspaceSize",
     "cudnnFindConvolutionForwardAlgorithmEx",
     "cudnnConvolutionForward",
+    "cudnnGetLastErrorString",
 ];
 
 const ALGORITHM_COUNT: usize = sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_COUNT as usize;
@@ -284,18 +296,12 @@ impl<T: Element> Conv2dForward<T> {
 
         let returned = &results[..(returned.max(0) as usize).min(ALGORITHM_COUNT)];
         // Sorted fastest first.
-        let best = returned
+        let Some(best) = returned
             .iter()
             .find(|r| r.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && r.memory <= search_workspace_bytes)
-            .ok_or_else(|| GpuError::Unsupported {
-                what: "cuDNN conv2d forward",
-                detail: format!(
-                    "{:?} in {}: no algorithm ran ({:?})",
-                    self.spec,
-                    T::DTYPE,
-                    returned.iter().map(|r| (r.algo, r.status)).collect::<Vec<_>>()
-                ),
-            })?;
+        else {
+            return Err(self.search_failure(returned));
+        };
         // The search may pick a different math type than we set (e.g. tensor ops with conversion).
         set_math(&self.conv_desc, best.mathType)?;
         self.algo = best.algo;
@@ -311,6 +317,31 @@ impl<T: Element> Conv2dForward<T> {
         };
         tracing::debug!(spec = ?self.spec, dtype = %T::DTYPE, algorithm = ?self.algorithm, "cuDNN conv2d forward algorithm");
         Ok(())
+    }
+
+    /// The error for a search in which no algorithm ran: [`GpuError::Unsupported`] when every
+    /// algorithm was refused as unsupported, otherwise [`GpuError::Library`] with the statuses
+    /// and cuDNN's reason (an algorithm that applies failed to execute; see the module docs).
+    fn search_failure(&self, returned: &[sys::cudnnConvolutionFwdAlgoPerf_t]) -> GpuError {
+        let statuses: Vec<_> = returned.iter().map(|r| (r.algo, r.status)).collect();
+        if returned.iter().all(|r| is_not_supported(r.status)) {
+            return GpuError::Unsupported {
+                what: "cuDNN conv2d forward",
+                detail: format!("{:?} in {}: no algorithm applies ({statuses:?})", self.spec, T::DTYPE),
+            };
+        }
+        GpuError::Library {
+            library: "cuDNN",
+            detail: format!(
+                "cudnnFindConvolutionForwardAlgorithmEx: no algorithm ran for {:?} in {} ({statuses:?}); \
+                 cuDNN's last error: {:?}. An algorithm that applies failed to execute: if other \
+                 threads had kernels in flight, set the problem up while the GPU is otherwise idle, \
+                 or load modules eagerly (CUDA_MODULE_LOADING=EAGER)",
+                self.spec,
+                T::DTYPE,
+                last_error_string(),
+            ),
+        }
     }
 
     /// The largest workspace any algorithm asks for, capped by [`FIND_WORKSPACE_LIMIT`] and
@@ -378,7 +409,10 @@ impl<T: Element> Conv2dForward<T> {
             )
         }
         .result()
-        .map_err(library_error("cuDNN", "cudnnConvolutionForward"))
+        .map_err(|status| GpuError::Library {
+            library: "cuDNN",
+            detail: format!("cudnnConvolutionForward returned {status:?}; cuDNN's last error: {:?}", last_error_string()),
+        })
     }
 
     pub fn spec(&self) -> &ConvSpec {
@@ -439,6 +473,21 @@ fn tensor_descriptor(
     Ok(desc)
 }
 
+/// cuDNN 9's NOT_SUPPORTED family (3000-3999): the problem, not the run, is the reason.
+fn is_not_supported(status: sys::cudnnStatus_t) -> bool {
+    (status as u32) / 1000 == sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED as u32 / 1000
+}
+
+/// cuDNN's description of the last error on this thread (`cudnnGetLastErrorString`), which
+/// names the failing check or CUDA call behind a bare status.
+fn last_error_string() -> String {
+    let mut buffer = [0 as std::ffi::c_char; 1024];
+    // SAFETY: writes at most `buffer.len() - 1` bytes, so the last one stays NUL.
+    unsafe { sys::cudnnGetLastErrorString(buffer.as_mut_ptr(), buffer.len() - 1) };
+    // SAFETY: NUL-terminated within the buffer (its last byte is never written).
+    unsafe { std::ffi::CStr::from_ptr(buffer.as_ptr()) }.to_string_lossy().into_owned()
+}
+
 /// A cuDNN handle or descriptor, destroyed on drop.
 fn cudnn_object<H: Copy>(
     call: &'static str,
@@ -453,4 +502,19 @@ fn set_math(conv_desc: &Owned<sys::cudnnConvolutionDescriptor_t>, math: sys::cud
     unsafe { sys::cudnnSetConvolutionMathType(conv_desc.raw, math) }
         .result()
         .map_err(library_error("cuDNN", "cudnnSetConvolutionMathType"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_not_supported_family_means_unsupported() {
+        use sys::cudnnStatus_t::*;
+        assert!(is_not_supported(CUDNN_STATUS_NOT_SUPPORTED));
+        assert!(is_not_supported(CUDNN_STATUS_NOT_SUPPORTED_SHAPE));
+        for failed in [CUDNN_STATUS_SUCCESS, CUDNN_STATUS_INTERNAL_ERROR, CUDNN_STATUS_EXECUTION_FAILED, CUDNN_STATUS_BAD_PARAM] {
+            assert!(!is_not_supported(failed), "{failed:?}");
+        }
+    }
 }
