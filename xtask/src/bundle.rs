@@ -27,6 +27,9 @@ cmd=${1:-help}
 shift || true
 case "$cmd" in
   test)
+    # Test threads share the GPU; a library kernel loaded lazily while another thread's long
+    # kernel runs can fail to launch (seen with cuDNN on the H100), so load modules up front.
+    export CUDA_MODULE_LOADING=EAGER
     failed=()
     for t in "$here"/tests/*; do
       echo "== $(basename "$t")"
