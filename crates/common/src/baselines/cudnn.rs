@@ -38,6 +38,31 @@ use crate::gpu::{device_address, Gpu};
 pub const FIND_WORKSPACE_LIMIT: usize = 2 << 30;
 
 /// Every cuDNN function this module calls, checked once at load.
+pub(crate) const LIBRARY: &str = "cuDNN 9";
+
+/// cuDNN 9 loads, has `symbols`, and reports a 9.x version. Checked before any call:
+/// calling into a missing library or symbol through cudarc panics.
+pub(crate) fn load_cudnn9(symbols: &[&str]) -> GpuResult<()> {
+    // SAFETY: only tries to dlopen the library.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(GpuError::LibraryMissing {
+            library: LIBRARY,
+            detail: "libcudnn.so.9 could not be loaded; install cuDNN 9 or add it to LD_LIBRARY_PATH".into(),
+        });
+    }
+    // SAFETY: the library is present; looking names up calls nothing.
+    require_symbols(LIBRARY, symbols, |name| unsafe { sys::culib().get::<unsafe extern "C" fn()>(name).is_ok() })?;
+    // SAFETY: takes no arguments.
+    let version = unsafe { sys::cudnnGetVersion() };
+    if version / 10_000 != 9 {
+        return Err(GpuError::LibraryMissing {
+            library: LIBRARY,
+            detail: format!("found cuDNN version code {version}; these bindings are for cuDNN 9.x"),
+        });
+    }
+    Ok(())
+}
+
 const SYMBOLS: &[&str] = &[
     "cudnnGetVersion",
     "cudnnCnnVersionCheck",
@@ -104,24 +129,7 @@ impl Cudnn {
     /// Loads cuDNN 9 (a typed [`GpuError::LibraryMissing`] when it, or its convolution
     /// sublibrary, is not installed) and binds a handle to `gpu`'s stream.
     pub fn new(gpu: &Gpu) -> GpuResult<Cudnn> {
-        const LIBRARY: &str = "cuDNN 9";
-        // SAFETY: only tries to dlopen the library; any later call would panic without it.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(GpuError::LibraryMissing {
-                library: LIBRARY,
-                detail: "libcudnn.so.9 could not be loaded; install cuDNN 9 or add it to LD_LIBRARY_PATH".into(),
-            });
-        }
-        // SAFETY: the library is present; looking names up calls nothing.
-        require_symbols(LIBRARY, SYMBOLS, |name| unsafe { sys::culib().get::<unsafe extern "C" fn()>(name).is_ok() })?;
-        // SAFETY: takes no arguments.
-        let version = unsafe { sys::cudnnGetVersion() };
-        if version / 10_000 != 9 {
-            return Err(GpuError::LibraryMissing {
-                library: LIBRARY,
-                detail: format!("found cuDNN version code {version}; these bindings are for cuDNN 9.x"),
-            });
-        }
+        load_cudnn9(SYMBOLS)?;
         // SAFETY: takes no arguments; loads the cnn sublibrary and checks its version.
         unsafe { sys::cudnnCnnVersionCheck() }.result().map_err(|status| GpuError::LibraryMissing {
             library: LIBRARY,

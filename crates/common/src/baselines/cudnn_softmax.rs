@@ -12,12 +12,12 @@ use std::marker::PhantomData;
 use cudarc::cudnn::sys;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
-use super::{all_ok, created, library_error, require_symbols, to_i32, Owned};
+use super::cudnn::{load_cudnn9, LIBRARY};
+use super::{all_ok, created, library_error, to_i32, Owned};
 use crate::element::{DType, Element};
 use crate::error::{GpuError, GpuResult};
 use crate::gpu::Gpu;
 
-const LIBRARY: &str = "cuDNN 9";
 
 /// Every cuDNN function this module calls, checked once at load.
 const SYMBOLS: &[&str] = &[
@@ -131,23 +131,7 @@ impl<T: Element> CudnnSoftmax<T> {
 /// Checks that cuDNN 9 and its ops sublibrary are there; calling into a missing library
 /// through cudarc would panic.
 fn load_ops_library() -> GpuResult<()> {
-    // SAFETY: only tries to dlopen the library.
-    if !unsafe { sys::is_culib_present() } {
-        return Err(GpuError::LibraryMissing {
-            library: LIBRARY,
-            detail: "libcudnn.so.9 could not be loaded; install cuDNN 9 or add it to LD_LIBRARY_PATH".into(),
-        });
-    }
-    // SAFETY: the library is present; looking names up calls nothing.
-    require_symbols(LIBRARY, SYMBOLS, |name| unsafe { sys::culib().get::<unsafe extern "C" fn()>(name).is_ok() })?;
-    // SAFETY: takes no arguments.
-    let version = unsafe { sys::cudnnGetVersion() };
-    if version / 10_000 != 9 {
-        return Err(GpuError::LibraryMissing {
-            library: LIBRARY,
-            detail: format!("found cuDNN version code {version}; these bindings are for cuDNN 9.x"),
-        });
-    }
+    load_cudnn9(SYMBOLS)?;
     // SAFETY: takes no arguments; loads the ops sublibrary and checks its version.
     unsafe { sys::cudnnOpsVersionCheck() }.result().map_err(|status| GpuError::LibraryMissing {
         library: LIBRARY,
