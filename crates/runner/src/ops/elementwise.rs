@@ -77,7 +77,7 @@ pub fn streaming_case(name: String, variant: &str, bytes: usize, ours_us: f64, c
 }
 
 /// Ops return the crate's error; the timer wants the GPU error it wraps.
-fn into_gpu_error(e: ckb_reduce::ReduceError) -> ckb_common::GpuError {
+pub(crate) fn into_gpu_error(e: ckb_reduce::ReduceError) -> ckb_common::GpuError {
     match e {
         ckb_reduce::ReduceError::Gpu(g) => g,
         other => ckb_common::GpuError::Library { library: "ckb-reduce", detail: other.to_string() },

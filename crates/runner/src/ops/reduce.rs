@@ -8,6 +8,7 @@ use ckb_reduce::reference as cpu;
 use ckb_reduce::{EwElement, ReduceOp, ReduceOutput, Reducer};
 use serde::Deserialize;
 
+use super::elementwise::into_gpu_error;
 use super::size_label;
 use crate::record::CaseResult;
 
@@ -43,12 +44,6 @@ fn tolerance(op: ReduceOp, lane_len: usize) -> Tolerance {
     }
 }
 
-fn into_gpu_error(e: ckb_reduce::ReduceError) -> ckb_common::GpuError {
-    match e {
-        ckb_reduce::ReduceError::Gpu(g) => g,
-        other => ckb_common::GpuError::Library { library: "ckb-reduce", detail: other.to_string() },
-    }
-}
 
 pub fn measure_case(gpu: &Gpu, reducer: &mut Reducer, cub: &mut Cub, copy_gbs: f64, case: &ReduceCase) -> Result<CaseResult> {
     let (op, cub_op) = ops(&case.op)?;
