@@ -51,11 +51,17 @@ struct PackMap {
   CUTE_DEVICE bool valid(int j, int k) const { return A == Access::kVector ? col(j, 0) < cols : col(j, k) < cols; }
 };
 
+// The map of thread `lane` of a group of `group` threads over the group * N * PACK columns
+// from `first_col` on.
+template <int P, Access A>
+CUTE_DEVICE PackMap<P, A> pack_map_from(int cols, int first_col, int group, int lane) {
+  return {cols, first_col + (A == Access::kStrided ? lane : lane * P), group * P, group};
+}
+
 // The map of thread `lane` of a group of `group` threads, in part `part` of its row.
 template <int P, int N, Access A>
 CUTE_DEVICE PackMap<P, A> pack_map(int cols, int part, int group, int lane) {
-  const int part_base = part * group * N * P;
-  return {cols, part_base + (A == Access::kStrided ? lane : lane * P), group * P, group};
+  return pack_map_from<P, A>(cols, part * group * N * P, group, lane);
 }
 
 // 16-byte global accesses as explicit PTX vectors, which NVVM cannot split.

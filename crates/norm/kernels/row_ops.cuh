@@ -38,7 +38,7 @@ struct RowParams {
   int64_t in_stride;    // elements between rows of x and dy
   int64_t out_stride;   // elements between rows of out
   int32_t cols;
-  int32_t packs;        // N: 16-byte packs per thread and row operand
+  int32_t packs;        // 16-byte packs per thread and row operand (warp: N; staged: its part's, whole chunks)
   int32_t threads;      // per CTA
   int32_t parts;        // CTAs per row: 1, the cluster size, or the split count
   int32_t slots;        // gridDim.y (CTA layout: at most; the launcher keeps what fits at once)
@@ -50,10 +50,15 @@ struct RowParams {
 };
 static_assert(sizeof(RowParams) == 152, "layout shared with src/launch.rs");
 
-// Register budget: row elements a thread holds per operand (f32: 8 / 4 packs, halves 4 / 2).
-// Forward ops hold one operand; backward ops two, plus gamma and column sums.
+// Register budget of a warp-per-row lane: row elements it holds per operand (f32: 8 / 4
+// packs, halves 4 / 2). Forward ops hold one operand; backward ops two, plus gamma and
+// column sums.
 constexpr int kForwardElems = 32;
 constexpr int kBackwardElems = 16;
+// The staged kernel holds a row part in shared memory and takes it through registers this
+// many elements per operand at a time (a chunk): few enough registers for several CTAs per
+// SM, whatever the part's length.
+constexpr int kChunkElems = 16;
 
 // Stats of split rows are stored with a 16-byte stride whatever K is.
 constexpr int kPartialFloats = 4;
@@ -105,6 +110,7 @@ struct OpTraits {
   using Combine = C;
   static constexpr int P = kPackElems<T>;
   static constexpr int kMaxPacks = (kFwd ? kForwardElems : kBackwardElems) / P;
+  static constexpr int kChunkPacks = kChunkElems / P;
   static constexpr bool kForward = kFwd;
   static constexpr int kInputs = kIn;
   static constexpr int kColumnArrays = kColumns;

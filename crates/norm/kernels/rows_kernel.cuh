@@ -1,19 +1,19 @@
 // The skeletons every row operation runs on, and their launchers.
 //
-// A row is held in registers by a group of threads, each with N 16-byte packs of each row
-// operand, while its statistics are reduced; the outputs are then computed from the same
-// registers, so the row is read from memory once (twice for split rows). The variants
+// A row is read from memory once (twice for split rows): its statistics are reduced, then
+// the outputs computed from the same data, held in registers or shared memory. The variants
 // (src/variants.rs) are configurations of two skeletons sharing the ops, the reductions and
 // the pack maps:
 //   - warp_rows_kernel: a warp per row, 4 rows per CTA, loads straight into registers, shuffles
 //     only. Rows up to 32 * N * PACK elements.
-//   - staged_rows_kernel: a CTA per row part. The part is staged in shared memory, 2 to
-//     kMaxStages rows deep: while a row is reduced and written, the bulk-copy engine
-//     (cp.async.bulk, one thread, completing on an mbarrier) already brings the CTA's next
-//     rows; unaligned rows are staged by plain loads instead. The launcher picks the depth
-//     from the shared memory left at the CTA's occupancy: a long-row CTA that sits alone on
-//     its SM needs several rows in flight to cover the memory latency. The grid is
-//     persistent (as many CTAs as fit at once).
+//   - staged_rows_kernel: a CTA per row part. The part is staged in shared memory, 1 to
+//     kMaxStages rows deep (bulk copies, cp.async.bulk from one thread completing on an
+//     mbarrier; plain loads for unaligned rows), and taken through registers a chunk of
+//     kChunkElems per thread at a time: once for the statistics, again for the outputs
+//     (a one-chunk part stays in registers). Registers stay few whatever the part's length,
+//     so several CTAs share an SM and one's reductions and barriers overlap the others'
+//     memory traffic. The launcher picks the depth that puts the most rows in flight per
+//     SM. The grid is persistent (as many CTAs as fit at once).
 //     Modes:
 //       kWhole:   one CTA per row: shuffles, then the warps through shared memory;
 //       kCluster: `parts` CTAs of a thread-block cluster share a row; their statistics meet
@@ -34,7 +34,6 @@ namespace ckb::norm {
 
 constexpr int kMaxThreads = 512;
 constexpr int kWarpRowsPerCta = 4;
-constexpr int kMinStages = 2;
 constexpr int kMaxStages = 4;
 
 // Writes a thread's backward column sums for slot `slot`. Warps of a warp-per-row CTA share
@@ -122,14 +121,23 @@ CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, Stat<K>*
   }
 }
 
+// Forward ops hold one chunk of one operand in registers: three 256-thread CTAs share an
+// SM (the most whose 64 KiB parts fit its shared memory). Backward ops hold two operands,
+// gamma and column sums: one CTA of up to 512 threads.
+template <class Op>
+constexpr int kStagedMaxThreads = Op::kForward ? 256 : kMaxThreads;
+template <class Op>
+constexpr int kStagedMinBlocks = Op::kForward ? 3 : 1;
+
 template <class Op, bool kVec>
-__global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams const p, int const stages) {
+__global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
+    staged_rows_kernel(RowParams const p, int const stages) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int K = C::kStats;
   constexpr int P = kPackElems<T>;
-  constexpr int N = Op::kMaxPacks;
+  constexpr int N = Op::kChunkPacks;
   static_assert(K <= kPartialFloats, "split partials hold at most 4 floats");
 
   extern __shared__ __align__(128) uint8_t staged_bytes[];
@@ -140,17 +148,21 @@ __global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams c
 
   const int threads = blockDim.x;
   const int tid = threadIdx.x;
-  const int part_cols = threads * N * P;
+  // A part is `chunks` chunks of threads * N packs; a thread's chunk c is at chunk_cols * c.
+  // Column sums are per register element: backward parts are one chunk.
+  const int chunks = Op::kColumnArrays > 0 ? 1 : p.packs / N;
+  const int chunk_cols = threads * N * P;
+  const int part_cols = chunks * chunk_cols;
   const int part_begin = blockIdx.x * part_cols;
   const int part_len = max(0, min(p.cols - part_begin, part_cols));
   constexpr Access A = kVec ? Access::kVector : Access::kContiguous;
-  const auto m = pack_map<P, N, A>(p.cols, blockIdx.x, threads, tid);
+  auto chunk_map = [&](int c) { return pack_map_from<P, A>(p.cols, part_begin + c * chunk_cols, threads, tid); };
+  const auto m = chunk_map(0);
   Tensor sRows = make_tensor(make_smem_ptr(reinterpret_cast<T*>(staged_bytes)),
                              make_layout(make_shape(part_cols, Int<Op::kInputs>{}, stages)));  // (PART,INPUTS,STAGES)
 
-  // Brings the CTA's part of `row` into stage `stage`. The stage was last read before the
-  // __syncthreads of the previous row, which every caller has passed (the prologue fills
-  // stages never read yet).
+  // Brings the CTA's part of `row` into stage `stage`. The stage was last read before a
+  // __syncthreads that every caller has passed (the prologue fills stages never read yet).
   auto stage_row = [&](int64_t row, int stage) {
     if constexpr (kVec) {
       if (tid == 0) {
@@ -206,18 +218,42 @@ __global__ void __launch_bounds__(kMaxThreads, 1) staged_rows_kernel(RowParams c
     }
     if constexpr (kVec) {
       Barrier::wait(&full[stage], (it / stages) % 2);
+    } else if (stages == 1) {
+      __syncthreads();  // this row's plain stores are visible
     }
-    th.load(p, row, [&](int input, auto& frag, T fill) {
-      CUTE_UNROLL
-      for (int j = 0; j < N; ++j) {
-        load_pack_smem(&sRows(0, input, stage), part_begin, m, j, frag(_, j), fill);
-      }
-    });
-    // Its __syncthreads also orders this row's stage reads before the next row's staging,
-    // and (plain staging) the next row's stores before their reads.
-    Stat<K> s = cta_reduce<C>(th.stats(p, row, m), warp_slots[it % 2]);
+    auto load_chunk = [&](auto const& mc) {
+      th.load(p, row, [&](int input, auto& frag, T fill) {
+        CUTE_UNROLL
+        for (int j = 0; j < N; ++j) {
+          load_pack_smem(&sRows(0, input, stage), part_begin, mc, j, frag(_, j), fill);
+        }
+      });
+    };
+    Stat<K> s = C::identity();
+#pragma unroll 1  // one chunk's registers at a time
+    for (int c = 0; c < chunks; ++c) {
+      const auto mc = chunk_map(c);
+      load_chunk(mc);
+      s = C::combine(s, th.stats(p, row, mc));
+    }
+    // Its __syncthreads also orders a single chunk's stage reads before the next row's
+    // staging, and (plain staging) the next row's stores before their reads.
+    s = cta_reduce<C>(s, warp_slots[it % 2]);
     if (row_stats<C, K>(p, row, s, &cta_slots[it % 2])) {
-      th.apply(p, row, m, s, tid == 0 && blockIdx.x == 0);
+      const bool lead = tid == 0 && blockIdx.x == 0;
+      if (chunks == 1) {
+        th.apply(p, row, m, s, lead);  // still in registers
+      } else {
+#pragma unroll 1
+        for (int c = 0; c < chunks; ++c) {
+          const auto mc = chunk_map(c);
+          load_chunk(mc);
+          th.apply(p, row, mc, s, lead && c == 0);
+        }
+      }
+    }
+    if (chunks > 1) {
+      __syncthreads();  // the output pass re-read the stage: done before it is refilled
     }
   }
   if (p.mode == kCluster) {
@@ -273,49 +309,65 @@ int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
 
 // Launches the staged kernel on a persistent grid: p.slots drops to the row slots that are
 // resident at once (the caller's column-sum pass reads the value back).
-// Rows in flight per CTA: as many stages (up to kMaxStages) as the shared memory of an SM
-// holds at the occupancy that kMinStages allow; bulk-copied rows only (plain staging is
-// synchronous, so a deeper ring would only add prologue). CKB_NORM_MAX_STAGES (2..4) caps
-// it for tuning runs.
+// Depth: rows in flight on an SM are CTAs per SM x stages; the depth (1..kMaxStages) that
+// puts the most in flight wins, ties going to fewer stages (independent CTAs also overlap
+// one another's reductions and barriers, a deeper ring only the loads). Plain staging is
+// synchronous: one stage. For tuning runs, CKB_NORM_MAX_STAGES (1..4) caps the depth and
+// CKB_NORM_STAGES sets it.
 template <class Op, bool kVec>
-int staged_depth(RowParams const& p, void const* kernel, int stage_bytes, int& stages) {
-  stages = kMinStages;
+int staged_depth(RowParams const& p, void const* kernel, int stage_bytes, int max_dynamic, int& stages) {
+  stages = 1;
   if (!kVec) {
     return cudaSuccess;
   }
-  int device = 0, smem_per_sm = 0, smem_per_block = 0, reserved = 0, per_sm = 0;
-  cudaFuncAttributes attrs{};
-  cudaError_t err = cudaGetDevice(&device);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
-  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attrs, kernel);
-  if (err == cudaSuccess) {
-    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(kMinStages) * stage_bytes);
-  }
-  if (err != cudaSuccess) {
-    return int(err);
-  }
   int cap = kMaxStages;
   if (char const* env = getenv("CKB_NORM_MAX_STAGES")) {
-    cap = max(kMinStages, min(kMaxStages, atoi(env)));
+    cap = max(1, min(kMaxStages, atoi(env)));
   }
-  const int budget = min(smem_per_block - 1024, smem_per_sm / max(1, per_sm) - reserved - int(attrs.sharedSizeBytes));
-  stages = max(kMinStages, min(cap, budget / max(1, stage_bytes)));
+  if (char const* env = getenv("CKB_NORM_STAGES")) {  // tuning runs: this depth if it fits
+    const int forced = max(1, min(kMaxStages, atoi(env)));
+    int per_sm = 0;
+    if (forced * stage_bytes <= max_dynamic &&
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(forced) * stage_bytes) ==
+            cudaSuccess &&
+        per_sm > 0) {
+      stages = forced;
+      return cudaSuccess;
+    }
+  }
+  int best = 0;
+  for (int depth = 1; depth <= cap && depth * stage_bytes <= max_dynamic; ++depth) {
+    int per_sm = 0;
+    const cudaError_t err =
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(depth) * stage_bytes);
+    if (err != cudaSuccess) {
+      return int(err);
+    }
+    if (per_sm * depth > best) {
+      best = per_sm * depth;
+      stages = depth;
+    }
+  }
   return cudaSuccess;
 }
 
 template <class Op, bool kVec>
 int launch_staged(RowParams& p, cudaStream_t stream) {
   auto* kernel = &staged_rows_kernel<Op, kVec>;
-  const int stage_bytes = Op::kInputs * p.threads * Op::kMaxPacks * kVectorBytes;
+  const int stage_bytes = Op::kInputs * p.threads * p.packs * kVectorBytes;
   int device = 0, smem_limit = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
   // The largest request first, so that the occupancy queries may take any depth.
-  if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit - 1024);
-  int stages = kMinStages;
-  if (err == cudaSuccess) err = cudaError_t(staged_depth<Op, kVec>(p, reinterpret_cast<void const*>(kernel), stage_bytes, stages));
+  const int max_dynamic = smem_limit - 1024;
+  if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_dynamic);
+  if (err == cudaSuccess && stage_bytes > max_dynamic) {
+    err = cudaErrorInvalidValue;  // a part larger than a CTA's shared memory
+  }
+  int stages = 1;
+  if (err == cudaSuccess) {
+    err = cudaError_t(staged_depth<Op, kVec>(p, reinterpret_cast<void const*>(kernel), stage_bytes, max_dynamic, stages));
+  }
   const int smem = stages * stage_bytes;
   if (err == cudaSuccess && p.mode == kCluster && p.parts > 8) {
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
@@ -394,7 +446,9 @@ bool launchable(RowParams const& p) {
                (p.packs == 1 || p.packs == 2 || p.packs == 4 || p.packs == 8) && p.packs <= Op::kMaxPacks;
       break;
     case kCtaPerRow:
-      layout = p.threads <= kMaxThreads && p.packs == Op::kMaxPacks &&
+      // Column sums are per register element: backward parts are one chunk.
+      layout = p.threads <= kStagedMaxThreads<Op> && p.packs >= Op::kChunkPacks && p.packs % Op::kChunkPacks == 0 &&
+               (Op::kColumnArrays == 0 || p.packs == Op::kChunkPacks) &&
                ((p.mode == kWhole && p.parts == 1) || (p.mode == kCluster && p.parts >= 2 && p.parts <= 16) ||
                 (p.mode == kSplit && p.parts >= 2 && p.row_partials != nullptr));
       break;

@@ -33,7 +33,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 pub use normalizer::Normalizer;
 pub use problem::{check_buffers, check_eps, Extent, NormElement, NormError, NormOp, NormResult, RowsProblem, MAX_COLS};
-pub use variants::{NormPlan, NormVariant, NORM_VARIANTS};
+pub use variants::{NormPlan, NormVariant, StagedShape, NORM_VARIANTS};
 
 /// A normalizer that uses `variant`, or the heuristic.
 fn normalizer(gpu: &Gpu, variant: Option<NormVariant>) -> NormResult<Normalizer> {

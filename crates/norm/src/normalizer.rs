@@ -15,7 +15,7 @@ use cudarc::driver::{sys, CudaSlice, DevicePtr, DevicePtrMut};
 
 use crate::launch::{self, check, RowParams, FLAG_LOG_SOFTMAX, FLAG_VECTORIZED};
 use crate::problem::{check_buffers, check_eps, Extent, NormElement, NormOp, NormResult, RowsProblem};
-use crate::variants::{sm_count, NormPlan, NormVariant};
+use crate::variants::{sm_count, NormPlan, NormVariant, StagedShape};
 
 /// Device addresses of one call's operands (0 where the op has none).
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,6 +37,8 @@ pub struct Normalizer {
     sm_count: usize,
     /// Forces a variant instead of the heuristic (benches and tests).
     forced: Option<NormVariant>,
+    /// Forward staged CTAs' shape (the defaults unless a tuning run overrides them).
+    shape: StagedShape,
     /// Split rows: rows x parts x 4 floats of partial statistics.
     row_partials: Option<CudaSlice<f32>>,
     /// Backward: column sums x slots x cols floats of per-slot column sums.
@@ -45,7 +47,7 @@ pub struct Normalizer {
 
 impl Normalizer {
     pub fn new(gpu: &Gpu) -> NormResult<Normalizer> {
-        Ok(Normalizer { gpu: gpu.clone(), sm_count: sm_count(gpu)?, forced: None, row_partials: None, col_partials: None })
+        Ok(Normalizer { gpu: gpu.clone(), sm_count: sm_count(gpu)?, forced: None, shape: StagedShape::from_env(), row_partials: None, col_partials: None })
     }
 
     /// Uses `variant` for every later call (None: the heuristic). A call whose problem the
@@ -58,8 +60,8 @@ impl Normalizer {
     /// The plan a call of `op` on `problem` with `T` elements would use.
     pub fn plan<T: NormElement>(&self, op: NormOp, problem: &RowsProblem) -> NormResult<NormPlan> {
         match self.forced {
-            Some(variant) => variant.plan(op, problem, T::DTYPE, self.sm_count),
-            None => Ok(NormVariant::choose(op, problem, T::DTYPE, self.sm_count)),
+            Some(variant) => variant.plan_shaped(op, problem, T::DTYPE, self.sm_count, self.shape),
+            None => Ok(NormVariant::choose_shaped(op, problem, T::DTYPE, self.sm_count, self.shape)),
         }
     }
 

@@ -15,14 +15,17 @@ pub fn info(device: usize) -> Result<()> {
     Ok(())
 }
 
-pub fn run(device: usize, op: &str, variant: Option<&str>, json: Option<PathBuf>) -> Result<()> {
+pub fn run(device: usize, op: &str, variant: Option<&str>, only: Option<&str>, json: Option<PathBuf>) -> Result<()> {
+    if only.is_some() && op != "norm" {
+        bail!("--only filters the norm bench's cases; {op} has no filter");
+    }
     let gpu = Gpu::new(device)?;
     let copy_gbs = copy_bandwidth_gbs(&gpu, 1 << 30)?;
     let cases: Vec<CaseResult> = match op {
         "elementwise" => crate::ops::elementwise::bench(&gpu, copy_gbs, variant)?,
         "gemm" => crate::ops::gemm::bench(&gpu, variant)?,
         "reduce" => crate::ops::reduce::bench(&gpu, copy_gbs)?,
-        "norm" => crate::ops::norm::bench(&gpu, copy_gbs)?,
+        "norm" => crate::ops::norm::bench(&gpu, copy_gbs, variant, only)?,
         other => bail!("no bench for {other}: one of elementwise, gemm, reduce, norm"),
     };
     let (device, _) = DeviceInfo::read(&gpu)?;

@@ -43,6 +43,9 @@ enum Command {
         /// Force one kernel variant from the operator's table.
         #[arg(long)]
         variant: Option<String>,
+        /// Only the cases whose name contains this (norm: "layernorm f32 512x262144").
+        #[arg(long)]
+        only: Option<String>,
         /// Where to write the JSON (default: bench-<op>.json in the working folder).
         #[arg(long)]
         json: Option<PathBuf>,
@@ -68,7 +71,7 @@ fn main() {
     let result: Result<bool> = (|| match cli.command {
         Command::Info => bench::info(cli.device).map(|_| true),
         Command::Gate { names, out } => gates::run(cli.device, &names, &out),
-        Command::Bench { op, variant, json } => bench::run(cli.device, &op, variant.as_deref(), json).map(|_| true),
+        Command::Bench { op, variant, only, json } => bench::run(cli.device, &op, variant.as_deref(), only.as_deref(), json).map(|_| true),
         Command::Fuzz { op, cases, seed } => fuzz::run(cli.device, &op, cases, seed),
     })();
     match result {

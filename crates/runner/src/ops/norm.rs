@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Result};
 use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
 use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Timer, TimingConfig, Tolerance};
 use ckb_norm::reference as cpu;
-use ckb_norm::{NormElement, NormOp, Normalizer, RowsProblem};
+use ckb_norm::{NormElement, NormOp, NormVariant, Normalizer, RowsProblem, NORM_VARIANTS};
 use cudarc::driver::CudaSlice;
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -112,24 +112,49 @@ fn forward_op(name: &str) -> Result<NormOp> {
     }
 }
 
+/// One gate case, on the heuristic's variant.
 pub fn measure_case(gpu: &Gpu, copy_gbs: f64, case: &NormCase) -> Result<CaseResult> {
+    measure_variant(gpu, copy_gbs, case, None)
+}
+
+/// One case on `variant` (None: the heuristic's).
+fn measure_variant(gpu: &Gpu, copy_gbs: f64, case: &NormCase, variant: Option<NormVariant>) -> Result<CaseResult> {
     let op = forward_op(&case.op)?;
     match case.dtype.as_str() {
-        "f32" => measure::<f32>(gpu, copy_gbs, op, case.rows, case.cols),
-        "bf16" => measure::<bf16>(gpu, copy_gbs, op, case.rows, case.cols),
-        "f16" => measure::<f16>(gpu, copy_gbs, op, case.rows, case.cols),
+        "f32" => measure::<f32>(gpu, copy_gbs, op, case.rows, case.cols, variant),
+        "bf16" => measure::<bf16>(gpu, copy_gbs, op, case.rows, case.cols, variant),
+        "f16" => measure::<f16>(gpu, copy_gbs, op, case.rows, case.cols, variant),
         other => bail!("norm dtype {other}"),
     }
 }
 
+/// Whether `variant` holds a case's rows (benches skip the cases it cannot run).
+fn holds(gpu: &Gpu, case: &NormCase, variant: NormVariant) -> Result<bool> {
+    let op = forward_op(&case.op)?;
+    let p = RowsProblem::dense(case.rows, case.cols);
+    let mut norm = Normalizer::new(gpu)?;
+    norm.force_variant(Some(variant));
+    Ok(match case.dtype.as_str() {
+        "f32" => norm.plan::<f32>(op, &p).is_ok(),
+        "bf16" => norm.plan::<bf16>(op, &p).is_ok(),
+        _ => norm.plan::<f16>(op, &p).is_ok(),
+    })
+}
+
 /// One forward op: checked, then timed against a copy of the same bytes (one read and one
 /// write of the matrix); softmax is also timed against cuDNN's.
-fn measure<T: NormElement>(gpu: &Gpu, copy_gbs: f64, op: NormOp, rows: usize, cols: usize) -> Result<CaseResult> {
+fn measure<T: NormElement>(gpu: &Gpu, copy_gbs: f64, op: NormOp, rows: usize, cols: usize, forced: Option<NormVariant>) -> Result<CaseResult> {
     let p = RowsProblem::dense(rows, cols);
     let inp = inputs::<T>(gpu, &p, 31)?;
     let mut norm = Normalizer::new(gpu)?;
+    norm.force_variant(forced);
     let check = check_forward(gpu, &mut norm, op, &p, &inp)?;
-    let variant = norm.plan::<T>(op, &p)?.variant.name().to_string();
+    let plan = norm.plan::<T>(op, &p)?;
+    // Gate records name the variant; a forced (bench) run also gives its shape.
+    let variant = match forced {
+        None => plan.variant.name().to_string(),
+        Some(_) => format!("{} {}x{} p{}", plan.variant.name(), plan.parts, plan.threads, plan.packs),
+    };
     let mut y = gpu.zeros::<T>(p.output_len())?;
     let mut mean = gpu.zeros::<f32>(rows)?;
     let mut rstd = gpu.zeros::<f32>(rows)?;
@@ -165,10 +190,39 @@ fn cudnn_softmax_us<T: NormElement>(gpu: &Gpu, p: &RowsProblem, x: &CudaSlice<T>
     timer.time(&mut |_| vendor.run(x, &mut y)).ok().map(|s| s.median_us)
 }
 
-/// `ckb bench norm`: the phase-5 set from gates.toml.
-pub fn bench(gpu: &Gpu, copy_gbs: f64) -> Result<Vec<CaseResult>> {
-    let cases: Vec<NormCase> = crate::table::find("phase5-norm")?.setting("cases")?;
-    cases.iter().map(|c| measure_case(gpu, copy_gbs, c)).collect()
+/// `ckb bench norm [--variant NAME|all] [--only TEXT]`: the phase-5 set from gates.toml (or
+/// the cases named like TEXT), on the heuristic's variant, one forced variant, or every
+/// variant that holds each case.
+pub fn bench(gpu: &Gpu, copy_gbs: f64, variant: Option<&str>, only: Option<&str>) -> Result<Vec<CaseResult>> {
+    let mut cases: Vec<NormCase> = crate::table::find("phase5-norm")?.setting("cases")?;
+    if let Some(only) = only {
+        cases.retain(|c| format!("{} {} {}x{}", c.op, c.dtype, c.rows, c.cols).contains(only));
+        if cases.is_empty() {
+            bail!("no phase5-norm case matches {only:?}");
+        }
+    }
+    let variants: Vec<NormVariant> = match variant {
+        None => return cases.iter().map(|c| measure_case(gpu, copy_gbs, c)).collect(),
+        Some("all") => NORM_VARIANTS.iter().map(|(v, _)| *v).collect(),
+        Some(name) => vec![NormVariant::by_name(name).ok_or_else(|| {
+            anyhow!("norm variant {name}: one of all, {}", NORM_VARIANTS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "))
+        })?],
+    };
+    let progress = crate::progress::Progress::new("bench norm", (cases.len() * variants.len()) as u64);
+    let mut results = Vec::new();
+    for case in &cases {
+        for &v in &variants {
+            if holds(gpu, case, v)? {
+                let row = measure_variant(gpu, copy_gbs, case, Some(v))?;
+                progress.step(&format!("{} {:.3} of copy ({})", row.name, row.ratio, row.variant));
+                results.push(row);
+            } else {
+                progress.step(&format!("{} {} {}x{}: {} does not hold it", case.op, case.dtype, case.rows, case.cols, v.name()));
+            }
+        }
+    }
+    progress.finish();
+    Ok(results)
 }
 
 #[derive(Debug, Clone)]
