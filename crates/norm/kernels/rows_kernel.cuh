@@ -90,7 +90,15 @@ CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, Stat<K>*
       if (threadIdx.x == 0) {
         *slot = s;
       }
-      cluster.sync();  // release our slot, acquire the others'
+      // Release our slot, acquire the others'. Only warp 0 (thread 0 wrote the slot) arrives
+      // with release semantics: a releasing arrive waits for the thread's outstanding global
+      // stores (the previous row's outputs), which the other warps need not publish.
+      if (threadIdx.x < 32) {
+        cute::cluster_arrive();
+      } else {
+        cute::cluster_arrive_relaxed();
+      }
+      cute::cluster_wait();
       s = fold_in_order<C, K>(p.parts, [&](int r) { return *cluster.map_shared_rank(slot, r); });
       return true;
     }
