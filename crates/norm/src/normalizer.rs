@@ -115,37 +115,7 @@ impl Normalizer {
         mean: &mut impl DevicePtrMut<f32>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        check_buffers(
-            NormOp::LayerNorm,
-            problem,
-            &[
-                ("x", Extent::Rows, x.len()),
-                ("gamma", Extent::PerColumn, gamma.len()),
-                ("beta", Extent::PerColumn, beta.len()),
-                ("y", Extent::Dense, y.len()),
-                ("mean", Extent::PerRow, mean.len()),
-                ("rstd", Extent::PerRow, rstd.len()),
-            ],
-        )?;
-        check_eps(NormOp::LayerNorm.name(), eps)?;
-        if problem.cols == 0 {
-            // Statistics of empty rows are undefined (the reference's NaN).
-            self.fill_nan(mean, problem.rows)?;
-            self.fill_nan(rstd, problem.rows)?;
-            return Ok(None);
-        }
-        if problem.rows == 0 {
-            return Ok(None);
-        }
-        let stream = self.gpu.stream.clone();
-        let (x, _x) = x.device_ptr(&stream);
-        let (gamma, _g) = gamma.device_ptr(&stream);
-        let (beta, _b) = beta.device_ptr(&stream);
-        let (out, _y) = y.device_ptr_mut(&stream);
-        let (mean, _m) = mean.device_ptr_mut(&stream);
-        let (rstd, _r) = rstd.device_ptr_mut(&stream);
-        let operands = Operands { x, gamma, beta, out, mean, rstd, ..Operands::default() };
-        self.launch::<T>(NormOp::LayerNorm, problem, operands, eps).map(Some)
+        self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, Some(mean), rstd)
     }
 
     /// `y = x * rstd * gamma` along each row; writes rstd = 1 / sqrt(mean(x^2) + eps) (f32).
@@ -158,18 +128,36 @@ impl Normalizer {
         y: &mut impl DevicePtrMut<T>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        check_buffers(
-            NormOp::RmsNorm,
-            problem,
-            &[
-                ("x", Extent::Rows, x.len()),
-                ("gamma", Extent::PerColumn, gamma.len()),
-                ("y", Extent::Dense, y.len()),
-                ("rstd", Extent::PerRow, rstd.len()),
-            ],
-        )?;
-        check_eps(NormOp::RmsNorm.name(), eps)?;
+        self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, None::<&mut CudaSlice<f32>>, rstd)
+    }
+
+    /// LayerNorm (with `beta` and `mean`) and RMSNorm forward: buffer and eps checks,
+    /// statistics of empty rows, launch.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_forward<T: NormElement, B: DevicePtr<T>, M: DevicePtrMut<f32>>(
+        &mut self,
+        op: NormOp,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: Option<&B>,
+        eps: f32,
+        y: &mut impl DevicePtrMut<T>,
+        mut mean: Option<&mut M>,
+        rstd: &mut impl DevicePtrMut<f32>,
+    ) -> NormResult<Option<NormPlan>> {
+        let mut buffers = vec![("x", Extent::Rows, x.len()), ("gamma", Extent::PerColumn, gamma.len())];
+        buffers.extend(beta.map(|b| ("beta", Extent::PerColumn, b.len())));
+        buffers.push(("y", Extent::Dense, y.len()));
+        buffers.extend(mean.as_ref().map(|m| ("mean", Extent::PerRow, m.len())));
+        buffers.push(("rstd", Extent::PerRow, rstd.len()));
+        check_buffers(op, problem, &buffers)?;
+        check_eps(op.name(), eps)?;
         if problem.cols == 0 {
+            // Statistics of empty rows are undefined (the reference's NaN).
+            if let Some(mean) = mean {
+                self.fill_nan(mean, problem.rows)?;
+            }
             self.fill_nan(rstd, problem.rows)?;
             return Ok(None);
         }
@@ -179,10 +167,20 @@ impl Normalizer {
         let stream = self.gpu.stream.clone();
         let (x, _x) = x.device_ptr(&stream);
         let (gamma, _g) = gamma.device_ptr(&stream);
+        let beta = beta.map(|b| b.device_ptr(&stream));
         let (out, _y) = y.device_ptr_mut(&stream);
+        let mean = mean.as_mut().map(|m| m.device_ptr_mut(&stream));
         let (rstd, _r) = rstd.device_ptr_mut(&stream);
-        let operands = Operands { x, gamma, out, rstd, ..Operands::default() };
-        self.launch::<T>(NormOp::RmsNorm, problem, operands, eps).map(Some)
+        let operands = Operands {
+            x,
+            gamma,
+            beta: beta.as_ref().map_or(0, |(p, _)| *p),
+            out,
+            mean: mean.as_ref().map_or(0, |(p, _)| *p),
+            rstd,
+            ..Operands::default()
+        };
+        self.launch::<T>(op, problem, operands, eps).map(Some)
     }
 
     /// `dx = y * (dy - sum(dy * y))` along each row, from the forward output `y`. `y` and
@@ -223,40 +221,7 @@ impl Normalizer {
         dgamma: &mut impl DevicePtrMut<T>,
         dbeta: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        check_buffers(
-            NormOp::LayerNormBackward,
-            problem,
-            &[
-                ("x", Extent::Rows, x.len()),
-                ("dy", Extent::Rows, dy.len()),
-                ("gamma", Extent::PerColumn, gamma.len()),
-                ("mean", Extent::PerRow, mean.len()),
-                ("rstd", Extent::PerRow, rstd.len()),
-                ("dx", Extent::Dense, dx.len()),
-                ("dgamma", Extent::PerColumn, dgamma.len()),
-                ("dbeta", Extent::PerColumn, dbeta.len()),
-            ],
-        )?;
-        if problem.cols == 0 {
-            return Ok(None);
-        }
-        if problem.rows == 0 {
-            // Sums over no rows.
-            self.fill_zero(dgamma, problem.cols)?;
-            self.fill_zero(dbeta, problem.cols)?;
-            return Ok(None);
-        }
-        let stream = self.gpu.stream.clone();
-        let (x, _x) = x.device_ptr(&stream);
-        let (dy, _dy) = dy.device_ptr(&stream);
-        let (gamma, _g) = gamma.device_ptr(&stream);
-        let (mean, _m) = mean.device_ptr(&stream);
-        let (rstd, _r) = rstd.device_ptr(&stream);
-        let (out, _dx) = dx.device_ptr_mut(&stream);
-        let (dgamma, _dg) = dgamma.device_ptr_mut(&stream);
-        let (dbeta, _db) = dbeta.device_ptr_mut(&stream);
-        let operands = Operands { x, dy, gamma, mean, rstd, out, dgamma, dbeta, ..Operands::default() };
-        self.launch::<T>(NormOp::LayerNormBackward, problem, operands, 0.0).map(Some)
+        self.norm_backward(NormOp::LayerNormBackward, problem, x, dy, gamma, Some(mean), rstd, dx, dgamma, Some(dbeta))
     }
 
     /// RMSNorm gradients from the saved `rstd`: `dx` (dense) and `dgamma = sum_rows(dy * x * rstd)`.
@@ -270,34 +235,62 @@ impl Normalizer {
         dx: &mut impl DevicePtrMut<T>,
         dgamma: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        check_buffers(
-            NormOp::RmsNormBackward,
-            problem,
-            &[
-                ("x", Extent::Rows, x.len()),
-                ("dy", Extent::Rows, dy.len()),
-                ("gamma", Extent::PerColumn, gamma.len()),
-                ("rstd", Extent::PerRow, rstd.len()),
-                ("dx", Extent::Dense, dx.len()),
-                ("dgamma", Extent::PerColumn, dgamma.len()),
-            ],
-        )?;
+        self.norm_backward(NormOp::RmsNormBackward, problem, x, dy, gamma, None::<&CudaSlice<f32>>, rstd, dx, dgamma, None::<&mut CudaSlice<T>>)
+    }
+
+    /// LayerNorm (with `mean` and `dbeta`) and RMSNorm backward: buffer checks, column sums
+    /// over no rows, launch.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_backward<T: NormElement, M: DevicePtr<f32>, B: DevicePtrMut<T>>(
+        &mut self,
+        op: NormOp,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        dy: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        mean: Option<&M>,
+        rstd: &impl DevicePtr<f32>,
+        dx: &mut impl DevicePtrMut<T>,
+        dgamma: &mut impl DevicePtrMut<T>,
+        mut dbeta: Option<&mut B>,
+    ) -> NormResult<Option<NormPlan>> {
+        let mut buffers = vec![("x", Extent::Rows, x.len()), ("dy", Extent::Rows, dy.len()), ("gamma", Extent::PerColumn, gamma.len())];
+        buffers.extend(mean.map(|m| ("mean", Extent::PerRow, m.len())));
+        buffers.extend([("rstd", Extent::PerRow, rstd.len()), ("dx", Extent::Dense, dx.len()), ("dgamma", Extent::PerColumn, dgamma.len())]);
+        buffers.extend(dbeta.as_ref().map(|b| ("dbeta", Extent::PerColumn, b.len())));
+        check_buffers(op, problem, &buffers)?;
         if problem.cols == 0 {
             return Ok(None);
         }
         if problem.rows == 0 {
+            // Sums over no rows.
             self.fill_zero(dgamma, problem.cols)?;
+            if let Some(dbeta) = dbeta {
+                self.fill_zero(dbeta, problem.cols)?;
+            }
             return Ok(None);
         }
         let stream = self.gpu.stream.clone();
         let (x, _x) = x.device_ptr(&stream);
         let (dy, _dy) = dy.device_ptr(&stream);
         let (gamma, _g) = gamma.device_ptr(&stream);
+        let mean = mean.map(|m| m.device_ptr(&stream));
         let (rstd, _r) = rstd.device_ptr(&stream);
         let (out, _dx) = dx.device_ptr_mut(&stream);
         let (dgamma, _dg) = dgamma.device_ptr_mut(&stream);
-        let operands = Operands { x, dy, gamma, rstd, out, dgamma, ..Operands::default() };
-        self.launch::<T>(NormOp::RmsNormBackward, problem, operands, 0.0).map(Some)
+        let dbeta = dbeta.as_mut().map(|b| b.device_ptr_mut(&stream));
+        let operands = Operands {
+            x,
+            dy,
+            gamma,
+            mean: mean.as_ref().map_or(0, |(p, _)| *p),
+            rstd,
+            out,
+            dgamma,
+            dbeta: dbeta.as_ref().map_or(0, |(p, _)| *p),
+            ..Operands::default()
+        };
+        self.launch::<T>(op, problem, operands, 0.0).map(Some)
     }
 
     /// Plans, makes sure the scratch memory is there, and launches. `problem` is valid and
