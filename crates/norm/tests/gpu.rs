@@ -458,7 +458,7 @@ fn misaligned_views_take_the_element_path() {
 }
 
 /// Enough rows that every CTA of the persistent staged grid (and every warp slot of the
-/// backward warp kernels) takes several: the two-stage pipeline turns over and column sums
+/// backward warp kernels) takes several: the staging ring turns over and column sums
 /// add several rows per slot.
 #[test]
 #[ignore = "needs a GPU"]
