@@ -102,6 +102,31 @@ CUTE_DEVICE void store_row(T* out, PackMap<P, A> const& m, Fill&& fill) {
   }
 }
 
+// Per-column parameters (gamma, beta) are loaded this many elements per operand at a time,
+// ahead of the math and stores that use them: one memory round trip per group, where loading
+// each pack beside its store would wait out one per pack.
+constexpr int kParamGroupElems = 16;
+
+// store_row for ops reading per-column parameters: `load(j, i)` loads pack j's parameters
+// into group slot i (0 <= i < G), `fill(j, i, o)` then computes pack j into o (PACK).
+template <int N, int G, class T, int P, Access A, class Load, class Fill>
+CUTE_DEVICE void store_row_grouped(T* out, PackMap<P, A> const& m, Load&& load, Fill&& fill) {
+  static_assert(N % G == 0, "whole groups");
+  CUTE_UNROLL
+  for (int j0 = 0; j0 < N; j0 += G) {
+    CUTE_UNROLL
+    for (int i = 0; i < G; ++i) {
+      load(j0 + i, i);
+    }
+    CUTE_UNROLL
+    for (int i = 0; i < G; ++i) {
+      Tensor o = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
+      fill(j0 + i, i, o);
+      store_pack(out, m, j0 + i, o);
+    }
+  }
+}
+
 // What every op declares: element type, combining rule, register budget, row operands
 // (1: x; 2: x and dy) and column sums (dgamma, dbeta).
 template <class T, class C, bool kFwd, int kIn, int kColumns>
@@ -111,6 +136,11 @@ struct OpTraits {
   static constexpr int P = kPackElems<T>;
   static constexpr int kMaxPacks = (kFwd ? kForwardElems : kBackwardElems) / P;
   static constexpr int kChunkPacks = kChunkElems / P;
+  // Parameter packs per group (store_row_grouped) for a thread share of N packs. Rows read
+  // element by element (unaligned) take one pack: their per-element addresses and predicates
+  // leave no registers for more.
+  template <int N, Access A>
+  static constexpr int kParamPacks = A != Access::kVector ? 1 : N < kParamGroupElems / P ? N : kParamGroupElems / P;
   static constexpr bool kForward = kFwd;
   static constexpr int kInputs = kIn;
   static constexpr int kColumnArrays = kColumns;
@@ -210,16 +240,20 @@ struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
         p.mean[row] = mean;
         p.rstd[row] = rstd;
       }
-      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
-        Tensor g = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
-        Tensor b = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
-        load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g, T(0.0f));
-        load_pack<Cache::kKeep>(static_cast<T const*>(p.beta), m, j, b, T(0.0f));
-        CUTE_UNROLL
-        for (int k = 0; k < P; ++k) {
-          o(k) = T(fmaf((float(x(k, j)) - mean) * rstd, float(g(k)), float(b(k))));
-        }
-      });
+      constexpr int G = LayerNormForward::template kParamPacks<N, A>;
+      RowFrag<T, G> g, b;  // (PACK,G)
+      store_row_grouped<N, G>(
+          out_row<T>(p, row), m,
+          [&](int j, int i) {
+            load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g(_, i), T(0.0f));
+            load_pack<Cache::kKeep>(static_cast<T const*>(p.beta), m, j, b(_, i), T(0.0f));
+          },
+          [&](int j, int i, auto& o) {
+            CUTE_UNROLL
+            for (int k = 0; k < P; ++k) {
+              o(k) = T(fmaf((float(x(k, j)) - mean) * rstd, float(g(k, i)), float(b(k, i))));
+            }
+          });
     }
   };
 };
@@ -255,14 +289,17 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, 1, 0> {
       if (lead) {
         p.rstd[row] = rstd;
       }
-      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
-        Tensor g = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
-        load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g, T(0.0f));
-        CUTE_UNROLL
-        for (int k = 0; k < P; ++k) {
-          o(k) = T(float(x(k, j)) * rstd * float(g(k)));
-        }
-      });
+      constexpr int G = RmsNormForward::template kParamPacks<N, A>;
+      RowFrag<T, G> g;  // (PACK,G)
+      store_row_grouped<N, G>(
+          out_row<T>(p, row), m,
+          [&](int j, int i) { load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g(_, i), T(0.0f)); },
+          [&](int j, int i, auto& o) {
+            CUTE_UNROLL
+            for (int k = 0; k < P; ++k) {
+              o(k) = T(float(x(k, j)) * rstd * float(g(k, i)));
+            }
+          });
     }
   };
 };

@@ -16,8 +16,9 @@
 //     SM. The grid is persistent (as many CTAs as fit at once).
 //     Modes:
 //       kWhole:   one CTA per row: shuffles, then the warps through shared memory;
-//       kCluster: `parts` CTAs of a thread-block cluster share a row; their statistics meet
-//                 through distributed shared memory after one cluster barrier;
+//       kCluster: `parts` CTAs of a thread-block cluster share a row; each sends its
+//                 statistics into every peer's shared memory (st.async on the peer's
+//                 mbarrier) and waits on its own: no cluster barrier per row;
 //       kSplit:   `parts` independent CTAs per row; a first launch writes each part's
 //                 statistics to global memory, a second folds them and writes the outputs
 //                 (rows longer than a cluster holds, or clusters the GPU cannot place).
@@ -35,6 +36,13 @@ namespace ckb::norm {
 constexpr int kMaxThreads = 512;
 constexpr int kWarpRowsPerCta = 4;
 constexpr int kMaxStages = 4;
+constexpr int kMaxClusterParts = 16;
+
+// A CTA's inbox for its cluster peers' statistics of a row part, two rows deep (row_stats).
+struct ClusterExchange {
+  float stats[2][kMaxClusterParts][kPartialFloats];  // [buffer][sender's part]
+  uint64_t full[2];                                   // every part's statistics landed
+};
 
 // Writes a thread's backward column sums for slot `slot`. Warps of a warp-per-row CTA share
 // the CTA's slot and add theirs in warp order; every thread of the CTA must call it.
@@ -81,25 +89,38 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, 4)
 
 // Turns a CTA's statistics `s` of a row part into the whole row's (cluster and split modes).
 // Returns false when this launch only publishes them (the first pass of a split).
-// `slot` is this row's entry of the CTA's two alternating cluster slots.
+// Cluster mode: every CTA sends its part's statistics into every CTA's `exchange.stats[b]`
+// (st.async), each landing on that CTA's `exchange.full[b]`; a CTA waits for its own
+// mbarrier only, never for the whole cluster, and its L1 (gamma, beta) survives: a cluster
+// barrier's acquire invalidates it. The buffer b = it % 2 alternates row by row. A peer
+// writes buffer b again (row it + 2) only after this CTA sent row it + 1, which it does
+// after a __syncthreads (cta_reduce) that follows every thread's reads of row it.
 template <class C, int K>
-CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, Stat<K>* slot) {
+CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, ClusterExchange& exchange, int it) {
   switch (p.mode) {
     case kCluster: {
-      auto cluster = cooperative_groups::this_cluster();
+      using Barrier = cutlass::arch::ClusterTransactionBarrier;
+      const int buffer = it % 2;
       if (threadIdx.x == 0) {
-        *slot = s;
+        Barrier::arrive_and_expect_tx(&exchange.full[buffer], uint32_t(p.parts * K * sizeof(float)));
+        const uint32_t full = cast_smem_ptr_to_uint(&exchange.full[buffer]);
+        for (int r = 0; r < p.parts; ++r) {
+          CUTE_UNROLL
+          for (int i = 0; i < K; ++i) {
+            cute::store_shared_remote(__float_as_uint(s.v[i]),
+                                      cast_smem_ptr_to_uint(&exchange.stats[buffer][blockIdx.x][i]), full, r);
+          }
+        }
       }
-      // Release our slot, acquire the others'. Only warp 0 (thread 0 wrote the slot) arrives
-      // with release semantics: a releasing arrive waits for the thread's outstanding global
-      // stores (the previous row's outputs), which the other warps need not publish.
-      if (threadIdx.x < 32) {
-        cute::cluster_arrive();
-      } else {
-        cute::cluster_arrive_relaxed();
-      }
-      cute::cluster_wait();
-      s = fold_in_order<C, K>(p.parts, [&](int r) { return *cluster.map_shared_rank(slot, r); });
+      Barrier::wait(&exchange.full[buffer], (it / 2) % 2);
+      s = fold_in_order<C, K>(p.parts, [&](int r) {
+        Stat<K> part;
+        CUTE_UNROLL
+        for (int i = 0; i < K; ++i) {
+          part.v[i] = exchange.stats[buffer][r][i];
+        }
+        return part;
+      });
       return true;
     }
     case kSplitStats: {
@@ -152,7 +173,7 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
   __shared__ uint64_t full[kMaxStages];  // stage s holds its row (bulk copies landed)
   // Two of each, alternated row by row: a slot is rewritten only after another barrier.
   __shared__ Stat<K> warp_slots[2][kMaxThreads / 32];
-  __shared__ Stat<K> cta_slots[2];
+  __shared__ ClusterExchange exchange;
 
   const int threads = blockDim.x;
   const int tid = threadIdx.x;
@@ -206,6 +227,16 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     }
     __syncthreads();
   }
+  if (p.mode == kCluster) {
+    if (tid == 0) {
+      Barrier::init(&exchange.full[0], 1);
+      Barrier::init(&exchange.full[1], 1);
+      cutlass::arch::fence_barrier_init();
+    }
+    // Every peer's inbox is initialized before anyone sends.
+    cute::cluster_arrive_relaxed();
+    cute::cluster_wait();
+  }
   const int64_t first_row = blockIdx.y, row_step = gridDim.y;
   // The prologue stages the first stages - 1 rows; each iteration stages one more.
   for (int s = 0; s + 1 < stages && first_row + s * row_step < p.rows; ++s) {
@@ -247,7 +278,7 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     // Its __syncthreads also orders a single chunk's stage reads before the next row's
     // staging, and (plain staging) the next row's stores before their reads.
     s = cta_reduce<C>(s, warp_slots[it % 2]);
-    if (row_stats<C, K>(p, row, s, &cta_slots[it % 2])) {
+    if (row_stats<C, K>(p, row, s, exchange, it)) {
       const bool lead = tid == 0 && blockIdx.x == 0;
       if (chunks == 1) {
         th.apply(p, row, m, s, lead);  // still in registers
@@ -265,7 +296,7 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     }
   }
   if (p.mode == kCluster) {
-    cooperative_groups::this_cluster().sync();  // no CTA leaves while its slots may be read
+    cute::cluster_sync();  // no CTA leaves while a peer may still address its shared memory
   }
   if constexpr (Op::kColumnArrays > 0) {
     if (p.mode != kSplitStats) {
@@ -457,7 +488,7 @@ bool launchable(RowParams const& p) {
       // Column sums are per register element: backward parts are one chunk.
       layout = p.threads <= kStagedMaxThreads<Op> && p.packs >= Op::kChunkPacks && p.packs % Op::kChunkPacks == 0 &&
                (Op::kColumnArrays == 0 || p.packs == Op::kChunkPacks) &&
-               ((p.mode == kWhole && p.parts == 1) || (p.mode == kCluster && p.parts >= 2 && p.parts <= 16) ||
+               ((p.mode == kWhole && p.parts == 1) || (p.mode == kCluster && p.parts >= 2 && p.parts <= kMaxClusterParts) ||
                 (p.mode == kSplit && p.parts >= 2 && p.row_partials != nullptr));
       break;
     default:
