@@ -45,7 +45,11 @@ esac
 pub fn run(out: &str, clean_head: bool) -> Result<()> {
     crate::setup::run(false)?;
     let root = workspace_root();
-    let (src, target) = if clean_head { (clean_checkout(&root)?, Some(root.join("target/bundle-target"))) } else { (root.clone(), None) };
+    let (src, target) = if clean_head {
+        (clean_checkout(&root)?, Some(root.join("target/bundle-target")))
+    } else {
+        (root.clone(), None)
+    };
     let (commit, dirty) = git_state(&src);
     if dirty {
         tracing::warn!("the tree has uncommitted changes: records from this bundle will say dirty=true (use --clean-head for gate records)");
@@ -87,10 +91,21 @@ pub fn run(out: &str, clean_head: bool) -> Result<()> {
 fn clean_checkout(root: &Path) -> Result<PathBuf> {
     let dir = root.join("target/bundle-src");
     if dir.join(".git").exists() {
-        run_checked(Command::new("git").args(["checkout", "--quiet", "--detach", "--force"]).arg(git_state(root).0).current_dir(&dir))?;
+        run_checked(
+            Command::new("git")
+                .args(["checkout", "--quiet", "--detach", "--force"])
+                .arg(git_state(root).0)
+                .current_dir(&dir),
+        )?;
     } else {
         let _ = Command::new("git").args(["worktree", "prune"]).current_dir(root).status();
-        run_checked(Command::new("git").args(["worktree", "add", "--detach", "--force"]).arg(&dir).arg("HEAD").current_dir(root))?;
+        run_checked(
+            Command::new("git")
+                .args(["worktree", "add", "--detach", "--force"])
+                .arg(&dir)
+                .arg("HEAD")
+                .current_dir(root),
+        )?;
     }
     // The pinned toolchain stays where setup put it.
     std::env::set_var("CKB_TOOLCHAIN", ckb_cuda_build::pinned_dir(root));
@@ -100,7 +115,13 @@ fn clean_checkout(root: &Path) -> Result<PathBuf> {
 /// Compiles every test target in release mode and returns (bundle name, executable).
 fn build_tests(src: &Path, target: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
     let mut cmd = cargo();
-    cmd.current_dir(src).args(["test", "--release", "--workspace", "--no-run", "--message-format=json-render-diagnostics"]);
+    cmd.current_dir(src).args([
+        "test",
+        "--release",
+        "--workspace",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
     if let Some(dir) = target {
         cmd.env("CARGO_TARGET_DIR", dir);
     }
@@ -136,7 +157,10 @@ fn build_tests(src: &Path, target: Option<&Path>) -> Result<Vec<(String, PathBuf
 
 /// Does the test binary hold any test marked `#[ignore]` (our GPU tests)?
 fn has_ignored_tests(exe: &Path) -> Result<bool> {
-    let out = Command::new(exe).args(["--list", "--ignored", "--format", "terse"]).output().with_context(|| format!("listing {}", exe.display()))?;
+    let out = Command::new(exe)
+        .args(["--list", "--ignored", "--format", "terse"])
+        .output()
+        .with_context(|| format!("listing {}", exe.display()))?;
     Ok(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.ends_with(": test")))
 }
 

@@ -62,7 +62,9 @@ pub fn test(extra: &[String]) -> Result<()> {
         tracing::info!("GPU found: running the GPU tests too");
         cmd.args(["--", "--include-ignored"]);
     } else {
-        tracing::info!("no GPU here: GPU tests are reported as ignored (run them on a GPU host from `cargo xtask bundle`)");
+        tracing::info!(
+            "no GPU here: GPU tests are reported as ignored (run them on a GPU host from `cargo xtask bundle`)"
+        );
     }
     run_checked(&mut cmd)
 }

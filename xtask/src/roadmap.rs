@@ -18,7 +18,8 @@ pub fn table(root: &Path) -> Result<String> {
         for file in std::fs::read_dir(device.path()).into_iter().flatten().flatten() {
             if file.path().extension().is_some_and(|e| e == "json") {
                 let text = std::fs::read_to_string(file.path())?;
-                records.push(serde_json::from_str(&text).with_context(|| format!("reading {}", file.path().display()))?);
+                records
+                    .push(serde_json::from_str(&text).with_context(|| format!("reading {}", file.path().display()))?);
             }
         }
     }

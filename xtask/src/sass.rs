@@ -30,14 +30,26 @@ pub fn run(krate: Option<&str>) -> Result<()> {
         Some(k) => bail!("unknown crate {k}: one of {}", CRATES.join(", ")),
         None => CRATES.to_vec(),
     };
-    println!("{:<8} {:<64} {:>5} {:>7} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5}", "crate", "kernel", "regs", "smem_B", "stack", "spill", "HGMMA", "QGMMA", "LDL", "STL");
+    println!(
+        "{:<8} {:<64} {:>5} {:>7} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5}",
+        "crate", "kernel", "regs", "smem_B", "stack", "spill", "HGMMA", "QGMMA", "LDL", "STL"
+    );
     for krate in crates {
         for object in kernel_objects(krate)? {
             let rows = inspect(&cuobjdump, &object)?;
             for (name, r) in rows {
                 println!(
                     "{:<8} {:<64} {:>5} {:>7} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5}",
-                    krate, shorten(&name, 64), r.registers, r.shared, r.stack, r.spill, r.counts[0], r.counts[1], r.counts[2], r.counts[3]
+                    krate,
+                    shorten(&name, 64),
+                    r.registers,
+                    r.shared,
+                    r.stack,
+                    r.spill,
+                    r.counts[0],
+                    r.counts[1],
+                    r.counts[2],
+                    r.counts[3]
                 );
             }
         }
@@ -60,7 +72,11 @@ fn kernel_objects(krate: &str) -> Result<Vec<PathBuf>> {
     let mut objects = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let is_ours = msg["package_id"].as_str().is_some_and(|id| id.contains(&format!("/{krate}#")) || id.contains(&format!("{package}@")) || id.contains(&format!("{package} ")));
+        let is_ours = msg["package_id"].as_str().is_some_and(|id| {
+            id.contains(&format!("/{krate}#"))
+                || id.contains(&format!("{package}@"))
+                || id.contains(&format!("{package} "))
+        });
         if msg["reason"] != "build-script-executed" || !is_ours {
             continue;
         }

@@ -24,12 +24,24 @@ pub fn run(force: bool) -> Result<Toolchain> {
         // Pointed at a broken user toolkit: say what is wrong rather than installing over it.
         Toolchain::find(&root).context("NVCC/CUDA_HOME/CUTLASS_DIR point at an incomplete toolkit")?;
     }
-    tracing::info!("installing the pinned CUDA 13.0 toolchain and CUTLASS 4.2 into {} (about 300 MB unpacked)", dir.display());
+    tracing::info!(
+        "installing the pinned CUDA 13.0 toolchain and CUTLASS 4.2 into {} (about 300 MB unpacked)",
+        dir.display()
+    );
     let stamp = dir.join(STAMP_FILE);
     let _ = std::fs::remove_file(&stamp);
     let python = python()?;
     let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--no-deps", "--upgrade", "--disable-pip-version-check", "--no-warn-script-location", "--target"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--upgrade",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--target",
+        ])
         .arg(&dir)
         .args(PINNED_PACKAGES)
         .status()
@@ -54,7 +66,8 @@ fn python() -> Result<String> {
 
 /// Runs nvcc --version and says where everything is.
 fn report(t: &Toolchain) -> Result<()> {
-    let out = Command::new(&t.nvcc).arg("--version").output().with_context(|| format!("running {}", t.nvcc.display()))?;
+    let out =
+        Command::new(&t.nvcc).arg("--version").output().with_context(|| format!("running {}", t.nvcc.display()))?;
     if !out.status.success() {
         bail!("{} --version failed: {}", t.nvcc.display(), String::from_utf8_lossy(&out.stderr));
     }

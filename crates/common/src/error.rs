@@ -42,9 +42,7 @@ extern "C" {
 /// The CUDA runtime's name for an error code returned by one of our `extern "C"` launchers.
 pub fn cuda_error_string(code: i32) -> String {
     // SAFETY: cudaGetErrorString returns a static NUL-terminated string for any code.
-    unsafe { std::ffi::CStr::from_ptr(ckb_cuda_error_string(code)) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { std::ffi::CStr::from_ptr(ckb_cuda_error_string(code)) }.to_string_lossy().into_owned()
 }
 
 /// Turns a launcher's return code into a result.

@@ -151,7 +151,11 @@ impl Gpu {
 /// UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..."): the first word made
 /// of digits and at least one dot.
 pub fn driver_version_from_proc(text: &str) -> Option<String> {
-    text.lines().next()?.split_whitespace().find(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.')).map(str::to_string)
+    text.lines()
+        .next()?
+        .split_whitespace()
+        .find(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .map(str::to_string)
 }
 
 /// The device address of a buffer, for alignment checks and launchers.

@@ -14,8 +14,8 @@ pub mod timing;
 pub use compare::{compare, Comparison, Tolerance};
 pub use element::{to_f64_vec, DType, Element};
 pub use error::{check_launch, cuda_error_string, GpuError, GpuResult};
-pub use layout::Layout;
 pub use gpu::{device_address, driver_present, require_aligned, require_len, DeviceFacts, Gpu};
+pub use layout::Layout;
 pub use timing::{copy_bandwidth_gbs, Stats, Timer, TimingConfig};
 
 pub use cudarc;

@@ -51,7 +51,12 @@ impl Stats {
         } else {
             0.5 * (us[n / 2 - 1] + us[n / 2])
         };
-        Stats { median_us: median, min_us: *us.first().unwrap_or(&f64::NAN), max_us: *us.last().unwrap_or(&f64::NAN), samples: n }
+        Stats {
+            median_us: median,
+            min_us: *us.first().unwrap_or(&f64::NAN),
+            max_us: *us.last().unwrap_or(&f64::NAN),
+            samples: n,
+        }
     }
 }
 
@@ -111,7 +116,8 @@ impl Timer {
             end.synchronize()?;
             slowest_ms = slowest_ms.max(start.elapsed_ms(&end)? as f64);
         }
-        let reps = ((self.config.budget_ms / slowest_ms.max(1e-3)) as usize).clamp(self.config.min_reps, self.config.max_reps);
+        let reps =
+            ((self.config.budget_ms / slowest_ms.max(1e-3)) as usize).clamp(self.config.min_reps, self.config.max_reps);
 
         let mut events = Vec::with_capacity(reps * candidates.len());
         for rep in 0..reps {

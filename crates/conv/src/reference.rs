@@ -20,25 +20,13 @@ pub enum ConvShapeError {
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     #[error("{what} ({count}) is not divisible by groups ({groups})")]
-    NotDivisibleByGroups {
-        what: &'static str,
-        count: usize,
-        groups: usize,
-    },
+    NotDivisibleByGroups { what: &'static str, count: usize, groups: usize },
     #[error("dilated filter extent {extent} exceeds padded input extent {padded} along {axis}")]
-    FilterLargerThanInput {
-        axis: &'static str,
-        extent: usize,
-        padded: usize,
-    },
+    FilterLargerThanInput { axis: &'static str, extent: usize, padded: usize },
     #[error("{0} overflows usize")]
     Overflow(&'static str),
     #[error("{what} holds {actual} elements, the shape needs {expected}")]
-    LengthMismatch {
-        what: &'static str,
-        expected: usize,
-        actual: usize,
-    },
+    LengthMismatch { what: &'static str, expected: usize, actual: usize },
 }
 
 /// Shape and hyper-parameters of a forward 2-D convolution. A batch of 0 is allowed and
@@ -111,16 +99,9 @@ impl Conv2dParams {
     /// image and element counts that fit in `usize`.
     pub fn validate(&self) -> Result<(), ConvShapeError> {
         self.check_positive()?;
-        for (what, count) in [
-            ("input channels", self.in_channels),
-            ("output channels", self.out_channels),
-        ] {
+        for (what, count) in [("input channels", self.in_channels), ("output channels", self.out_channels)] {
             if count % self.groups != 0 {
-                return Err(ConvShapeError::NotDivisibleByGroups {
-                    what,
-                    count,
-                    groups: self.groups,
-                });
+                return Err(ConvShapeError::NotDivisibleByGroups { what, count, groups: self.groups });
             }
         }
         self.output_hw()?;
@@ -153,22 +134,8 @@ impl Conv2dParams {
     /// Output height and width (P, Q).
     pub fn output_hw(&self) -> Result<(usize, usize), ConvShapeError> {
         self.check_positive()?;
-        let p = output_extent(
-            "height",
-            self.in_h,
-            self.filter_h,
-            self.stride_h,
-            self.pad_h,
-            self.dilation_h,
-        )?;
-        let q = output_extent(
-            "width",
-            self.in_w,
-            self.filter_w,
-            self.stride_w,
-            self.pad_w,
-            self.dilation_w,
-        )?;
+        let p = output_extent("height", self.in_h, self.filter_h, self.stride_h, self.pad_h, self.dilation_h)?;
+        let q = output_extent("width", self.in_w, self.filter_w, self.stride_w, self.pad_w, self.dilation_w)?;
         Ok((p, q))
     }
 
@@ -182,19 +149,13 @@ impl Conv2dParams {
 
     /// Elements of the NHWC input.
     pub fn input_len(&self) -> Result<usize, ConvShapeError> {
-        checked_product(
-            "input",
-            &[self.batch, self.in_h, self.in_w, self.in_channels],
-        )
+        checked_product("input", &[self.batch, self.in_h, self.in_w, self.in_channels])
     }
 
     /// Elements of the KRSC weights.
     pub fn weights_len(&self) -> Result<usize, ConvShapeError> {
         let per_group = self.in_channels / self.groups.max(1);
-        checked_product(
-            "weights",
-            &[self.out_channels, self.filter_h, self.filter_w, per_group],
-        )
+        checked_product("weights", &[self.out_channels, self.filter_h, self.filter_w, per_group])
     }
 
     /// Elements of the NPQK output.
@@ -210,10 +171,7 @@ impl Conv2dParams {
         Ok(GemmDims {
             m: checked_product("im2col rows", &[self.batch, p, q])?,
             n: self.filters_per_group(),
-            k: checked_product(
-                "im2col columns",
-                &[self.filter_h, self.filter_w, self.channels_per_group()],
-            )?,
+            k: checked_product("im2col columns", &[self.filter_h, self.filter_w, self.channels_per_group()])?,
         })
     }
 
@@ -227,28 +185,17 @@ impl Conv2dParams {
     /// inside the input, with the offset of the input pixel it reads (channel 0).
     fn taps(&self, pixel: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         let (p_size, q_size) = self.output_hw().expect("validated shape");
-        let (n, p, q) = (
-            pixel / (p_size * q_size),
-            pixel / q_size % p_size,
-            pixel % q_size,
-        );
+        let (n, p, q) = (pixel / (p_size * q_size), pixel / q_size % p_size, pixel % q_size);
         // Input index read by output index `out` through filter tap `tap`; None in the padding.
-        let source =
-            |out: usize, tap: usize, stride: usize, pad: usize, dilation: usize, extent: usize| {
-                (out * stride + tap * dilation)
-                    .checked_sub(pad)
-                    .filter(|&at| at < extent)
-            };
-        let rows = (0..self.filter_h).filter_map(move |r| {
-            source(p, r, self.stride_h, self.pad_h, self.dilation_h, self.in_h).map(|h| (r, h))
-        });
+        let source = |out: usize, tap: usize, stride: usize, pad: usize, dilation: usize, extent: usize| {
+            (out * stride + tap * dilation).checked_sub(pad).filter(|&at| at < extent)
+        };
+        let rows = (0..self.filter_h)
+            .filter_map(move |r| source(p, r, self.stride_h, self.pad_h, self.dilation_h, self.in_h).map(|h| (r, h)));
         rows.flat_map(move |(r, h)| {
             (0..self.filter_w).filter_map(move |s| {
                 let w = source(q, s, self.stride_w, self.pad_w, self.dilation_w, self.in_w)?;
-                Some((
-                    r * self.filter_w + s,
-                    ((n * self.in_h + h) * self.in_w + w) * self.in_channels,
-                ))
+                Some((r * self.filter_w + s, ((n * self.in_h + h) * self.in_w + w) * self.in_channels))
             })
         })
     }
@@ -272,75 +219,47 @@ fn output_extent(
     dilation: usize,
 ) -> Result<usize, ConvShapeError> {
     let overflow = || ConvShapeError::Overflow("dilated filter or padded input extent");
-    let extent = (filter - 1)
-        .checked_mul(dilation)
-        .and_then(|e| e.checked_add(1))
-        .ok_or_else(overflow)?;
-    let padded = pad
-        .checked_mul(2)
-        .and_then(|p| p.checked_add(input))
-        .ok_or_else(overflow)?;
+    let extent = (filter - 1).checked_mul(dilation).and_then(|e| e.checked_add(1)).ok_or_else(overflow)?;
+    let padded = pad.checked_mul(2).and_then(|p| p.checked_add(input)).ok_or_else(overflow)?;
     if extent > padded {
-        return Err(ConvShapeError::FilterLargerThanInput {
-            axis,
-            extent,
-            padded,
-        });
+        return Err(ConvShapeError::FilterLargerThanInput { axis, extent, padded });
     }
     Ok((padded - extent) / stride + 1)
 }
 
 fn checked_product(what: &'static str, sizes: &[usize]) -> Result<usize, ConvShapeError> {
-    sizes
-        .iter()
-        .try_fold(1usize, |acc, &size| acc.checked_mul(size))
-        .ok_or(ConvShapeError::Overflow(what))
+    sizes.iter().try_fold(1usize, |acc, &size| acc.checked_mul(size)).ok_or(ConvShapeError::Overflow(what))
 }
 
 fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), ConvShapeError> {
     if expected == actual {
         Ok(())
     } else {
-        Err(ConvShapeError::LengthMismatch {
-            what,
-            expected,
-            actual,
-        })
+        Err(ConvShapeError::LengthMismatch { what, expected, actual })
     }
 }
 
 /// Forward convolution: NHWC input and KRSC weights to an NPQK output, computed directly
 /// (not through [`im2col`]), in parallel over output pixels.
-pub fn conv2d(
-    params: &Conv2dParams,
-    input: &[f64],
-    weights: &[f64],
-) -> Result<Vec<f64>, ConvShapeError> {
+pub fn conv2d(params: &Conv2dParams, input: &[f64], weights: &[f64]) -> Result<Vec<f64>, ConvShapeError> {
     params.check_lengths(input, Some(weights))?;
     let mut output = vec![0.0; params.output_len()?];
     let (c_group, k_group) = (params.channels_per_group(), params.filters_per_group());
     let filter_len = params.filter_h * params.filter_w * c_group;
-    output
-        .par_chunks_mut(params.out_channels)
-        .enumerate()
-        .for_each(|(pixel, out_pixel)| {
-            let taps: Vec<(usize, usize)> = params.taps(pixel).collect();
-            for (k, out) in out_pixel.iter_mut().enumerate() {
-                let channel_base = (k / k_group) * c_group;
-                let filter = &weights[k * filter_len..(k + 1) * filter_len];
-                *out = taps
-                    .iter()
-                    .map(|&(tap, pixel_at)| {
-                        let channels = &input[pixel_at + channel_base..][..c_group];
-                        channels
-                            .iter()
-                            .zip(&filter[tap * c_group..][..c_group])
-                            .map(|(x, w)| x * w)
-                            .sum::<f64>()
-                    })
-                    .sum();
-            }
-        });
+    output.par_chunks_mut(params.out_channels).enumerate().for_each(|(pixel, out_pixel)| {
+        let taps: Vec<(usize, usize)> = params.taps(pixel).collect();
+        for (k, out) in out_pixel.iter_mut().enumerate() {
+            let channel_base = (k / k_group) * c_group;
+            let filter = &weights[k * filter_len..(k + 1) * filter_len];
+            *out = taps
+                .iter()
+                .map(|&(tap, pixel_at)| {
+                    let channels = &input[pixel_at + channel_base..][..c_group];
+                    channels.iter().zip(&filter[tap * c_group..][..c_group]).map(|(x, w)| x * w).sum::<f64>()
+                })
+                .sum();
+        }
+    });
     Ok(output)
 }
 
@@ -352,29 +271,17 @@ pub fn conv2d(
 /// of the weights and `output[pixel][g * K/groups + j] = sum_col im2col[pixel][col] *
 /// weights[g * K/groups + j][col]`: a GEMM with the group's weights read as a column-major
 /// `k x n` matrix.
-pub fn im2col(
-    params: &Conv2dParams,
-    input: &[f64],
-    group: usize,
-) -> Result<Vec<f64>, ConvShapeError> {
+pub fn im2col(params: &Conv2dParams, input: &[f64], group: usize) -> Result<Vec<f64>, ConvShapeError> {
     params.check_lengths(input, None)?;
-    assert!(
-        group < params.groups,
-        "group {group} out of range for {} groups",
-        params.groups
-    );
+    assert!(group < params.groups, "group {group} out of range for {} groups", params.groups);
     let dims = params.gemm_dims()?;
     let c_group = params.channels_per_group();
     let channel_base = group * c_group;
     let mut columns = vec![0.0; checked_product("im2col", &[dims.m, dims.k])?];
-    columns
-        .par_chunks_mut(dims.k)
-        .enumerate()
-        .for_each(|(pixel, row)| {
-            for (tap, pixel_at) in params.taps(pixel) {
-                row[tap * c_group..][..c_group]
-                    .copy_from_slice(&input[pixel_at + channel_base..][..c_group]);
-            }
-        });
+    columns.par_chunks_mut(dims.k).enumerate().for_each(|(pixel, row)| {
+        for (tap, pixel_at) in params.taps(pixel) {
+            row[tap * c_group..][..c_group].copy_from_slice(&input[pixel_at + channel_base..][..c_group]);
+        }
+    });
     Ok(columns)
 }

@@ -31,13 +31,7 @@ fn params() -> impl Strategy<Value = Conv2dParams> {
                     dilation_h: dil_h,
                     dilation_w: dil_w,
                     groups,
-                    ..Conv2dParams::new(
-                        batch,
-                        (in_h, in_w),
-                        groups * c_group,
-                        groups * k_group,
-                        (r, s),
-                    )
+                    ..Conv2dParams::new(batch, (in_h, in_w), groups * c_group, groups * k_group, (r, s))
                 }
             },
         )
@@ -47,13 +41,7 @@ fn params() -> impl Strategy<Value = Conv2dParams> {
 fn with_tensors(
     params: impl Strategy<Value = Conv2dParams>,
 ) -> impl Strategy<Value = (Conv2dParams, Vec<f64>, Vec<f64>)> {
-    params.prop_flat_map(|p| {
-        (
-            Just(p),
-            small_values(p.input_len().unwrap()),
-            small_values(p.weights_len().unwrap()),
-        )
-    })
+    params.prop_flat_map(|p| (Just(p), small_values(p.input_len().unwrap()), small_values(p.weights_len().unwrap())))
 }
 
 /// Row-major `m x k` times the transpose of row-major `n x k`: `out[i][j] = sum_p a[i][p] * b[j][p]`.
@@ -209,11 +197,7 @@ fn output_size_follows_the_usual_formula() {
         ..Conv2dParams::new(1, (224, 224), 3, 64, (7, 7))
     };
     assert_eq!(stem.output_hw(), Ok((112, 112)));
-    let dilated = Conv2dParams {
-        dilation_h: 2,
-        dilation_w: 3,
-        ..Conv2dParams::new(1, (10, 10), 1, 1, (3, 3))
-    };
+    let dilated = Conv2dParams { dilation_h: 2, dilation_w: 3, ..Conv2dParams::new(1, (10, 10), 1, 1, (3, 3)) };
     assert_eq!(dilated.output_hw(), Ok((6, 4)));
 }
 
@@ -221,85 +205,28 @@ fn output_size_follows_the_usual_formula() {
 fn impossible_shapes_are_errors() {
     let base = Conv2dParams::new(1, (4, 4), 4, 4, (3, 3));
     assert_eq!(base.validate(), Ok(()));
-    assert_eq!(
-        Conv2dParams {
-            stride_w: 0,
-            ..base
-        }
-        .validate(),
-        Err(ConvShapeError::Zero("stride width"))
-    );
-    assert_eq!(
-        Conv2dParams {
-            in_channels: 0,
-            ..base
-        }
-        .validate(),
-        Err(ConvShapeError::Zero("input channels"))
-    );
+    assert_eq!(Conv2dParams { stride_w: 0, ..base }.validate(), Err(ConvShapeError::Zero("stride width")));
+    assert_eq!(Conv2dParams { in_channels: 0, ..base }.validate(), Err(ConvShapeError::Zero("input channels")));
     assert!(matches!(
         Conv2dParams { groups: 3, ..base }.validate(),
-        Err(ConvShapeError::NotDivisibleByGroups {
-            what: "input channels",
-            ..
-        })
+        Err(ConvShapeError::NotDivisibleByGroups { what: "input channels", .. })
     ));
     assert!(matches!(
-        Conv2dParams {
-            filter_h: 5,
-            ..base
-        }
-        .validate(),
-        Err(ConvShapeError::FilterLargerThanInput {
-            axis: "height",
-            extent: 5,
-            padded: 4
-        })
+        Conv2dParams { filter_h: 5, ..base }.validate(),
+        Err(ConvShapeError::FilterLargerThanInput { axis: "height", extent: 5, padded: 4 })
     ));
-    assert!(Conv2dParams {
-        dilation_w: 2,
-        ..base
-    }
-    .validate()
-    .is_err());
-    assert!(Conv2dParams {
-        dilation_w: 2,
-        pad_w: 1,
-        ..base
-    }
-    .validate()
-    .is_ok());
-    assert!(matches!(
-        Conv2dParams {
-            batch: usize::MAX / 2,
-            ..base
-        }
-        .validate(),
-        Err(ConvShapeError::Overflow(_))
-    ));
+    assert!(Conv2dParams { dilation_w: 2, ..base }.validate().is_err());
+    assert!(Conv2dParams { dilation_w: 2, pad_w: 1, ..base }.validate().is_ok());
+    assert!(matches!(Conv2dParams { batch: usize::MAX / 2, ..base }.validate(), Err(ConvShapeError::Overflow(_))));
 }
 
 #[test]
 fn wrong_buffer_lengths_are_errors() {
     let p = Conv2dParams::new(1, (3, 3), 2, 1, (3, 3));
     let err = conv2d(&p, &[0.0; 17], &[0.0; 18]).unwrap_err();
-    assert_eq!(
-        err,
-        ConvShapeError::LengthMismatch {
-            what: "input",
-            expected: 18,
-            actual: 17
-        }
-    );
+    assert_eq!(err, ConvShapeError::LengthMismatch { what: "input", expected: 18, actual: 17 });
     let err = conv2d(&p, &[0.0; 18], &[0.0; 9]).unwrap_err();
-    assert_eq!(
-        err,
-        ConvShapeError::LengthMismatch {
-            what: "weights",
-            expected: 18,
-            actual: 9
-        }
-    );
+    assert_eq!(err, ConvShapeError::LengthMismatch { what: "weights", expected: 18, actual: 9 });
 }
 
 #[test]

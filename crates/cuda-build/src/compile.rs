@@ -79,7 +79,13 @@ pub fn parse_ptxas_report(report: &str) -> Vec<KernelResources> {
 impl KernelLibrary {
     /// An empty library named `name`; add sources with `sources_in` or `file`.
     pub fn new(name: &str) -> Self {
-        KernelLibrary { name: name.to_string(), sources: Vec::new(), includes: Vec::new(), flags: Vec::new(), allow_spills: false }
+        KernelLibrary {
+            name: name.to_string(),
+            sources: Vec::new(),
+            includes: Vec::new(),
+            flags: Vec::new(),
+            allow_spills: false,
+        }
     }
 
     /// A library named `name`, built from every `.cu` file in the crate's `kernels/` folder.
@@ -91,9 +97,8 @@ impl KernelLibrary {
     /// Adds every `.cu` file in `dir` and puts `dir` on the include path.
     pub fn sources_in(mut self, dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
-        let mut sources: Vec<PathBuf> = fs::read_dir(&dir)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
+        let mut sources: Vec<PathBuf> =
+            fs::read_dir(&dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
         sources.retain(|p| p.extension().is_some_and(|e| e == "cu"));
         sources.sort();
         self.sources.extend(sources);
@@ -159,10 +164,7 @@ impl KernelLibrary {
         if objects.is_empty() {
             return;
         }
-        cc::Build::new()
-            .objects(&objects)
-            .cargo_metadata(true)
-            .compile(&self.name);
+        cc::Build::new().objects(&objects).cargo_metadata(true).compile(&self.name);
         println!("cargo:rustc-link-search=native={}", toolchain.cuda_lib.display());
         // Not bundled into each rlib: several crates link it, the final link needs it once.
         println!("cargo:rustc-link-lib=static:-bundle=cudart_static");
@@ -263,10 +265,8 @@ impl KernelLibrary {
         if self.allow_spills {
             return;
         }
-        let spilling: Vec<_> = parse_ptxas_report(&all)
-            .into_iter()
-            .filter(|k| k.spill_store_bytes + k.spill_load_bytes > 0)
-            .collect();
+        let spilling: Vec<_> =
+            parse_ptxas_report(&all).into_iter().filter(|k| k.spill_store_bytes + k.spill_load_bytes > 0).collect();
         if !spilling.is_empty() {
             for k in &spilling {
                 eprintln!(
@@ -306,9 +306,7 @@ fn is_fresh(src: &Path, obj: &Path, flags_hash: &str) -> bool {
         .split_whitespace()
         .filter(|d| *d != "\\")
         .map(PathBuf::from);
-    std::iter::once(src.to_path_buf())
-        .chain(deps)
-        .all(|dep| mtime(&dep).is_some_and(|t| t <= built))
+    std::iter::once(src.to_path_buf()).chain(deps).all(|dep| mtime(&dep).is_some_and(|t| t <= built))
 }
 
 fn compile_one(toolchain: &Toolchain, args: &[String], src: &Path, obj: &Path, flags_hash: &str) -> Result<(), String> {

@@ -5,4 +5,6 @@ pub mod compile;
 pub mod toolchain;
 
 pub use compile::{parse_ptxas_report, KernelLibrary, KernelResources, GENCODE};
-pub use toolchain::{pinned_dir, workspace_root, Toolchain, ToolchainError, ToolchainSource, PINNED_PACKAGES, STAMP_FILE};
+pub use toolchain::{
+    pinned_dir, workspace_root, Toolchain, ToolchainError, ToolchainSource, PINNED_PACKAGES, STAMP_FILE,
+};

@@ -85,9 +85,7 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
     manifest_dir
         .ancestors()
         .find(|dir| {
-            std::fs::read_to_string(dir.join("Cargo.toml"))
-                .map(|text| text.contains("[workspace]"))
-                .unwrap_or(false)
+            std::fs::read_to_string(dir.join("Cargo.toml")).map(|text| text.contains("[workspace]")).unwrap_or(false)
         })
         .unwrap_or(manifest_dir)
         .to_path_buf()
@@ -145,7 +143,9 @@ impl Toolchain {
             return Err(ToolchainError::NotFound { looked_in: pinned.to_path_buf() });
         };
         if stamp.lines().collect::<Vec<_>>() != PINNED_PACKAGES {
-            return Err(ToolchainError::Broken { what: "the pinned package list changed since the last install".into() });
+            return Err(ToolchainError::Broken {
+                what: "the pinned package list changed since the last install".into(),
+            });
         }
         let cuda = pinned.join("nvidia/cu13");
         let toolchain = Toolchain {

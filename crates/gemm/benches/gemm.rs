@@ -16,7 +16,9 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
-    let forced = std::env::var("CKB_GEMM_VARIANT").ok().map(|name| find_variant(&name).expect("CKB_GEMM_VARIANT names no variant"));
+    let forced = std::env::var("CKB_GEMM_VARIANT")
+        .ok()
+        .map(|name| find_variant(&name).expect("CKB_GEMM_VARIANT names no variant"));
     let cublas = Cublas::new(&gpu).expect("cuBLAS");
     let mut group = c.benchmark_group("gemm_bf16_rc");
     group.sample_size(20);

@@ -76,7 +76,12 @@ fn strides(layout: Layout, ld: usize) -> (i64, i64) {
 }
 
 /// The kernel's view of `problem`. Validation has already bounded every size.
-pub(crate) fn kernel_args(problem: &GemmProblem, orientation: Orientation, addr: Addresses, output: DType) -> KernelArgs {
+pub(crate) fn kernel_args(
+    problem: &GemmProblem,
+    orientation: Orientation,
+    addr: Addresses,
+    output: DType,
+) -> KernelArgs {
     let (a_m, a_k) = strides(problem.a_layout, problem.lda); // A(m,k)
     let (b_k, b_n) = strides(problem.b_layout, problem.ldb); // B(k,n)
     let (c_m, c_n) = strides(problem.c_layout, problem.ldc); // C(m,n)
@@ -143,7 +148,9 @@ fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs)
         return Some(format!("its B is {b_major:?}-major"));
     };
     let ldc = if args.c_stride_n == 1 { args.c_stride_m } else { args.c_stride_n };
-    let tma_ok = |ld: i64, bytes: usize| ld > 0 && (ld as i128 * bytes as i128) % 16 == 0 && (ld as i128 * bytes as i128) < (1 << 40);
+    let tma_ok = |ld: i64, bytes: usize| {
+        ld > 0 && (ld as i128 * bytes as i128) % 16 == 0 && (ld as i128 * bytes as i128) < (1 << 40)
+    };
     let in_bytes = input.size_bytes();
     if (args.a | args.b | args.c) & 15 != 0 {
         return Some("TMA needs 16-byte-aligned base addresses".into());
@@ -207,7 +214,13 @@ pub(crate) fn plan_for(
 
 /// The shape heuristic: the best-covering TMA variant that can run the problem, else the
 /// universal kernel for the input dtype.
-pub(crate) fn choose(problem: &GemmProblem, input: DType, output: DType, addr: Addresses, sms: usize) -> Result<Plan, GemmError> {
+pub(crate) fn choose(
+    problem: &GemmProblem,
+    input: DType,
+    output: DType,
+    addr: Addresses,
+    sms: usize,
+) -> Result<Plan, GemmError> {
     let mut best: Option<(f64, Plan)> = None;
     for variant in variants().iter().filter(|v| v.uses_tma()) {
         if let Ok(plan) = plan_for(variant, problem, input, output, addr, sms) {
@@ -230,7 +243,13 @@ pub(crate) fn choose(problem: &GemmProblem, input: DType, output: DType, addr: A
 /// # Safety
 /// The addresses must point to device buffers of the stream's context holding at least what
 /// `problem` needs (checked by the callers in lib.rs), alive until the kernel has run.
-pub(crate) unsafe fn launch(plan: Plan, problem: &GemmProblem, addr: Addresses, output: DType, stream: *mut c_void) -> Result<(), GemmError> {
+pub(crate) unsafe fn launch(
+    plan: Plan,
+    problem: &GemmProblem,
+    addr: Addresses,
+    output: DType,
+    stream: *mut c_void,
+) -> Result<(), GemmError> {
     let args = kernel_args(problem, plan.orientation, addr, output);
     tracing::debug!(
         variant = plan.variant.name,
@@ -256,16 +275,29 @@ mod tests {
     fn swapped_view_transposes_everything() {
         let p = GemmProblem::packed(3, 5, 7, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
         let d = kernel_args(&p, Orientation::Direct, ALIGNED, DType::F32);
-        assert_eq!((d.a_stride_m, d.a_stride_k, d.b_stride_n, d.b_stride_k, d.c_stride_m, d.c_stride_n), (7, 1, 1, 5, 5, 1));
+        assert_eq!(
+            (d.a_stride_m, d.a_stride_k, d.b_stride_n, d.b_stride_k, d.c_stride_m, d.c_stride_n),
+            (7, 1, 1, 5, 5, 1)
+        );
         let s = kernel_args(&p, Orientation::Swapped, ALIGNED, DType::F32);
         assert_eq!((s.m, s.n, s.a, s.b), (5, 3, ALIGNED.b, ALIGNED.a));
-        assert_eq!((s.a_stride_m, s.a_stride_k, s.b_stride_n, s.b_stride_k, s.c_stride_m, s.c_stride_n), (1, 5, 7, 1, 1, 5));
+        assert_eq!(
+            (s.a_stride_m, s.a_stride_k, s.b_stride_n, s.b_stride_k, s.c_stride_m, s.c_stride_n),
+            (1, 5, 7, 1, 1, 5)
+        );
     }
 
     #[test]
     fn aligned_gate_shapes_take_tma() {
-        for (m, n, k) in [(2048, 2048, 2048), (8192, 8192, 8192), (128, 8192, 8192), (4000, 3000, 2048), (4096, 4096, 256)] {
-            for layouts in [(Layout::RowMajor, Layout::ColMajor), (Layout::RowMajor, Layout::RowMajor), (Layout::ColMajor, Layout::ColMajor), (Layout::ColMajor, Layout::RowMajor)] {
+        for (m, n, k) in
+            [(2048, 2048, 2048), (8192, 8192, 8192), (128, 8192, 8192), (4000, 3000, 2048), (4096, 4096, 256)]
+        {
+            for layouts in [
+                (Layout::RowMajor, Layout::ColMajor),
+                (Layout::RowMajor, Layout::RowMajor),
+                (Layout::ColMajor, Layout::ColMajor),
+                (Layout::ColMajor, Layout::RowMajor),
+            ] {
                 let p = GemmProblem::packed(m, n, k, layouts.0, layouts.1, Layout::RowMajor);
                 let plan = choose(&p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
                 assert!(plan.variant.uses_tma(), "{m}x{n}x{k} {layouts:?}: {}", plan.variant.name);
@@ -307,7 +339,10 @@ mod tests {
         let kn = crate::variants::find_variant("sm90_bf16_128x256_s4_kn").unwrap();
         // A column-major x B column-major is the kn kernel swapped.
         let nk = GemmProblem::packed(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
-        assert_eq!(plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation, Orientation::Swapped);
+        assert_eq!(
+            plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation,
+            Orientation::Swapped
+        );
         assert!(plan_for(kn, &tn, DType::F16, DType::BF16, ALIGNED, 132).is_err());
     }
 }

@@ -85,7 +85,13 @@ pub fn gemm_with_variant<TIn: GemmInput, TOut: GemmOutput>(
 
 /// The variant and orientation [`gemm`] would use for `problem` on buffers at these
 /// addresses (device addresses, for the alignment checks).
-pub fn choose_plan(gpu: &Gpu, problem: &GemmProblem, input: DType, output: DType, addresses: [u64; 3]) -> Result<Plan, GemmError> {
+pub fn choose_plan(
+    gpu: &Gpu,
+    problem: &GemmProblem,
+    input: DType,
+    output: DType,
+    addresses: [u64; 3],
+) -> Result<Plan, GemmError> {
     problem.validate()?;
     let [a, b, c] = addresses;
     launch::choose(problem, input, output, launch::Addresses { a, b, c }, sm_count(gpu))

@@ -34,7 +34,9 @@ pub enum GemmError {
     LeadingDimension { operand: Operand, ld: usize, min: usize, rows: usize, cols: usize, layout: Layout },
     #[error("{operand}: buffer holds {got} elements, the problem needs {needed}")]
     BufferTooSmall { operand: Operand, needed: usize, got: usize },
-    #[error("no GEMM kernel takes {input} inputs with {output} output (inputs: f32, f16, bf16; outputs: f32, f16, bf16)")]
+    #[error(
+        "no GEMM kernel takes {input} inputs with {output} output (inputs: f32, f16, bf16; outputs: f32, f16, bf16)"
+    )]
     UnsupportedTypes { input: DType, output: DType },
     #[error("no GEMM variant is named {0:?} (see ckb_gemm::variants())")]
     UnknownVariant(String),

@@ -24,13 +24,7 @@ pub struct MatRef<'a> {
 
 impl<'a> MatRef<'a> {
     pub fn new(data: &'a [f64], rows: usize, cols: usize, layout: Layout, ld: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            layout,
-            ld,
-        }
+        Self { data, rows, cols, layout, ld }
     }
 
     /// A densely packed view: `ld` is the smallest the layout allows.
@@ -41,13 +35,7 @@ impl<'a> MatRef<'a> {
     /// The same memory read as the transpose: a row-major `m x n` matrix is a
     /// column-major `n x m` one with the same leading dimension.
     pub fn transposed(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            layout: flip(self.layout),
-            ld: self.ld,
-        }
+        Self { data: self.data, rows: self.cols, cols: self.rows, layout: flip(self.layout), ld: self.ld }
     }
 
     /// Element (i, j).
@@ -57,14 +45,7 @@ impl<'a> MatRef<'a> {
 
     /// Panics with a message naming `what` when `ld` or the buffer length cannot hold the matrix.
     pub fn check(&self, what: &str) {
-        check_storage(
-            what,
-            self.data.len(),
-            self.rows,
-            self.cols,
-            self.layout,
-            self.ld,
-        );
+        check_storage(what, self.data.len(), self.rows, self.cols, self.layout, self.ld);
     }
 
     /// A contiguous row-major copy (leading dimension = `cols`), so that inner loops run
@@ -77,14 +58,11 @@ impl<'a> MatRef<'a> {
         if self.cols == 0 {
             return packed;
         }
-        packed
-            .par_chunks_mut(self.cols)
-            .enumerate()
-            .for_each(|(i, row)| {
-                for (j, value) in row.iter_mut().enumerate() {
-                    *value = self.get(i, j);
-                }
-            });
+        packed.par_chunks_mut(self.cols).enumerate().for_each(|(i, row)| {
+            for (j, value) in row.iter_mut().enumerate() {
+                *value = self.get(i, j);
+            }
+        });
         packed
     }
 }
@@ -120,11 +98,7 @@ const ROW_BLOCK: usize = 8;
 pub fn matmul(a: MatRef, b: MatRef) -> Vec<f64> {
     a.check("A");
     b.check("B");
-    assert_eq!(
-        a.cols, b.rows,
-        "inner dimensions differ: A is {}x{}, B is {}x{}",
-        a.rows, a.cols, b.rows, b.cols
-    );
+    assert_eq!(a.cols, b.rows, "inner dimensions differ: A is {}x{}, B is {}x{}", a.rows, a.cols, b.rows, b.cols);
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let mut product = vec![0.0; m * n];
     if m == 0 || n == 0 || k == 0 {
@@ -132,19 +106,16 @@ pub fn matmul(a: MatRef, b: MatRef) -> Vec<f64> {
     }
     let a_rows = a.to_row_major();
     let b_rows = b.to_row_major();
-    product
-        .par_chunks_mut(ROW_BLOCK * n)
-        .zip(a_rows.par_chunks(ROW_BLOCK * k))
-        .for_each(|(c_block, a_block)| {
-            for (kk, b_row) in b_rows.chunks_exact(n).enumerate() {
-                for (c_row, a_row) in c_block.chunks_exact_mut(n).zip(a_block.chunks_exact(k)) {
-                    let a_ik = a_row[kk];
-                    for (c, &b_kj) in c_row.iter_mut().zip(b_row) {
-                        *c += a_ik * b_kj;
-                    }
+    product.par_chunks_mut(ROW_BLOCK * n).zip(a_rows.par_chunks(ROW_BLOCK * k)).for_each(|(c_block, a_block)| {
+        for (kk, b_row) in b_rows.chunks_exact(n).enumerate() {
+            for (c_row, a_row) in c_block.chunks_exact_mut(n).zip(a_block.chunks_exact(k)) {
+                let a_ik = a_row[kk];
+                for (c, &b_kj) in c_row.iter_mut().zip(b_row) {
+                    *c += a_ik * b_kj;
                 }
             }
-        });
+        }
+    });
     product
 }
 
@@ -159,15 +130,7 @@ pub fn matmul(a: MatRef, b: MatRef) -> Vec<f64> {
 /// # Panics
 /// When the inner dimensions differ, a leading dimension is below the minimum, or a buffer
 /// is too small for its shape.
-pub fn gemm(
-    alpha: f64,
-    a: MatRef,
-    b: MatRef,
-    beta: f64,
-    c: &mut [f64],
-    c_layout: Layout,
-    ldc: usize,
-) {
+pub fn gemm(alpha: f64, a: MatRef, b: MatRef, beta: f64, c: &mut [f64], c_layout: Layout, ldc: usize) {
     let (m, n) = (a.rows, b.cols);
     check_storage("C", c.len(), m, n, c_layout, ldc);
     let product = matmul(a, b);
@@ -186,20 +149,17 @@ pub fn gemm(
         Layout::RowMajor => m,
         Layout::ColMajor => n,
     };
-    c.par_chunks_mut(ldc)
-        .take(lines)
-        .enumerate()
-        .for_each(|(line, storage)| match c_layout {
-            Layout::RowMajor => {
-                let ab_row = &product[line * n..(line + 1) * n];
-                for (old, &ab) in storage[..n].iter_mut().zip(ab_row) {
-                    *old = combine(*old, ab);
-                }
+    c.par_chunks_mut(ldc).take(lines).enumerate().for_each(|(line, storage)| match c_layout {
+        Layout::RowMajor => {
+            let ab_row = &product[line * n..(line + 1) * n];
+            for (old, &ab) in storage[..n].iter_mut().zip(ab_row) {
+                *old = combine(*old, ab);
             }
-            Layout::ColMajor => {
-                for (i, old) in storage[..m].iter_mut().enumerate() {
-                    *old = combine(*old, product[i * n + line]);
-                }
+        }
+        Layout::ColMajor => {
+            for (i, old) in storage[..m].iter_mut().enumerate() {
+                *old = combine(*old, product[i * n + line]);
             }
-        });
+        }
+    });
 }

@@ -188,10 +188,8 @@ mod tests {
         for v in variants().iter().filter(|v| v.uses_tma()) {
             let (a, b) = v.majors.unwrap();
             let letter = |m: Major| if m == Major::K { 'k' } else { 'n' };
-            let expected = format!(
-                "sm90_{}_{}x{}_s{}_{}{}",
-                v.input, v.tile.m, v.tile.n, v.stages, letter(a), letter(b)
-            );
+            let expected =
+                format!("sm90_{}_{}x{}_s{}_{}{}", v.input, v.tile.m, v.tile.n, v.stages, letter(a), letter(b));
             assert_eq!(v.name, expected);
         }
     }

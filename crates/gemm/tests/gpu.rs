@@ -6,12 +6,15 @@
 //! 16-bit inputs or outputs (1e-5 for f32 end to end), plus an element-wise bound scaled by
 //! sqrt(K). Run with `cargo test -p ckb-gemm --test gpu -- --ignored` on a Hopper GPU.
 
-use ckb_common::{compare, random, to_f64_vec, bf16, f16, DType, Element, Gpu, Layout, Tolerance};
+use ckb_common::{bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, Layout, Tolerance};
 use ckb_gemm::reference::{self, MatRef};
-use ckb_gemm::{gemm, gemm_with_variant, variants, GemmInput, GemmOutput, GemmProblem, Major, Operand, Orientation, Variant};
+use ckb_gemm::{
+    gemm, gemm_with_variant, variants, GemmInput, GemmOutput, GemmProblem, Major, Operand, Orientation, Variant,
+};
 
 /// Odd shapes that leave partial tiles in every dimension, and a few whole ones.
-const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (17, 33, 65), (129, 257, 511), (300, 200, 100), (64, 128, 64), (257, 130, 1000)];
+const SHAPES: [(usize, usize, usize); 6] =
+    [(1, 1, 1), (17, 33, 65), (129, 257, 511), (300, 200, 100), (64, 128, 64), (257, 130, 1000)];
 
 fn gpu() -> Gpu {
     Gpu::new(0).expect("these tests need a Hopper GPU")
@@ -22,7 +25,12 @@ fn round_up(x: usize, to: usize) -> usize {
 }
 
 /// The outcome of one case: a line for the report when it failed.
-fn run_case<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, variant: Option<&'static Variant>, problem: &GemmProblem, seed: u64) -> Option<String> {
+fn run_case<TIn: GemmInput, TOut: GemmOutput>(
+    gpu: &Gpu,
+    variant: Option<&'static Variant>,
+    problem: &GemmProblem,
+    seed: u64,
+) -> Option<String> {
     let a_len = problem.required_len(Operand::A).unwrap();
     let b_len = problem.required_len(Operand::B).unwrap();
     let c_len = problem.required_len(Operand::C).unwrap();
@@ -39,13 +47,24 @@ fn run_case<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, variant: Option<&'stati
     let b = gpu.upload(&b_host).unwrap();
     let mut c = gpu.upload(&c_host).unwrap();
     let ran = match variant {
-        Some(v) => gemm_with_variant(gpu, v, problem, &a, &b, &mut c).map(|plan| format!("{} {:?}", plan.variant.name, plan.orientation)),
+        Some(v) => gemm_with_variant(gpu, v, problem, &a, &b, &mut c)
+            .map(|plan| format!("{} {:?}", plan.variant.name, plan.orientation)),
         None => gemm(gpu, problem, &a, &b, &mut c).map(|v| v.name.to_string()),
     };
     let label = format!(
         "{} m{} n{} k{} {}->{} C{} ld({},{},{}) alpha {} beta {}",
-        problem.layout_letters(), problem.m, problem.n, problem.k, TIn::DTYPE, TOut::DTYPE, problem.c_layout.letter(),
-        problem.lda, problem.ldb, problem.ldc, problem.alpha, problem.beta
+        problem.layout_letters(),
+        problem.m,
+        problem.n,
+        problem.k,
+        TIn::DTYPE,
+        TOut::DTYPE,
+        problem.c_layout.letter(),
+        problem.lda,
+        problem.ldb,
+        problem.ldc,
+        problem.alpha,
+        problem.beta
     );
     let ran = match ran {
         Ok(name) => name,
@@ -138,7 +157,12 @@ fn report(failures: Vec<String>, cases: usize) {
     assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
-fn check_tma_variant<TIn: GemmInput + GemmOutput>(gpu: &Gpu, variant: &'static Variant, failures: &mut Vec<String>, cases: &mut usize) {
+fn check_tma_variant<TIn: GemmInput + GemmOutput>(
+    gpu: &Gpu,
+    variant: &'static Variant,
+    failures: &mut Vec<String>,
+    cases: &mut usize,
+) {
     for (i, &shape) in SHAPES.iter().enumerate() {
         for problem in tma_problems(variant, shape) {
             for (alpha, beta) in [(1.0, 0.0), (-0.75, 0.5)] {
@@ -183,7 +207,12 @@ fn check_universal<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, failures: &mut V
                     let p = p.with_leading_dims(p.lda + 1, p.ldb + 3, p.ldc + 1);
                     for (alpha, beta) in [(1.0, 0.0), (0.5, -1.25)] {
                         *cases += 1;
-                        failures.extend(run_case::<TIn, TOut>(gpu, Some(variant), &p.with_scalars(alpha, beta), 7 + i as u64));
+                        failures.extend(run_case::<TIn, TOut>(
+                            gpu,
+                            Some(variant),
+                            &p.with_scalars(alpha, beta),
+                            7 + i as u64,
+                        ));
                     }
                 }
             }

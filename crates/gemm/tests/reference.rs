@@ -33,13 +33,7 @@ fn small_values(len: usize) -> impl Strategy<Value = Vec<f64>> {
 fn stored(rows: usize, cols: usize) -> impl Strategy<Value = Stored> {
     (any_layout(), 0usize..=3).prop_flat_map(move |(layout, padding)| {
         let ld = layout.min_ld(rows, cols) + padding;
-        small_values(layout.required_len(rows, cols, ld)).prop_map(move |data| Stored {
-            data,
-            rows,
-            cols,
-            layout,
-            ld,
-        })
+        small_values(layout.required_len(rows, cols, ld)).prop_map(move |data| Stored { data, rows, cols, layout, ld })
     })
 }
 
@@ -165,12 +159,8 @@ fn empty_inner_dimension_scales_c_by_beta() {
 fn larger_blocked_product_matches_naive() {
     // Sizes that straddle the row block, with non-integer values.
     let (m, n, k) = (37, 29, 41);
-    let a: Vec<f64> = (0..m * k)
-        .map(|x| ((x * 7919) % 113) as f64 / 17.0 - 3.0)
-        .collect();
-    let b: Vec<f64> = (0..k * n)
-        .map(|x| ((x * 104729) % 97) as f64 / 13.0 - 3.5)
-        .collect();
+    let a: Vec<f64> = (0..m * k).map(|x| ((x * 7919) % 113) as f64 / 17.0 - 3.0).collect();
+    let b: Vec<f64> = (0..k * n).map(|x| ((x * 104729) % 97) as f64 / 13.0 - 3.5).collect();
     let a = MatRef::dense(&a, m, k, Layout::ColMajor);
     let b = MatRef::dense(&b, k, n, Layout::RowMajor);
     let product = matmul(a, b);
@@ -186,10 +176,7 @@ fn larger_blocked_product_matches_naive() {
 #[should_panic(expected = "inner dimensions differ")]
 fn mismatched_inner_dimension_panics() {
     let data = [0.0; 6];
-    matmul(
-        MatRef::dense(&data, 2, 3, Layout::RowMajor),
-        MatRef::dense(&data, 2, 3, Layout::RowMajor),
-    );
+    matmul(MatRef::dense(&data, 2, 3, Layout::RowMajor), MatRef::dense(&data, 2, 3, Layout::RowMajor));
 }
 
 #[test]

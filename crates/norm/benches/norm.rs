@@ -91,7 +91,9 @@ fn bench_type<T: NormElement>(c: &mut Criterion, gpu: &Gpu, forced: Option<NormV
         bench_case(&mut group, gpu, format!("copy/{id}"), || {
             gpu.stream.memcpy_dtod(&b.x, &mut b.y).map_err(|e| e.to_string())
         });
-        bench_case(&mut group, gpu, format!("softmax/{id}"), || norm.softmax(&p, &b.x, &mut b.y).map(drop).map_err(err));
+        bench_case(&mut group, gpu, format!("softmax/{id}"), || {
+            norm.softmax(&p, &b.x, &mut b.y).map(drop).map_err(err)
+        });
         match CudnnSoftmax::<T>::new(gpu, rows, cols, cols, false) {
             Ok(cudnn) => bench_case(&mut group, gpu, format!("cudnn_softmax/{id}"), || {
                 cudnn.run(&b.x, &mut b.y).map_err(|e| e.to_string())

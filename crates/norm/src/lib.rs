@@ -32,7 +32,9 @@ use ckb_common::Gpu;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 pub use normalizer::Normalizer;
-pub use problem::{check_buffers, check_eps, Extent, NormElement, NormError, NormOp, NormResult, RowsProblem, MAX_COLS};
+pub use problem::{
+    check_buffers, check_eps, Extent, NormElement, NormError, NormOp, NormResult, RowsProblem, MAX_COLS,
+};
 pub use variants::{NormPlan, NormVariant, StagedShape, NORM_VARIANTS};
 
 /// A normalizer that uses `variant`, or the heuristic.

@@ -47,7 +47,14 @@ pub struct Normalizer {
 
 impl Normalizer {
     pub fn new(gpu: &Gpu) -> NormResult<Normalizer> {
-        Ok(Normalizer { gpu: gpu.clone(), sm_count: sm_count(gpu)?, forced: None, shape: StagedShape::from_env(), row_partials: None, col_partials: None })
+        Ok(Normalizer {
+            gpu: gpu.clone(),
+            sm_count: sm_count(gpu)?,
+            forced: None,
+            shape: StagedShape::from_env(),
+            row_partials: None,
+            col_partials: None,
+        })
     }
 
     /// Uses `variant` for every later call (None: the heuristic). A call whose problem the
@@ -128,7 +135,17 @@ impl Normalizer {
         y: &mut impl DevicePtrMut<T>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, None::<&mut CudaSlice<f32>>, rstd)
+        self.norm_forward(
+            NormOp::RmsNorm,
+            problem,
+            x,
+            gamma,
+            None::<&CudaSlice<T>>,
+            eps,
+            y,
+            None::<&mut CudaSlice<f32>>,
+            rstd,
+        )
     }
 
     /// LayerNorm (with `beta` and `mean`) and RMSNorm forward: buffer and eps checks,
@@ -204,7 +221,8 @@ impl Normalizer {
         let (x, _y) = y.device_ptr(&stream);
         let (dy, _dy) = dy.device_ptr(&stream);
         let (out, _dx) = dx.device_ptr_mut(&stream);
-        self.launch::<T>(NormOp::SoftmaxBackward, problem, Operands { x, dy, out, ..Operands::default() }, 0.0).map(Some)
+        self.launch::<T>(NormOp::SoftmaxBackward, problem, Operands { x, dy, out, ..Operands::default() }, 0.0)
+            .map(Some)
     }
 
     /// LayerNorm gradients from the saved `mean` and `rstd`: `dx` (dense) and the column
@@ -235,7 +253,18 @@ impl Normalizer {
         dx: &mut impl DevicePtrMut<T>,
         dgamma: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_backward(NormOp::RmsNormBackward, problem, x, dy, gamma, None::<&CudaSlice<f32>>, rstd, dx, dgamma, None::<&mut CudaSlice<T>>)
+        self.norm_backward(
+            NormOp::RmsNormBackward,
+            problem,
+            x,
+            dy,
+            gamma,
+            None::<&CudaSlice<f32>>,
+            rstd,
+            dx,
+            dgamma,
+            None::<&mut CudaSlice<T>>,
+        )
     }
 
     /// LayerNorm (with `mean` and `dbeta`) and RMSNorm backward: buffer checks, column sums
@@ -254,9 +283,17 @@ impl Normalizer {
         dgamma: &mut impl DevicePtrMut<T>,
         mut dbeta: Option<&mut B>,
     ) -> NormResult<Option<NormPlan>> {
-        let mut buffers = vec![("x", Extent::Rows, x.len()), ("dy", Extent::Rows, dy.len()), ("gamma", Extent::PerColumn, gamma.len())];
+        let mut buffers = vec![
+            ("x", Extent::Rows, x.len()),
+            ("dy", Extent::Rows, dy.len()),
+            ("gamma", Extent::PerColumn, gamma.len()),
+        ];
         buffers.extend(mean.map(|m| ("mean", Extent::PerRow, m.len())));
-        buffers.extend([("rstd", Extent::PerRow, rstd.len()), ("dx", Extent::Dense, dx.len()), ("dgamma", Extent::PerColumn, dgamma.len())]);
+        buffers.extend([
+            ("rstd", Extent::PerRow, rstd.len()),
+            ("dx", Extent::Dense, dx.len()),
+            ("dgamma", Extent::PerColumn, dgamma.len()),
+        ]);
         buffers.extend(dbeta.as_ref().map(|b| ("dbeta", Extent::PerColumn, b.len())));
         check_buffers(op, problem, &buffers)?;
         if problem.cols == 0 {
@@ -295,7 +332,13 @@ impl Normalizer {
 
     /// Plans, makes sure the scratch memory is there, and launches. `problem` is valid and
     /// non-empty, and the operands hold what it needs.
-    fn launch<T: NormElement>(&mut self, op: NormOp, problem: &RowsProblem, ops: Operands, eps: f32) -> NormResult<NormPlan> {
+    fn launch<T: NormElement>(
+        &mut self,
+        op: NormOp,
+        problem: &RowsProblem,
+        ops: Operands,
+        eps: f32,
+    ) -> NormResult<NormPlan> {
         let plan = self.plan::<T>(op, problem)?;
         let pack = 16 / T::DTYPE.size_bytes();
         // 16-byte accesses need every row and parameter to start on a 16-byte boundary
@@ -385,7 +428,9 @@ impl Normalizer {
         let words = n * T::DTYPE.size_bytes() / 2;
         let (ptr, _sync) = buf.device_ptr_mut(&self.gpu.stream);
         // SAFETY: ptr addresses at least n elements (`words` 16-bit words) on this context.
-        unsafe { sys::cuMemsetD16Async(ptr, 0, words, self.gpu.stream.cu_stream()) }.result().map_err(GpuError::from)?;
+        unsafe { sys::cuMemsetD16Async(ptr, 0, words, self.gpu.stream.cu_stream()) }
+            .result()
+            .map_err(GpuError::from)?;
         Ok(())
     }
 }

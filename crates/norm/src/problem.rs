@@ -139,7 +139,8 @@ impl RowsProblem {
             return bad("rows longer than 2^30 elements");
         }
         let fits = |n: Option<usize>| n.is_some_and(|n| n <= i64::MAX as usize);
-        let input = self.rows.checked_sub(1).map_or(Some(0), |r| r.checked_mul(self.row_stride)?.checked_add(self.cols));
+        let input =
+            self.rows.checked_sub(1).map_or(Some(0), |r| r.checked_mul(self.row_stride)?.checked_add(self.cols));
         if !fits(input) || !fits(self.rows.checked_mul(self.cols)) {
             return bad("more elements than a 64-bit index can address");
         }

@@ -30,11 +30,7 @@ pub struct Rows {
 
 impl Rows {
     pub fn new(rows: usize, cols: usize, row_stride: usize) -> Self {
-        Self {
-            rows,
-            cols,
-            row_stride,
-        }
+        Self { rows, cols, row_stride }
     }
 
     /// Densely packed rows.
@@ -58,31 +54,18 @@ impl Rows {
 
     /// Panics unless `data` can hold these rows; `what` names the buffer.
     fn check(&self, what: &str, data: &[f64]) {
-        assert!(
-            self.row_stride >= self.cols,
-            "row stride {} is below the row length {}",
-            self.row_stride,
-            self.cols
-        );
+        assert!(self.row_stride >= self.cols, "row stride {} is below the row length {}", self.row_stride, self.cols);
         let needed = self.required_len();
-        assert!(
-            data.len() >= needed,
-            "{what} holds {} elements, the rows need {needed}",
-            data.len()
-        );
+        assert!(data.len() >= needed, "{what} holds {} elements, the rows need {needed}", data.len());
     }
 
     /// A dense `rows x cols` output whose row `i` is filled by `fill(i, row)`, in parallel.
     fn map_rows(&self, fill: impl Fn(usize, &mut [f64]) + Sync) -> Vec<f64> {
         let mut out = vec![0.0; self.rows * self.cols];
         if self.cols > 0 {
-            out.par_chunks_mut(self.cols)
-                .enumerate()
-                .for_each(|(i, row)| fill(i, row));
+            out.par_chunks_mut(self.cols).enumerate().for_each(|(i, row)| fill(i, row));
         } else {
-            (0..self.rows)
-                .into_par_iter()
-                .for_each(|i| fill(i, &mut []));
+            (0..self.rows).into_par_iter().for_each(|i| fill(i, &mut []));
         }
         out
     }
@@ -90,20 +73,12 @@ impl Rows {
     /// For each column `j`, `f` summed over rows `i` in order: deterministic, unlike a
     /// parallel fold over rows.
     fn column_sums(&self, f: impl Fn(usize, usize) -> f64 + Sync) -> Vec<f64> {
-        (0..self.cols)
-            .into_par_iter()
-            .map(|j| (0..self.rows).map(|i| f(i, j)).sum())
-            .collect()
+        (0..self.cols).into_par_iter().map(|j| (0..self.rows).map(|i| f(i, j)).sum()).collect()
     }
 }
 
 fn check_len(what: &str, data: &[f64], expected: usize) {
-    assert_eq!(
-        data.len(),
-        expected,
-        "{what} holds {} elements, expected {expected}",
-        data.len()
-    );
+    assert_eq!(data.len(), expected, "{what} holds {} elements, expected {expected}", data.len());
 }
 
 /// The row maximum and `sum(exp(x - max))`, or `None` when the row has no distribution
@@ -121,10 +96,7 @@ pub fn softmax(x: &[f64], shape: Rows) -> Vec<f64> {
     shape.map_rows(|i, out| {
         let row = shape.row(x, i);
         match softmax_stats(row) {
-            Some((max, total)) => out
-                .iter_mut()
-                .zip(row)
-                .for_each(|(o, &v)| *o = (v - max).exp() / total),
+            Some((max, total)) => out.iter_mut().zip(row).for_each(|(o, &v)| *o = (v - max).exp() / total),
             None => out.fill(f64::NAN),
         }
     })
@@ -139,9 +111,7 @@ pub fn log_softmax(x: &[f64], shape: Rows) -> Vec<f64> {
         match softmax_stats(row) {
             Some((max, total)) => {
                 let log_total = total.ln();
-                out.iter_mut()
-                    .zip(row)
-                    .for_each(|(o, &v)| *o = v - max - log_total);
+                out.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max - log_total);
             }
             None => out.fill(f64::NAN),
         }
@@ -191,14 +161,9 @@ pub fn layernorm(x: &[f64], shape: Rows, gamma: &[f64], beta: &[f64], eps: f64) 
     shape.check("x", x);
     check_len("gamma", gamma, shape.cols);
     check_len("beta", beta, shape.cols);
-    let (mean, variance): (Vec<f64>, Vec<f64>) = (0..shape.rows)
-        .into_par_iter()
-        .map(|i| mean_and_variance(shape.row(x, i)))
-        .unzip();
-    let rstd: Vec<f64> = variance
-        .iter()
-        .map(|&var| 1.0 / (var + eps).sqrt())
-        .collect();
+    let (mean, variance): (Vec<f64>, Vec<f64>) =
+        (0..shape.rows).into_par_iter().map(|i| mean_and_variance(shape.row(x, i))).unzip();
+    let rstd: Vec<f64> = variance.iter().map(|&var| 1.0 / (var + eps).sqrt()).collect();
     let y = shape.map_rows(|i, out| {
         for (j, (o, &v)) in out.iter_mut().zip(shape.row(x, i)).enumerate() {
             *o = (v - mean[i]) * rstd[i] * gamma[j] + beta[j];
@@ -272,8 +237,7 @@ pub fn rmsnorm(x: &[f64], shape: Rows, gamma: &[f64], eps: f64) -> RmsNormOutput
     let rstd: Vec<f64> = (0..shape.rows)
         .into_par_iter()
         .map(|i| {
-            let mean_square =
-                shape.row(x, i).iter().map(|v| v * v).sum::<f64>() / shape.cols as f64;
+            let mean_square = shape.row(x, i).iter().map(|v| v * v).sum::<f64>() / shape.cols as f64;
             1.0 / (mean_square + eps).sqrt()
         })
         .collect();
@@ -296,13 +260,7 @@ pub struct RmsNormGrads {
 
 /// Gradients of [`rmsnorm`] from the saved `rstd`: with `g = dy * gamma`,
 /// `dx = rstd * (g - x * rstd^2 * mean_j(g * x))` and `dgamma = sum_rows(dy * x * rstd)`.
-pub fn rmsnorm_backward(
-    dy: &[f64],
-    x: &[f64],
-    shape: Rows,
-    gamma: &[f64],
-    rstd: &[f64],
-) -> RmsNormGrads {
+pub fn rmsnorm_backward(dy: &[f64], x: &[f64], shape: Rows, gamma: &[f64], rstd: &[f64]) -> RmsNormGrads {
     shape.check("dy", dy);
     shape.check("x", x);
     check_len("gamma", gamma, shape.cols);
@@ -310,13 +268,7 @@ pub fn rmsnorm_backward(
     let n = shape.cols as f64;
     let dx = shape.map_rows(|i, dx| {
         let (dy, x) = (shape.row(dy, i), shape.row(x, i));
-        let mean_g_x = dy
-            .iter()
-            .zip(gamma)
-            .zip(x)
-            .map(|((dy, g), x)| dy * g * x)
-            .sum::<f64>()
-            / n;
+        let mean_g_x = dy.iter().zip(gamma).zip(x).map(|((dy, g), x)| dy * g * x).sum::<f64>() / n;
         for (j, dx) in dx.iter_mut().enumerate() {
             *dx = rstd[i] * (dy[j] * gamma[j] - x[j] * rstd[i] * rstd[i] * mean_g_x);
         }

@@ -111,7 +111,9 @@ impl StagedShape {
         if let Some(threads) = var("CKB_NORM_THREADS").filter(|t| *t >= 32 && *t <= MAX_THREADS && t % 32 == 0) {
             shape.threads = threads;
         }
-        if let Some(elems) = var("CKB_NORM_THREAD_ELEMS").filter(|e| *e >= CHUNK_ELEMS && *e <= 1024 && e % CHUNK_ELEMS == 0) {
+        if let Some(elems) =
+            var("CKB_NORM_THREAD_ELEMS").filter(|e| *e >= CHUNK_ELEMS && *e <= 1024 && e % CHUNK_ELEMS == 0)
+        {
             shape.thread_elems = Some(elems);
         }
         shape
@@ -145,7 +147,8 @@ pub struct NormPlan {
 
 /// Streaming multiprocessors on the stream's device.
 pub(crate) fn sm_count(gpu: &Gpu) -> NormResult<usize> {
-    let sms = gpu.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(GpuError::from)?;
+    let sms =
+        gpu.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(GpuError::from)?;
     Ok(sms.max(1) as usize)
 }
 
@@ -165,7 +168,13 @@ impl NormVariant {
     }
 
     /// [`NormVariant::choose`] with forward staged CTAs of `shape`.
-    pub fn choose_shaped(op: NormOp, problem: &RowsProblem, dtype: DType, sm_count: usize, shape: StagedShape) -> NormPlan {
+    pub fn choose_shaped(
+        op: NormOp,
+        problem: &RowsProblem,
+        dtype: DType,
+        sm_count: usize,
+        shape: StagedShape,
+    ) -> NormPlan {
         NORM_VARIANTS
             .iter()
             .find_map(|(v, _)| v.plan_shaped(op, problem, dtype, sm_count, shape).ok())
@@ -179,7 +188,14 @@ impl NormVariant {
     }
 
     /// [`NormVariant::plan`] with forward staged CTAs of `shape`.
-    pub fn plan_shaped(self, op: NormOp, problem: &RowsProblem, dtype: DType, sm_count: usize, shape: StagedShape) -> NormResult<NormPlan> {
+    pub fn plan_shaped(
+        self,
+        op: NormOp,
+        problem: &RowsProblem,
+        dtype: DType,
+        sm_count: usize,
+        shape: StagedShape,
+    ) -> NormResult<NormPlan> {
         let pack = 16 / dtype.size_bytes();
         let cols = problem.cols.max(1);
         let rows = problem.rows.max(1);
@@ -213,13 +229,19 @@ impl NormVariant {
         let parts = cols.div_ceil(part_capacity);
         let cluster_parts = {
             let small = cols.div_ceil((CLUSTER_PART_BYTES.min(shape.part_bytes) / dtype.size_bytes()).max(CHUNK_ELEMS));
-            if op.is_forward() && small <= SMALL_CLUSTER { small } else { parts }
+            if op.is_forward() && small <= SMALL_CLUSTER {
+                small
+            } else {
+                parts
+            }
         };
         match self {
             NormVariant::Warp { packs } => {
                 let max_packs = if op.is_forward() { FORWARD_ELEMS } else { BACKWARD_ELEMS } / pack;
                 if packs > max_packs {
-                    return mismatch(format!("{dtype}: {packs} packs a lane exceed its register budget of {max_packs}"));
+                    return mismatch(format!(
+                        "{dtype}: {packs} packs a lane exceed its register budget of {max_packs}"
+                    ));
                 }
                 if cols > 32 * packs * pack {
                     return mismatch(format!("{cols}-element rows ({dtype}): a warp holds {}", 32 * packs * pack));
@@ -238,7 +260,10 @@ impl NormVariant {
             }
             NormVariant::Cluster => {
                 if cluster_parts > MAX_CLUSTER {
-                    return mismatch(format!("{cols}-element rows ({dtype}): a cluster holds {}", MAX_CLUSTER * part_capacity));
+                    return mismatch(format!(
+                        "{cols}-element rows ({dtype}): a cluster holds {}",
+                        MAX_CLUSTER * part_capacity
+                    ));
                 }
                 staged(cluster_parts.max(2))
             }
@@ -312,7 +337,12 @@ mod tests {
         assert_eq!(choose(NormOp::SoftmaxBackward, 64, 1024, DType::F32).variant, NormVariant::Block);
         let p = choose(NormOp::RmsNormBackward, 64, 32768, DType::BF16);
         assert_eq!((p.variant, p.parts, p.threads, p.packs), (NormVariant::Cluster, 4, 512, 2));
-        let warp8 = NormVariant::Warp { packs: 8 }.plan(NormOp::RmsNormBackward, &RowsProblem::dense(4, 8), DType::F32, H100_SMS);
+        let warp8 = NormVariant::Warp { packs: 8 }.plan(
+            NormOp::RmsNormBackward,
+            &RowsProblem::dense(4, 8),
+            DType::F32,
+            H100_SMS,
+        );
         assert!(matches!(warp8, Err(NormError::VariantMismatch { .. })));
     }
 
@@ -322,7 +352,9 @@ mod tests {
             for dtype in [DType::F32, DType::F16, DType::BF16] {
                 for cols in [1, 7, 33, 1000, 4099, 70000, 262144, 1 << 20] {
                     for (variant, _) in NORM_VARIANTS {
-                        let Ok(plan) = variant.plan(op, &RowsProblem::dense(3, cols), dtype, H100_SMS) else { continue };
+                        let Ok(plan) = variant.plan(op, &RowsProblem::dense(3, cols), dtype, H100_SMS) else {
+                            continue;
+                        };
                         let group = if matches!(variant, NormVariant::Warp { .. }) { 32 } else { plan.threads };
                         let pack = 16 / dtype.size_bytes();
                         assert!(plan.parts * group * plan.packs * pack >= cols, "{op:?} {dtype} {cols} {plan:?}");
@@ -331,7 +363,10 @@ mod tests {
                             assert!(plan.packs % chunk_packs == 0, "{op:?} {dtype} {cols} {plan:?}");
                             assert!(op.is_forward() || plan.packs == chunk_packs, "{op:?} {dtype} {cols} {plan:?}");
                             let part_bytes = group * plan.packs * 16;
-                            assert!(!op.is_forward() || part_bytes <= FORWARD_PART_BYTES, "{op:?} {dtype} {cols} {plan:?}");
+                            assert!(
+                                !op.is_forward() || part_bytes <= FORWARD_PART_BYTES,
+                                "{op:?} {dtype} {cols} {plan:?}"
+                            );
                         }
                         assert!(plan.threads % 32 == 0 && plan.threads <= MAX_THREADS);
                         assert!((1..=MAX_SLOTS).contains(&plan.slots));

@@ -120,7 +120,12 @@ fn expect_norm_dx(
 
 /// A row-shaped input of `offset + input_len` elements: random normal values passed
 /// through `special(row, col, value)`, NaN in the padding between rows and in the offset.
-fn rows_input<T: Element>(problem: &RowsProblem, offset: usize, seed: u64, special: impl Fn(usize, usize, f64) -> f64) -> Vec<T> {
+fn rows_input<T: Element>(
+    problem: &RowsProblem,
+    offset: usize,
+    seed: u64,
+    special: impl Fn(usize, usize, f64) -> f64,
+) -> Vec<T> {
     let normal: Vec<T> = random::normal(problem.input_len(), seed);
     let mut host = vec![T::from_f64(f64::NAN); offset + problem.input_len()];
     for i in 0..problem.rows {
@@ -161,11 +166,23 @@ fn download<T: Element>(gpu: &Gpu, buf: &cudarc::driver::CudaSlice<T>, offset: u
 
 // --- Forward ------------------------------------------------------------------------------
 
-fn check_softmax<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+fn check_softmax<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
     check_softmax_like::<T>(gpu, false, variant, p, seed, off)
 }
 
-fn check_log_softmax<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+fn check_log_softmax<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
     check_softmax_like::<T>(gpu, true, variant, p, seed, off)
 }
 
@@ -194,13 +211,20 @@ fn check_softmax_like<T: NormElement>(
         return Ok(outcome);
     }
     let xs = f64s(&x_host, off);
-    let want = if log { reference::log_softmax(&xs, p.reference_rows()) } else { reference::softmax(&xs, p.reference_rows()) };
+    let want =
+        if log { reference::log_softmax(&xs, p.reference_rows()) } else { reference::softmax(&xs, p.reference_rows()) };
     expect("y", &download(gpu, &y, off), &want, tolerance::<T>())?;
     Ok(Outcome::Ran)
 }
 
 /// Row 1 is constant: its output must be exactly beta.
-fn check_layernorm<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+fn check_layernorm<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
     let x_host: Vec<T> = rows_input(p, off, seed, |i, _, v| if i == 1 { 0.75 } else { v });
     let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 1), off);
     let beta_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
@@ -215,7 +239,8 @@ fn check_layernorm<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &
         return Ok(outcome);
     }
     let beta64 = f64s(&beta_host, off);
-    let want = reference::layernorm(&f64s(&x_host, off), p.reference_rows(), &f64s(&gamma_host, off), &beta64, EPS as f64);
+    let want =
+        reference::layernorm(&f64s(&x_host, off), p.reference_rows(), &f64s(&gamma_host, off), &beta64, EPS as f64);
     let got = download(gpu, &y, off);
     expect("y", &got, &want.y, tolerance::<T>())?;
     expect("mean", &download(gpu, &mean, 0), &want.mean, MEAN)?;
@@ -227,7 +252,13 @@ fn check_layernorm<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &
 }
 
 /// Row 1 is zero: its output must be exactly 0.
-fn check_rmsnorm<T: NormElement>(gpu: &Gpu, variant: Option<NormVariant>, p: &RowsProblem, seed: u64, off: usize) -> CaseResult {
+fn check_rmsnorm<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
     let x_host: Vec<T> = rows_input(p, off, seed, |i, _, v| if i == 1 { 0.0 } else { v });
     let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 1), off);
     let (x, gamma) = (upload(gpu, &x_host), upload(gpu, &gamma_host));
@@ -345,13 +376,25 @@ fn check_rmsnorm_backward<T: NormElement>(
     let (x64, dy64, gamma64) = (f64s(&x_host, off), f64s(&dy_host, off), f64s(&gamma_host, off));
     let forward = reference::rmsnorm(&x64, p.reference_rows(), &gamma64, EPS as f64);
     let (rstd32, rstd64) = as_f32_stats(&forward.rstd);
-    let (x, dy, gamma, rstd) = (upload(gpu, &x_host), upload(gpu, &dy_host), upload(gpu, &gamma_host), upload(gpu, &rstd32));
+    let (x, dy, gamma, rstd) =
+        (upload(gpu, &x_host), upload(gpu, &dy_host), upload(gpu, &gamma_host), upload(gpu, &rstd32));
     let mut dx = poisoned::<T>(gpu, p.output_len(), off);
     let mut dgamma = poisoned::<T>(gpu, p.cols, off);
     let (xv, dyv, gv) = (x.slice(off..), dy.slice(off..), gamma.slice(off..));
     let (mut dxv, mut dgv) = (dx.slice_mut(off..), dgamma.slice_mut(off..));
-    let result =
-        run!(gpu, variant, rmsnorm_backward, rmsnorm_backward_with_variant, p, &xv, &dyv, &gv, &rstd, &mut dxv, &mut dgv);
+    let result = run!(
+        gpu,
+        variant,
+        rmsnorm_backward,
+        rmsnorm_backward_with_variant,
+        p,
+        &xv,
+        &dyv,
+        &gv,
+        &rstd,
+        &mut dxv,
+        &mut dgv
+    );
     if let Some(outcome) = ran(result, variant)? {
         return Ok(outcome);
     }
@@ -403,12 +446,17 @@ fn length_sweep() -> Vec<RowsProblem> {
 /// The three element types of one check, e.g. `checks!(check_softmax)`.
 macro_rules! checks {
     ($check:ident) => {
-        [(DType::F32, $check::<f32> as Check), (DType::F16, $check::<f16> as Check), (DType::BF16, $check::<bf16> as Check)]
+        [
+            (DType::F32, $check::<f32> as Check),
+            (DType::F16, $check::<f16> as Check),
+            (DType::BF16, $check::<bf16> as Check),
+        ]
     };
 }
 
 fn assert_sweep(name: &str, checks: [(DType, Check); 3], problems: &[RowsProblem], off: usize) {
-    let failures: Vec<String> = checks.iter().flat_map(|&(dtype, check)| sweep(name, dtype, check, problems, off)).collect();
+    let failures: Vec<String> =
+        checks.iter().flat_map(|&(dtype, check)| sweep(name, dtype, check, problems, off)).collect();
     assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -576,15 +624,21 @@ fn cudnn_softmax_baseline_matches_reference() {
         let mut y = poisoned::<T>(gpu, p.output_len(), 0);
         softmax.run(&x, &mut y).map_err(|e| e.to_string())?;
         let xs = to_f64_vec(&x_host);
-        let want = if log { reference::log_softmax(&xs, p.reference_rows()) } else { reference::softmax(&xs, p.reference_rows()) };
+        let want = if log {
+            reference::log_softmax(&xs, p.reference_rows())
+        } else {
+            reference::softmax(&xs, p.reference_rows())
+        };
         expect("y", &download(gpu, &y, 0), &want, tolerance::<T>())
     }
     let mut failures = Vec::new();
     for p in [RowsProblem::dense(5, 1000), RowsProblem::new(3, 4096, 4100), RowsProblem::dense(2, 70000)] {
         for log in [false, true] {
-            for (dtype, result) in
-                [(DType::F32, check::<f32>(&gpu, &p, log)), (DType::F16, check::<f16>(&gpu, &p, log)), (DType::BF16, check::<bf16>(&gpu, &p, log))]
-            {
+            for (dtype, result) in [
+                (DType::F32, check::<f32>(&gpu, &p, log)),
+                (DType::F16, check::<f16>(&gpu, &p, log)),
+                (DType::BF16, check::<bf16>(&gpu, &p, log)),
+            ] {
                 if let Err(e) = result {
                     failures.push(format!("cuDNN {} {dtype} {p:?}: {e}", if log { "log_softmax" } else { "softmax" }));
                 }

@@ -7,10 +7,7 @@ use proptest::prelude::*;
 fn matrix(max_rows: usize, max_cols: usize) -> impl Strategy<Value = (Vec<f64>, Rows)> {
     (0..=max_rows, 1..=max_cols, 0usize..=2).prop_flat_map(|(rows, cols, padding)| {
         let shape = Rows::new(rows, cols, cols + padding);
-        (
-            prop::collection::vec(-5.0f64..5.0, shape.required_len()),
-            Just(shape),
-        )
+        (prop::collection::vec(-5.0f64..5.0, shape.required_len()), Just(shape))
     })
 }
 
@@ -22,41 +19,21 @@ fn values(len: usize) -> impl Strategy<Value = Vec<f64>> {
 fn gradient_case() -> impl Strategy<Value = (Vec<f64>, Rows, Vec<f64>, Vec<f64>, Vec<f64>)> {
     (1usize..=3, 1usize..=6).prop_flat_map(|(rows, cols)| {
         let shape = Rows::dense(rows, cols);
-        (
-            values(rows * cols),
-            Just(shape),
-            values(rows * cols),
-            values(cols),
-            values(cols),
-        )
+        (values(rows * cols), Just(shape), values(rows * cols), values(cols), values(cols))
     })
 }
 
-fn assert_close(
-    what: &str,
-    got: &[f64],
-    expected: &[f64],
-    tolerance: f64,
-) -> Result<(), TestCaseError> {
+fn assert_close(what: &str, got: &[f64], expected: &[f64], tolerance: f64) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.len(), expected.len(), "{}: lengths differ", what);
     for (j, (g, e)) in got.iter().zip(expected).enumerate() {
-        prop_assert!(
-            (g - e).abs() <= tolerance * (1.0 + e.abs()),
-            "{}[{}]: {} vs {}",
-            what,
-            j,
-            g,
-            e
-        );
+        prop_assert!((g - e).abs() <= tolerance * (1.0 + e.abs()), "{}[{}]: {} vs {}", what, j, g, e);
     }
     Ok(())
 }
 
 /// Rows of `x` packed densely, to compare a strided call with a dense one.
 fn packed(x: &[f64], shape: Rows) -> Vec<f64> {
-    (0..shape.rows)
-        .flat_map(|i| shape.row(x, i).to_vec())
-        .collect()
+    (0..shape.rows).flat_map(|i| shape.row(x, i).to_vec()).collect()
 }
 
 /// Central differences of `loss` at `point`, one per coordinate.

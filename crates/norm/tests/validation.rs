@@ -2,7 +2,9 @@
 //! before anything touches a GPU.
 
 use ckb_common::DType;
-use ckb_norm::{check_buffers, check_eps, Extent, NormError, NormOp, NormVariant, RowsProblem, MAX_COLS, NORM_VARIANTS};
+use ckb_norm::{
+    check_buffers, check_eps, Extent, NormError, NormOp, NormVariant, RowsProblem, MAX_COLS, NORM_VARIANTS,
+};
 
 const H100_SMS: usize = 132;
 

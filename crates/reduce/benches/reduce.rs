@@ -27,14 +27,30 @@ fn elementwise_cases<'a, T: ckb_reduce::EwElement>(gpu: &'a Gpu, n: usize) -> Ve
     let mut cases = Vec::new();
     for op in [BinaryOp::Add, BinaryOp::Mul, BinaryOp::AddRelu] {
         let (a, b, mut out) = (a.clone(), b.clone(), gpu.zeros::<T>(n).unwrap());
-        cases.push(Case { name: label(op.name()), bytes: 3 * n * size, run: Box::new(move || ew::binary_with(gpu, Default::default(), op, &a, &b, &mut out)) });
+        cases.push(Case {
+            name: label(op.name()),
+            bytes: 3 * n * size,
+            run: Box::new(move || ew::binary_with(gpu, Default::default(), op, &a, &b, &mut out)),
+        });
     }
     let (x, mut y) = (a.clone(), b.clone());
-    cases.push(Case { name: label("axpy"), bytes: 3 * n * size, run: Box::new(move || ew::axpy(gpu, 0.5, &x, &mut y)) });
+    cases.push(Case {
+        name: label("axpy"),
+        bytes: 3 * n * size,
+        run: Box::new(move || ew::axpy(gpu, 0.5, &x, &mut y)),
+    });
     let (x, mut out) = (a.clone(), gpu.zeros::<T>(n).unwrap());
-    cases.push(Case { name: label("scale"), bytes: 2 * n * size, run: Box::new(move || ew::scale(gpu, 0.5, &x, &mut out)) });
+    cases.push(Case {
+        name: label("scale"),
+        bytes: 2 * n * size,
+        run: Box::new(move || ew::scale(gpu, 0.5, &x, &mut out)),
+    });
     let (x, mut out) = (a.clone(), gpu.zeros::<f32>(n).unwrap());
-    cases.push(Case { name: label("cast to f32"), bytes: n * (size + 4), run: Box::new(move || ew::cast(gpu, &x, &mut out)) });
+    cases.push(Case {
+        name: label("cast to f32"),
+        bytes: n * (size + 4),
+        run: Box::new(move || ew::cast(gpu, &x, &mut out)),
+    });
     let cols = 4096;
     let (x, bias, mut out) = (a, gpu.random_normal::<T>(cols, 5).unwrap(), gpu.zeros::<T>(n).unwrap());
     cases.push(Case {
@@ -101,7 +117,8 @@ fn main() {
             return;
         }
     };
-    let mut criterion = Criterion::default().configure_from_args().sample_size(20).warm_up_time(Duration::from_millis(500));
+    let mut criterion =
+        Criterion::default().configure_from_args().sample_size(20).warm_up_time(Duration::from_millis(500));
     let copy_gbs = copy_bandwidth_gbs(&gpu, 1 << 30).unwrap();
     let mut cases = Vec::new();
     for n in [1usize << 24, 1 << 28] {
@@ -121,7 +138,11 @@ fn main() {
         group.throughput(Throughput::Bytes(case.bytes as u64));
         group.bench_function(&case.name, |b| b.iter_custom(|iters| event_time(&gpu, iters, &mut case.run)));
         group.finish();
-        let stats = timer.time(&mut |_| (case.run)().map_err(|e| ckb_common::GpuError::Library { library: "ckb-reduce", detail: e.to_string() })).unwrap();
+        let stats = timer
+            .time(&mut |_| {
+                (case.run)().map_err(|e| ckb_common::GpuError::Library { library: "ckb-reduce", detail: e.to_string() })
+            })
+            .unwrap();
         let gbs = case.bytes as f64 / (stats.median_us * 1e-6) / 1e9;
         table.push(format!("| {} | {:.1} | {:.0} | {:.3} |", case.name, stats.median_us, gbs, gbs / copy_gbs));
     }

@@ -21,28 +21,48 @@
 use ckb_common::{DType, Gpu, GpuError};
 use cudarc::driver::{sys, DevicePtr, DevicePtrMut};
 
-use crate::launch::{self, check};
 pub use crate::launch::BinaryOp;
+use crate::launch::{self, check};
 use crate::problem::{aligned_head, pack_elems, require_exact_len, BiasAddProblem, EwElement, ReduceResult};
 pub use crate::variants::{EwVariant, GridPolicy, EW_VARIANTS};
 
 /// out = a + b
-pub fn add<T: EwElement>(gpu: &Gpu, a: &impl DevicePtr<T>, b: &impl DevicePtr<T>, out: &mut impl DevicePtrMut<T>) -> ReduceResult<()> {
+pub fn add<T: EwElement>(
+    gpu: &Gpu,
+    a: &impl DevicePtr<T>,
+    b: &impl DevicePtr<T>,
+    out: &mut impl DevicePtrMut<T>,
+) -> ReduceResult<()> {
     binary_with(gpu, EwVariant::default(), BinaryOp::Add, a, b, out)
 }
 
 /// out = a - b
-pub fn sub<T: EwElement>(gpu: &Gpu, a: &impl DevicePtr<T>, b: &impl DevicePtr<T>, out: &mut impl DevicePtrMut<T>) -> ReduceResult<()> {
+pub fn sub<T: EwElement>(
+    gpu: &Gpu,
+    a: &impl DevicePtr<T>,
+    b: &impl DevicePtr<T>,
+    out: &mut impl DevicePtrMut<T>,
+) -> ReduceResult<()> {
     binary_with(gpu, EwVariant::default(), BinaryOp::Sub, a, b, out)
 }
 
 /// out = a * b
-pub fn mul<T: EwElement>(gpu: &Gpu, a: &impl DevicePtr<T>, b: &impl DevicePtr<T>, out: &mut impl DevicePtrMut<T>) -> ReduceResult<()> {
+pub fn mul<T: EwElement>(
+    gpu: &Gpu,
+    a: &impl DevicePtr<T>,
+    b: &impl DevicePtr<T>,
+    out: &mut impl DevicePtrMut<T>,
+) -> ReduceResult<()> {
     binary_with(gpu, EwVariant::default(), BinaryOp::Mul, a, b, out)
 }
 
 /// out = max(a + b, 0), one pass; a NaN sum stays NaN.
-pub fn add_relu<T: EwElement>(gpu: &Gpu, a: &impl DevicePtr<T>, b: &impl DevicePtr<T>, out: &mut impl DevicePtrMut<T>) -> ReduceResult<()> {
+pub fn add_relu<T: EwElement>(
+    gpu: &Gpu,
+    a: &impl DevicePtr<T>,
+    b: &impl DevicePtr<T>,
+    out: &mut impl DevicePtrMut<T>,
+) -> ReduceResult<()> {
     binary_with(gpu, EwVariant::default(), BinaryOp::AddRelu, a, b, out)
 }
 
@@ -75,13 +95,23 @@ pub fn binary_with<T: EwElement>(
 }
 
 /// y = alpha * x + y, in place.
-pub fn axpy<T: EwElement>(gpu: &Gpu, alpha: f32, x: &impl DevicePtr<T>, y: &mut impl DevicePtrMut<T>) -> ReduceResult<()> {
+pub fn axpy<T: EwElement>(
+    gpu: &Gpu,
+    alpha: f32,
+    x: &impl DevicePtr<T>,
+    y: &mut impl DevicePtrMut<T>,
+) -> ReduceResult<()> {
     // The kernel reads y[i] before writing it, in the same thread.
     with_alpha(gpu, ("axpy", "y"), launch::axpy_launcher(T::DTYPE), alpha, x, y)
 }
 
 /// out = alpha * x
-pub fn scale<T: EwElement>(gpu: &Gpu, alpha: f32, x: &impl DevicePtr<T>, out: &mut impl DevicePtrMut<T>) -> ReduceResult<()> {
+pub fn scale<T: EwElement>(
+    gpu: &Gpu,
+    alpha: f32,
+    x: &impl DevicePtr<T>,
+    out: &mut impl DevicePtrMut<T>,
+) -> ReduceResult<()> {
     with_alpha(gpu, ("scale", "out"), launch::scale_launcher(T::DTYPE), alpha, x, out)
 }
 
@@ -110,7 +140,11 @@ fn with_alpha<T: EwElement>(
 }
 
 /// dst = src converted to D, rounding to nearest even. A cast to the same type is a copy.
-pub fn cast<S: EwElement, D: EwElement>(gpu: &Gpu, src: &impl DevicePtr<S>, dst: &mut impl DevicePtrMut<D>) -> ReduceResult<()> {
+pub fn cast<S: EwElement, D: EwElement>(
+    gpu: &Gpu,
+    src: &impl DevicePtr<S>,
+    dst: &mut impl DevicePtrMut<D>,
+) -> ReduceResult<()> {
     let n = src.len();
     require_exact_len("cast", "dst", n, dst.len())?;
     if n == 0 {
@@ -126,11 +160,8 @@ pub fn cast<S: EwElement, D: EwElement>(gpu: &Gpu, src: &impl DevicePtr<S>, dst:
             .map_err(GpuError::from)?;
         return Ok(());
     };
-    let head = aligned_head(
-        &[(ps, S::DTYPE.size_bytes()), (pd, D::DTYPE.size_bytes())],
-        pack_elems(&[S::DTYPE, D::DTYPE]),
-        n,
-    );
+    let head =
+        aligned_head(&[(ps, S::DTYPE.size_bytes()), (pd, D::DTYPE.size_bytes())], pack_elems(&[S::DTYPE, D::DTYPE]), n);
     // SAFETY: src holds n elements of S and dst n elements of D on this context.
     let code = unsafe { launcher(ps, pd, n as i64, head as i64, grid_limit, gpu.cu_stream()) };
     check(code, || format!("ew_cast_{}_{}", S::DTYPE, D::DTYPE))

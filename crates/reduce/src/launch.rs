@@ -47,9 +47,36 @@ extern "C" {
     fn ckb_ew_cast_f16_bf16(src: u64, dst: u64, n: i64, head: i64, grid_limit: i64, s: Stream) -> i32;
     fn ckb_ew_cast_bf16_f16(src: u64, dst: u64, n: i64, head: i64, grid_limit: i64, s: Stream) -> i32;
 
-    fn ckb_ew_bias_add_f32(x: u64, bias: u64, out: u64, n: i64, cols: i64, head: i64, grid_limit: i64, s: Stream) -> i32;
-    fn ckb_ew_bias_add_f16(x: u64, bias: u64, out: u64, n: i64, cols: i64, head: i64, grid_limit: i64, s: Stream) -> i32;
-    fn ckb_ew_bias_add_bf16(x: u64, bias: u64, out: u64, n: i64, cols: i64, head: i64, grid_limit: i64, s: Stream) -> i32;
+    fn ckb_ew_bias_add_f32(
+        x: u64,
+        bias: u64,
+        out: u64,
+        n: i64,
+        cols: i64,
+        head: i64,
+        grid_limit: i64,
+        s: Stream,
+    ) -> i32;
+    fn ckb_ew_bias_add_f16(
+        x: u64,
+        bias: u64,
+        out: u64,
+        n: i64,
+        cols: i64,
+        head: i64,
+        grid_limit: i64,
+        s: Stream,
+    ) -> i32;
+    fn ckb_ew_bias_add_bf16(
+        x: u64,
+        bias: u64,
+        out: u64,
+        n: i64,
+        cols: i64,
+        head: i64,
+        grid_limit: i64,
+        s: Stream,
+    ) -> i32;
 }
 
 /// Element-wise ops on two streamed operands of one type.

@@ -217,8 +217,13 @@ mod tests {
         assert_eq!(AxisProblem::along("sum", &[4, 5], 1).unwrap(), AxisProblem { outer: 4, len: 5, inner: 1 });
         assert_eq!(AxisProblem::along("sum", &[4, 5], 0).unwrap(), AxisProblem { outer: 1, len: 4, inner: 5 });
         assert_eq!(AxisProblem::along("sum", &[7], 0).unwrap(), AxisProblem::full(7));
-        for (shape, axis) in [(&[2usize, 3][..], 2usize), (&[][..], 0), (&[1, 2, 3, 4][..], 0), (&[usize::MAX, 3][..], 0)] {
-            assert!(matches!(AxisProblem::along("sum", shape, axis), Err(ReduceError::BadShape { .. })), "{shape:?} axis {axis}");
+        for (shape, axis) in
+            [(&[2usize, 3][..], 2usize), (&[][..], 0), (&[1, 2, 3, 4][..], 0), (&[usize::MAX, 3][..], 0)]
+        {
+            assert!(
+                matches!(AxisProblem::along("sum", shape, axis), Err(ReduceError::BadShape { .. })),
+                "{shape:?} axis {axis}"
+            );
         }
     }
 

@@ -26,10 +26,10 @@ use ckb_common::{DType, Gpu, GpuError};
 use cudarc::driver::{sys, CudaSlice, DevicePtr, DevicePtrMut};
 
 use crate::launch::{self, check, Kind, ReduceParams, POST_MEAN, POST_NONE, POST_SQRT};
-pub use crate::problem::{ArgOp, AxisProblem, ReduceOp, ReduceOutput};
 use crate::problem::{require_exact_len, EwElement, ReduceError, ReduceResult, VECTOR_BYTES};
-pub use crate::variants::{ReducePlan, ReduceVariant, REDUCE_VARIANTS};
+pub use crate::problem::{ArgOp, AxisProblem, ReduceOp, ReduceOutput};
 use crate::variants::sm_count;
+pub use crate::variants::{ReducePlan, ReduceVariant, REDUCE_VARIANTS};
 
 /// Runs reductions on one GPU, keeping their scratch memory.
 pub struct Reducer {
@@ -44,7 +44,13 @@ pub struct Reducer {
 
 impl Reducer {
     pub fn new(gpu: &Gpu) -> ReduceResult<Reducer> {
-        Ok(Reducer { gpu: gpu.clone(), sm_count: sm_count(gpu)? as usize, forced: None, partials: None, counters: None })
+        Ok(Reducer {
+            gpu: gpu.clone(),
+            sm_count: sm_count(gpu)? as usize,
+            forced: None,
+            partials: None,
+            counters: None,
+        })
     }
 
     /// Uses `variant` for every later call (None: the heuristic). A call whose problem the
@@ -214,7 +220,8 @@ impl Reducer {
             post,
             out_f32: i32::from(O::DTYPE == DType::F32),
             vectorized: i32::from(
-                x_ptr.is_multiple_of(VECTOR_BYTES as u64) && (problem.inner as u64 * elem).is_multiple_of(VECTOR_BYTES as u64),
+                x_ptr.is_multiple_of(VECTOR_BYTES as u64)
+                    && (problem.inner as u64 * elem).is_multiple_of(VECTOR_BYTES as u64),
             ),
         };
         let launcher = launch::reduce_launcher(kind, T::DTYPE);

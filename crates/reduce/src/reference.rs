@@ -111,21 +111,14 @@ impl ArgOp {
     }
 
     fn fold(self, values: impl Iterator<Item = (usize, f64)>) -> Option<Extremum> {
-        values
-            .map(|(index, value)| Extremum { index, value })
-            .reduce(|best, next| self.pick(best, next))
+        values.map(|(index, value)| Extremum { index, value }).reduce(|best, next| self.pick(best, next))
     }
 }
 
 /// `op` over the whole slice.
 pub fn reduce(op: ReduceOp, x: &[f64]) -> Result<f64, ReduceError> {
-    let partials: Vec<f64> = x
-        .par_chunks(CHUNK)
-        .map(|chunk| op.fold(chunk.iter().copied()))
-        .collect();
-    let total = partials
-        .into_iter()
-        .fold(op.identity(), |a, b| op.merge(a, b));
+    let partials: Vec<f64> = x.par_chunks(CHUNK).map(|chunk| op.fold(chunk.iter().copied())).collect();
+    let total = partials.into_iter().fold(op.identity(), |a, b| op.merge(a, b));
     op.finish(total, x.len())
 }
 
@@ -134,20 +127,9 @@ pub fn arg_reduce(op: ArgOp, x: &[f64]) -> Result<Extremum, ReduceError> {
     let partials: Vec<Option<Extremum>> = x
         .par_chunks(CHUNK)
         .enumerate()
-        .map(|(chunk_index, chunk)| {
-            op.fold(
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| (chunk_index * CHUNK + i, v)),
-            )
-        })
+        .map(|(chunk_index, chunk)| op.fold(chunk.iter().enumerate().map(|(i, &v)| (chunk_index * CHUNK + i, v))))
         .collect();
-    partials
-        .into_iter()
-        .flatten()
-        .reduce(|a, b| op.pick(a, b))
-        .ok_or(ReduceError::Empty(Reduction::Arg(op)))
+    partials.into_iter().flatten().reduce(|a, b| op.pick(a, b)).ok_or(ReduceError::Empty(Reduction::Arg(op)))
 }
 
 pub fn sum(x: &[f64]) -> f64 {
@@ -196,10 +178,7 @@ pub struct StridedView<'a> {
 impl<'a> StridedView<'a> {
     pub fn new(data: &'a [f64], shape: &[usize], strides: &[usize]) -> Result<Self, ReduceError> {
         if shape.len() != strides.len() {
-            return Err(ReduceError::RankMismatch {
-                shape: shape.len(),
-                strides: strides.len(),
-            });
+            return Err(ReduceError::RankMismatch { shape: shape.len(), strides: strides.len() });
         }
         if !(1..=3).contains(&shape.len()) {
             return Err(ReduceError::UnsupportedRank(shape.len()));
@@ -208,22 +187,13 @@ impl<'a> StridedView<'a> {
             let last = shape
                 .iter()
                 .zip(strides)
-                .try_fold(0usize, |acc, (&size, &stride)| {
-                    (size - 1).checked_mul(stride)?.checked_add(acc)
-                })
+                .try_fold(0usize, |acc, (&size, &stride)| (size - 1).checked_mul(stride)?.checked_add(acc))
                 .unwrap_or(usize::MAX);
             if last >= data.len() {
-                return Err(ReduceError::OutOfBounds {
-                    last,
-                    len: data.len(),
-                });
+                return Err(ReduceError::OutOfBounds { last, len: data.len() });
             }
         }
-        Ok(Self {
-            data,
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
-        })
+        Ok(Self { data, shape: shape.to_vec(), strides: strides.to_vec() })
     }
 
     /// A densely packed row-major tensor (last axis contiguous).
@@ -245,30 +215,20 @@ impl<'a> StridedView<'a> {
 
     /// The shape left after reducing `axis`: the other dimensions in order.
     pub fn reduced_shape(&self, axis: usize) -> Vec<usize> {
-        self.shape
-            .iter()
-            .enumerate()
-            .filter(|&(a, _)| a != axis)
-            .map(|(_, &size)| size)
-            .collect()
+        self.shape.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &size)| size).collect()
     }
 
     /// For each output of a reduction along `axis`, in row-major order of
     /// [`Self::reduced_shape`], the offset of its first element; plus the axis length and stride.
     fn lanes(&self, axis: usize) -> Result<(Vec<usize>, usize, usize), ReduceError> {
         if axis >= self.shape.len() {
-            return Err(ReduceError::AxisOutOfRange {
-                axis,
-                rank: self.shape.len(),
-            });
+            return Err(ReduceError::AxisOutOfRange { axis, rank: self.shape.len() });
         }
         let mut starts = vec![0usize];
         for other in (0..self.shape.len()).filter(|&a| a != axis) {
             starts = starts
                 .iter()
-                .flat_map(|&start| {
-                    (0..self.shape[other]).map(move |i| start + i * self.strides[other])
-                })
+                .flat_map(|&start| (0..self.shape[other]).map(move |i| start + i * self.strides[other]))
                 .collect();
         }
         Ok((starts, self.shape[axis], self.strides[axis]))
@@ -284,31 +244,18 @@ impl<'a> StridedView<'a> {
 pub fn reduce_axis(op: ReduceOp, view: &StridedView, axis: usize) -> Result<Vec<f64>, ReduceError> {
     let (starts, len, stride) = view.lanes(axis)?;
     op.finish(op.identity(), len)?;
-    starts
-        .par_iter()
-        .map(|&start| op.finish(op.fold(view.lane(start, len, stride)), len))
-        .collect()
+    starts.par_iter().map(|&start| op.finish(op.fold(view.lane(start, len, stride)), len)).collect()
 }
 
 /// `op` along `axis`; indices count along the axis. Fails with [`ReduceError::Empty`] when
 /// the axis has length 0, even if the result is empty.
-pub fn arg_reduce_axis(
-    op: ArgOp,
-    view: &StridedView,
-    axis: usize,
-) -> Result<Vec<Extremum>, ReduceError> {
+pub fn arg_reduce_axis(op: ArgOp, view: &StridedView, axis: usize) -> Result<Vec<Extremum>, ReduceError> {
     let (starts, len, stride) = view.lanes(axis)?;
     let empty = ReduceError::Empty(Reduction::Arg(op));
     if len == 0 {
         return Err(empty);
     }
-    starts
-        .par_iter()
-        .map(|&start| {
-            op.fold(view.lane(start, len, stride).enumerate())
-                .ok_or(empty.clone())
-        })
-        .collect()
+    starts.par_iter().map(|&start| op.fold(view.lane(start, len, stride).enumerate()).ok_or(empty.clone())).collect()
 }
 
 // Element-wise family. Inputs of one call must have equal lengths (the functions panic
@@ -362,25 +309,10 @@ pub fn scale(alpha: f64, x: &[f64]) -> Vec<f64> {
 /// `out[i][j] = x[i][j] + bias[j]` for a row-major `rows x cols` matrix `x` whose rows start
 /// `row_stride` elements apart; the output is densely packed.
 pub fn bias_add(x: &[f64], rows: usize, cols: usize, row_stride: usize, bias: &[f64]) -> Vec<f64> {
-    assert_eq!(
-        bias.len(),
-        cols,
-        "bias_add: bias length differs from the column count"
-    );
-    assert!(
-        row_stride >= cols,
-        "bias_add: row stride {row_stride} is below the column count {cols}"
-    );
-    let needed = if rows == 0 {
-        0
-    } else {
-        (rows - 1) * row_stride + cols
-    };
-    assert!(
-        x.len() >= needed,
-        "bias_add: buffer holds {} elements, the matrix needs {needed}",
-        x.len()
-    );
+    assert_eq!(bias.len(), cols, "bias_add: bias length differs from the column count");
+    assert!(row_stride >= cols, "bias_add: row stride {row_stride} is below the column count {cols}");
+    let needed = if rows == 0 { 0 } else { (rows - 1) * row_stride + cols };
+    assert!(x.len() >= needed, "bias_add: buffer holds {} elements, the matrix needs {needed}", x.len());
     let mut out = vec![0.0; rows * cols];
     if cols > 0 {
         out.par_chunks_mut(cols).enumerate().for_each(|(i, row)| {

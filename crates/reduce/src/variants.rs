@@ -12,9 +12,7 @@
 use ckb_common::Gpu;
 use cudarc::driver::sys::CUdevice_attribute;
 
-use crate::launch::{
-    COMBINE_SINGLE_PASS, COMBINE_TWO_STAGE, LAYOUT_COLUMNS, LAYOUT_ROWS_BLOCK, LAYOUT_ROWS_WARP,
-};
+use crate::launch::{COMBINE_SINGLE_PASS, COMBINE_TWO_STAGE, LAYOUT_COLUMNS, LAYOUT_ROWS_BLOCK, LAYOUT_ROWS_WARP};
 use crate::problem::{AxisProblem, ReduceError, ReduceResult, VECTOR_BYTES};
 
 /// How an element-wise launch sizes its grid.
@@ -61,7 +59,10 @@ impl EwVariant {
 
 /// Streaming multiprocessors on the stream's device.
 pub(crate) fn sm_count(gpu: &Gpu) -> ReduceResult<u32> {
-    let sms = gpu.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(ckb_common::GpuError::from)?;
+    let sms = gpu
+        .ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(ckb_common::GpuError::from)?;
     Ok(sms.max(1) as u32)
 }
 
@@ -194,7 +195,8 @@ mod tests {
 
     #[test]
     fn heuristic_picks_by_shape() {
-        let plan = |outer, len, inner, bytes| ReduceVariant::choose(&AxisProblem { outer, len, inner }, bytes, H100_SMS);
+        let plan =
+            |outer, len, inner, bytes| ReduceVariant::choose(&AxisProblem { outer, len, inner }, bytes, H100_SMS);
         // Full reductions split over the GPU, capped by the work.
         assert_eq!(plan(1, 1 << 28, 1, 4), ReducePlan { variant: ReduceVariant::SplitSinglePass, splits: 528 });
         assert_eq!(plan(1, 1 << 20, 1, 4), ReducePlan { variant: ReduceVariant::SplitSinglePass, splits: 256 });

@@ -86,8 +86,15 @@ fn check_binary<T: EwElement>(gpu: &Gpu, op: BinaryOp) {
         let (b, b_host) = padded_input::<T>(gpu, n, 2);
         for [oa, ob, oo] in offset_sets(n) {
             let mut out = gpu.poisoned::<T>(n + PAD).unwrap();
-            ew::binary_with(gpu, ew::EwVariant::default(), op, &a.slice(oa..oa + n), &b.slice(ob..ob + n), &mut out.slice_mut(oo..oo + n))
-                .unwrap();
+            ew::binary_with(
+                gpu,
+                ew::EwVariant::default(),
+                op,
+                &a.slice(oa..oa + n),
+                &b.slice(ob..ob + n),
+                &mut out.slice_mut(oo..oo + n),
+            )
+            .unwrap();
             let want: Vec<f64> = reference_binary(op, &a_host[oa..oa + n], &b_host[ob..ob + n])
                 .into_iter()
                 .map(|x| float_type(T::DTYPE).round(x))
@@ -126,7 +133,15 @@ fn every_element_wise_variant_is_correct() {
     let (b, b_host) = padded_input::<f32>(&gpu, n, 4);
     for variant in ew::EW_VARIANTS {
         let mut out = gpu.poisoned::<f32>(n + PAD).unwrap();
-        ew::binary_with(&gpu, *variant, BinaryOp::Add, &a.slice(1..1 + n), &b.slice(1..1 + n), &mut out.slice_mut(1..1 + n)).unwrap();
+        ew::binary_with(
+            &gpu,
+            *variant,
+            BinaryOp::Add,
+            &a.slice(1..1 + n),
+            &b.slice(1..1 + n),
+            &mut out.slice_mut(1..1 + n),
+        )
+        .unwrap();
         let want = cpu::add(&a_host[1..1 + n], &b_host[1..1 + n]);
         check_view(variant.name, &to_f64_vec(&gpu.download(&out).unwrap()), 1, &want, 1e-6, 0.0);
     }
@@ -203,7 +218,15 @@ fn check_bias_add<T: EwElement>(gpu: &Gpu) {
         let (bias, bias_host) = padded_input::<T>(gpu, n, 9);
         for [ox, ob, oo] in [[0, 0, 0], [3, 3, 3], [1, 0, 1], [0, 5, 0], [2, 4, 6]] {
             let mut out = gpu.poisoned::<T>(m * n + PAD).unwrap();
-            ew::bias_add(gpu, m, n, &x.slice(ox..ox + m * n), &bias.slice(ob..ob + n), &mut out.slice_mut(oo..oo + m * n)).unwrap();
+            ew::bias_add(
+                gpu,
+                m,
+                n,
+                &x.slice(ox..ox + m * n),
+                &bias.slice(ob..ob + n),
+                &mut out.slice_mut(oo..oo + m * n),
+            )
+            .unwrap();
             let want: Vec<f64> = cpu::bias_add(&x_host[ox..ox + m * n], m, n, n, &bias_host[ob..ob + n])
                 .into_iter()
                 .map(|v| float_type(T::DTYPE).round(v))
@@ -234,8 +257,14 @@ fn element_wise_length_mismatches_are_typed_errors() {
     assert!(matches!(ew::add(&gpu, &a, &b, &mut out), Err(ReduceError::LengthMismatch { what: "b", .. })));
     assert!(matches!(ew::axpy(&gpu, 1.0, &b, &mut out), Err(ReduceError::LengthMismatch { what: "y", .. })));
     assert!(matches!(ew::cast(&gpu, &a, &mut half), Err(ReduceError::LengthMismatch { what: "dst", .. })));
-    assert!(matches!(ew::bias_add(&gpu, 2, 5, &a, &a, &mut out), Err(ReduceError::LengthMismatch { what: "bias", .. })));
-    assert!(matches!(ew::bias_add(&gpu, 3, 5, &a, &a.slice(0..5), &mut out), Err(ReduceError::LengthMismatch { what: "x", .. })));
+    assert!(matches!(
+        ew::bias_add(&gpu, 2, 5, &a, &a, &mut out),
+        Err(ReduceError::LengthMismatch { what: "bias", .. })
+    ));
+    assert!(matches!(
+        ew::bias_add(&gpu, 3, 5, &a, &a.slice(0..5), &mut out),
+        Err(ReduceError::LengthMismatch { what: "x", .. })
+    ));
     // Empty inputs are no-ops.
     let empty = gpu.zeros::<f32>(0).unwrap();
     let mut empty_out = gpu.zeros::<f32>(0).unwrap();
@@ -274,7 +303,11 @@ fn reduce_bound(op: ReduceOp, lane: &[f64], want: f64, out: DType) -> f64 {
         ReduceOp::Mean => 1e-5 * (want.abs() + norm / lane.len() as f64),
         ReduceOp::SumOfSquares | ReduceOp::L2Norm => 1e-5 * want.abs(),
     };
-    let rounding = if out == DType::F32 || matches!(op, ReduceOp::Max | ReduceOp::Min) { 0.0 } else { 2.0 * out.epsilon() * want.abs() };
+    let rounding = if out == DType::F32 || matches!(op, ReduceOp::Max | ReduceOp::Min) {
+        0.0
+    } else {
+        2.0 * out.epsilon() * want.abs()
+    };
     accumulation + rounding
 }
 
@@ -300,7 +333,11 @@ fn subnormal_step(out: DType) -> f64 {
 fn check_reduce_value(what: &str, op: ReduceOp, lane: &[f64], got: f64, want: f64, out: DType) {
     let want = representable(want, out);
     let bound = reduce_bound(op, lane, want, out) + subnormal_step(out);
-    let ok = if want.is_nan() || want.is_infinite() { got.to_bits() == want.to_bits() || (want.is_nan() && got.is_nan()) } else { (got - want).abs() <= bound };
+    let ok = if want.is_nan() || want.is_infinite() {
+        got.to_bits() == want.to_bits() || (want.is_nan() && got.is_nan())
+    } else {
+        (got - want).abs() <= bound
+    };
     assert!(ok, "{what}: got {got}, the reference {want} (bound {bound:.3e})");
 }
 
@@ -370,7 +407,8 @@ fn check_axes<T: EwElement, O: ReduceOutput<T>>(gpu: &Gpu, reducer: &mut Reducer
             for axis in 0..shape.len() {
                 let problem = AxisProblem::along("test", shape, axis).unwrap();
                 let outputs = problem.outputs();
-                let what = |name: &str| format!("{name} {} -> {} {shape:?} axis {axis} offset {off}", T::DTYPE, O::DTYPE);
+                let what =
+                    |name: &str| format!("{name} {} -> {} {shape:?} axis {axis} offset {off}", T::DTYPE, O::DTYPE);
                 for op in ReduceOp::ALL {
                     let mut out = gpu.poisoned::<O>(outputs).unwrap();
                     reducer.reduce_axis(op, &view, shape, axis, &mut out).unwrap();
@@ -421,10 +459,17 @@ fn axis_reductions_match_the_reference() {
 #[ignore = "needs a GPU"]
 fn every_row_variant_is_correct() {
     let gpu = gpu();
-    for variant in [ReduceVariant::WarpPerRow, ReduceVariant::BlockPerRow, ReduceVariant::SplitTwoStage, ReduceVariant::SplitSinglePass] {
+    for variant in [
+        ReduceVariant::WarpPerRow,
+        ReduceVariant::BlockPerRow,
+        ReduceVariant::SplitTwoStage,
+        ReduceVariant::SplitSinglePass,
+    ] {
         let mut reducer = Reducer::new(&gpu).unwrap();
         reducer.force_variant(Some(variant));
-        for (shape, off) in [(vec![3usize, 100_003], 1usize), (vec![1, (1 << 20) + 3], 0), (vec![40, 9000], 5), (vec![1, 5], 2)] {
+        for (shape, off) in
+            [(vec![3usize, 100_003], 1usize), (vec![1, (1 << 20) + 3], 0), (vec![40, 9000], 5), (vec![1, 5], 2)]
+        {
             let total: usize = shape.iter().product();
             let (x, x_host) = padded_input::<bf16>(&gpu, total, 17);
             let tensor = StridedView::contiguous(&x_host[off..off + total], &shape).unwrap();
@@ -436,15 +481,29 @@ fn every_row_variant_is_correct() {
                 let want = cpu::reduce_axis(reference_op(op), &tensor, 1).unwrap();
                 for (j, (&g, &w)) in got.iter().zip(&want).enumerate() {
                     let lane = lane_of(&x_host[off..off + total], &problem, j);
-                    check_reduce_value(&format!("{} {} {shape:?} row {j}", variant.name(), op.name()), op, &lane, g, w, DType::F32);
+                    check_reduce_value(
+                        &format!("{} {} {shape:?} row {j}", variant.name(), op.name()),
+                        op,
+                        &lane,
+                        g,
+                        w,
+                        DType::F32,
+                    );
                 }
             }
             let mut values = gpu.poisoned::<bf16>(shape[0]).unwrap();
             let mut indices = gpu.stream.alloc_zeros::<i64>(shape[0]).unwrap();
-            reducer.arg_reduce_axis(ArgOp::ArgMin, &x.slice(off..off + total), &shape, 1, &mut values, &mut indices).unwrap();
+            reducer
+                .arg_reduce_axis(ArgOp::ArgMin, &x.slice(off..off + total), &shape, 1, &mut values, &mut indices)
+                .unwrap();
             let want = cpu::arg_reduce_axis(cpu::ArgOp::ArgMin, &tensor, 1).unwrap();
             let got = gpu.stream.clone_dtoh(&indices).unwrap();
-            assert_eq!(got, want.iter().map(|w| w.index as i64).collect::<Vec<_>>(), "{} argmin {shape:?}", variant.name());
+            assert_eq!(
+                got,
+                want.iter().map(|w| w.index as i64).collect::<Vec<_>>(),
+                "{} argmin {shape:?}",
+                variant.name()
+            );
         }
     }
 }
@@ -514,7 +573,10 @@ fn empty_inputs_follow_the_reference_rules() {
     assert_eq!(to_f64_vec(&gpu.download(&out).unwrap()), vec![0.0; 3]);
     reducer.reduce_axis(ReduceOp::Mean, &empty, &[3, 0], 1, &mut out).unwrap();
     assert!(to_f64_vec(&gpu.download(&out).unwrap()).iter().all(|v| v.is_nan()));
-    assert!(matches!(reducer.reduce_axis(ReduceOp::Max, &empty, &[3, 0], 1, &mut out), Err(ReduceError::EmptyInput { .. })));
+    assert!(matches!(
+        reducer.reduce_axis(ReduceOp::Max, &empty, &[3, 0], 1, &mut out),
+        Err(ReduceError::EmptyInput { .. })
+    ));
     // No outputs, a non-empty axis: nothing to do.
     let mut none = gpu.zeros::<f32>(0).unwrap();
     reducer.reduce_axis(ReduceOp::Max, &empty, &[0, 5], 1, &mut none).unwrap();
@@ -530,11 +592,26 @@ fn reduction_shape_and_length_errors_are_typed() {
     let mut two = gpu.zeros::<f32>(2).unwrap();
     let mut three = gpu.zeros::<f32>(3).unwrap();
     let mut idx = gpu.stream.alloc_zeros::<i64>(3).unwrap();
-    assert!(matches!(reducer.reduce(ReduceOp::Sum, &x, &mut two), Err(ReduceError::LengthMismatch { what: "out", .. })));
-    assert!(matches!(reducer.reduce_axis(ReduceOp::Sum, &x, &[3, 5], 1, &mut three), Err(ReduceError::LengthMismatch { what: "x", .. })));
-    assert!(matches!(reducer.reduce_axis(ReduceOp::Sum, &x, &[3, 4], 1, &mut two), Err(ReduceError::LengthMismatch { what: "out", .. })));
-    assert!(matches!(reducer.reduce_axis(ReduceOp::Sum, &x, &[3, 4], 2, &mut three), Err(ReduceError::BadShape { .. })));
-    assert!(matches!(reducer.reduce_axis(ReduceOp::Sum, &x, &[1, 3, 2, 2], 0, &mut three), Err(ReduceError::BadShape { .. })));
+    assert!(matches!(
+        reducer.reduce(ReduceOp::Sum, &x, &mut two),
+        Err(ReduceError::LengthMismatch { what: "out", .. })
+    ));
+    assert!(matches!(
+        reducer.reduce_axis(ReduceOp::Sum, &x, &[3, 5], 1, &mut three),
+        Err(ReduceError::LengthMismatch { what: "x", .. })
+    ));
+    assert!(matches!(
+        reducer.reduce_axis(ReduceOp::Sum, &x, &[3, 4], 1, &mut two),
+        Err(ReduceError::LengthMismatch { what: "out", .. })
+    ));
+    assert!(matches!(
+        reducer.reduce_axis(ReduceOp::Sum, &x, &[3, 4], 2, &mut three),
+        Err(ReduceError::BadShape { .. })
+    ));
+    assert!(matches!(
+        reducer.reduce_axis(ReduceOp::Sum, &x, &[1, 3, 2, 2], 0, &mut three),
+        Err(ReduceError::BadShape { .. })
+    ));
     assert!(matches!(
         reducer.arg_reduce_axis(ArgOp::ArgMax, &x, &[3, 4], 1, &mut three, &mut idx.slice_mut(0..2)),
         Err(ReduceError::LengthMismatch { what: "indices", .. })
@@ -555,7 +632,9 @@ fn more_than_two_to_the_31_elements() {
         let mut buf = gpu.zeros::<bf16>(n).unwrap();
         let (ptr, _sync) = cudarc::driver::DevicePtrMut::device_ptr_mut(&mut buf, &gpu.stream);
         // SAFETY: ptr addresses n bf16 elements on this context.
-        unsafe { sys::cuMemsetD16Async(ptr, bf16::from_f32(value).to_bits(), n, gpu.stream.cu_stream()) }.result().unwrap();
+        unsafe { sys::cuMemsetD16Async(ptr, bf16::from_f32(value).to_bits(), n, gpu.stream.cu_stream()) }
+            .result()
+            .unwrap();
         drop(_sync);
         buf
     };
@@ -630,7 +709,12 @@ fn empty_rules_match_the_reference() {
 #[test]
 fn row_variants_refuse_strided_axes() {
     let cols = AxisProblem { outer: 2, len: 100, inner: 3 };
-    for variant in [ReduceVariant::WarpPerRow, ReduceVariant::BlockPerRow, ReduceVariant::SplitTwoStage, ReduceVariant::SplitSinglePass] {
+    for variant in [
+        ReduceVariant::WarpPerRow,
+        ReduceVariant::BlockPerRow,
+        ReduceVariant::SplitTwoStage,
+        ReduceVariant::SplitSinglePass,
+    ] {
         assert!(matches!(variant.plan(&cols, 4, 132), Err(ReduceError::VariantMismatch { .. })));
     }
 }

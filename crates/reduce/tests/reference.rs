@@ -15,9 +15,7 @@ fn any_values() -> impl Strategy<Value = Vec<f64>> {
 
 /// A 1- to 3-D tensor in a buffer: random axis order (so rows, columns and transposes all
 /// occur), padding between lines, and spare elements at the end of the buffer.
-fn strided_tensor(
-    ranks: std::ops::RangeInclusive<usize>,
-) -> impl Strategy<Value = (Vec<f64>, Vec<usize>, Vec<usize>)> {
+fn strided_tensor(ranks: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = (Vec<f64>, Vec<usize>, Vec<usize>)> {
     ranks
         .prop_flat_map(|rank| {
             (
@@ -49,20 +47,14 @@ fn with_axis() -> impl Strategy<Value = (Vec<f64>, Vec<usize>, Vec<usize>, usize
 /// The values along `axis` for every output position, outputs in row-major order, by explicit
 /// index arithmetic.
 fn naive_lanes(data: &[f64], shape: &[usize], strides: &[usize], axis: usize) -> Vec<Vec<f64>> {
-    let padded: Vec<usize> = (0..3)
-        .map(|a| if a < shape.len() { shape[a] } else { 1 })
-        .collect();
+    let padded: Vec<usize> = (0..3).map(|a| if a < shape.len() { shape[a] } else { 1 }).collect();
     let stride = |a: usize| strides.get(a).copied().unwrap_or(0);
     let mut lanes = Vec::new();
     for i0 in 0..if axis == 0 { 1 } else { padded[0] } {
         for i1 in 0..if axis == 1 { 1 } else { padded[1] } {
             for i2 in 0..if axis == 2 { 1 } else { padded[2] } {
                 let start = i0 * stride(0) + i1 * stride(1) + i2 * stride(2);
-                lanes.push(
-                    (0..shape[axis])
-                        .map(|i| data[start + i * strides[axis]])
-                        .collect(),
-                );
+                lanes.push((0..shape[axis]).map(|i| data[start + i * strides[axis]]).collect());
             }
         }
     }
@@ -231,11 +223,7 @@ proptest! {
 
 /// Every f32 bit pattern (NaN, inf, subnormals), with extra weight on the f16 range.
 fn any_f32() -> impl Strategy<Value = f32> {
-    prop_oneof![
-        any::<u32>().prop_map(f32::from_bits),
-        -70000.0f32..70000.0,
-        -1e-3f32..1e-3,
-    ]
+    prop_oneof![any::<u32>().prop_map(f32::from_bits), -70000.0f32..70000.0, -1e-3f32..1e-3,]
 }
 
 /// Round-to-nearest-even into a binary format with `mantissa_bits` stored mantissa bits and
@@ -262,20 +250,11 @@ fn empty_input_follows_the_documented_rules() {
     assert_eq!(sum_of_squares(&[]), 0.0);
     assert_eq!(l2_norm(&[]), 0.0);
     assert!(mean(&[]).is_nan());
-    assert_eq!(
-        max(&[]),
-        Err(ReduceError::Empty(Reduction::Value(ReduceOp::Max)))
-    );
-    assert_eq!(
-        argmin(&[]),
-        Err(ReduceError::Empty(Reduction::Arg(ArgOp::ArgMin)))
-    );
+    assert_eq!(max(&[]), Err(ReduceError::Empty(Reduction::Value(ReduceOp::Max))));
+    assert_eq!(argmin(&[]), Err(ReduceError::Empty(Reduction::Arg(ArgOp::ArgMin))));
     let view = StridedView::new(&[], &[3, 0], &[0, 1]).unwrap();
     assert_eq!(reduce_axis(ReduceOp::Sum, &view, 1), Ok(vec![0.0; 3]));
-    assert!(reduce_axis(ReduceOp::Mean, &view, 1)
-        .unwrap()
-        .iter()
-        .all(|m| m.is_nan()));
+    assert!(reduce_axis(ReduceOp::Mean, &view, 1).unwrap().iter().all(|m| m.is_nan()));
     assert!(reduce_axis(ReduceOp::Min, &view, 1).is_err());
     assert!(arg_reduce_axis(ArgOp::ArgMax, &view, 1).is_err());
 }
@@ -287,20 +266,8 @@ fn ties_across_chunks_pick_the_first_index() {
     x[2 * CHUNK + 1] = 5.0;
     x[CHUNK - 1] = -5.0;
     x[3 * CHUNK] = -5.0;
-    assert_eq!(
-        argmax(&x),
-        Ok(Extremum {
-            index: CHUNK + 3,
-            value: 5.0
-        })
-    );
-    assert_eq!(
-        argmin(&x),
-        Ok(Extremum {
-            index: CHUNK - 1,
-            value: -5.0
-        })
-    );
+    assert_eq!(argmax(&x), Ok(Extremum { index: CHUNK + 3, value: 5.0 }));
+    assert_eq!(argmin(&x), Ok(Extremum { index: CHUNK - 1, value: -5.0 }));
     x[3 * CHUNK + 2] = f64::NAN;
     x[2 * CHUNK + 9] = f64::NAN;
     assert_eq!(argmax(&x).unwrap().index, 2 * CHUNK + 9);
@@ -311,13 +278,7 @@ fn infinities_follow_ieee_arithmetic() {
     assert_eq!(max(&[f64::NEG_INFINITY]), Ok(f64::NEG_INFINITY));
     assert_eq!(min(&[1.0, f64::NEG_INFINITY]), Ok(f64::NEG_INFINITY));
     assert!(sum(&[f64::INFINITY, f64::NEG_INFINITY]).is_nan());
-    assert_eq!(
-        argmax(&[f64::INFINITY, 1.0, f64::INFINITY]),
-        Ok(Extremum {
-            index: 0,
-            value: f64::INFINITY
-        })
-    );
+    assert_eq!(argmax(&[f64::INFINITY, 1.0, f64::INFINITY]), Ok(Extremum { index: 0, value: f64::INFINITY }));
 }
 
 #[test]
@@ -332,10 +293,7 @@ fn casts_saturate_to_infinity_and_keep_nan() {
     assert_eq!(FloatType::F16.round(65520.0), f64::INFINITY);
     assert_eq!(FloatType::F16.round(-1e6), f64::NEG_INFINITY);
     assert_eq!(FloatType::F16.round(1.0 + 2f64.powi(-11)), 1.0); // a tie, to even
-    assert_eq!(
-        FloatType::F16.round(1.0 + 3.0 * 2f64.powi(-11)),
-        1.0 + 4.0 * 2f64.powi(-11)
-    );
+    assert_eq!(FloatType::F16.round(1.0 + 3.0 * 2f64.powi(-11)), 1.0 + 4.0 * 2f64.powi(-11));
     assert_eq!(FloatType::F16.round(2f64.powi(-25)), 0.0); // half the smallest subnormal, to even
     assert_eq!(FloatType::BF16.round(1.0 + 1.0 / 256.0), 1.0); // a tie, to even
     assert_eq!(FloatType::BF16.round(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0); // a tie, to even
@@ -347,25 +305,10 @@ fn casts_saturate_to_infinity_and_keep_nan() {
 fn views_outside_the_buffer_are_errors() {
     let data = [0.0; 6];
     assert!(StridedView::new(&data, &[2, 3], &[3, 1]).is_ok());
-    assert!(matches!(
-        StridedView::new(&data, &[2, 3], &[4, 1]),
-        Err(ReduceError::OutOfBounds { last: 6, len: 6 })
-    ));
-    assert_eq!(
-        StridedView::new(&data, &[2], &[1, 1]).unwrap_err(),
-        ReduceError::RankMismatch {
-            shape: 1,
-            strides: 2
-        }
-    );
-    assert_eq!(
-        StridedView::new(&data, &[1, 1, 1, 1], &[1, 1, 1, 1]).unwrap_err(),
-        ReduceError::UnsupportedRank(4)
-    );
+    assert!(matches!(StridedView::new(&data, &[2, 3], &[4, 1]), Err(ReduceError::OutOfBounds { last: 6, len: 6 })));
+    assert_eq!(StridedView::new(&data, &[2], &[1, 1]).unwrap_err(), ReduceError::RankMismatch { shape: 1, strides: 2 });
+    assert_eq!(StridedView::new(&data, &[1, 1, 1, 1], &[1, 1, 1, 1]).unwrap_err(), ReduceError::UnsupportedRank(4));
     let view = StridedView::contiguous(&data, &[2, 3]).unwrap();
     assert_eq!(view.strides(), &[3, 1]);
-    assert_eq!(
-        reduce_axis(ReduceOp::Sum, &view, 2),
-        Err(ReduceError::AxisOutOfRange { axis: 2, rank: 2 })
-    );
+    assert_eq!(reduce_axis(ReduceOp::Sum, &view, 2), Err(ReduceError::AxisOutOfRange { axis: 2, rank: 2 }));
 }

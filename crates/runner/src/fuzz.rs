@@ -60,11 +60,7 @@ where
         outcome.map_err(TestCaseError::fail)
     });
     progress.finish();
-    FuzzReport {
-        op: op.to_string(),
-        cases,
-        failure: result.err().map(|e| e.to_string()),
-    }
+    FuzzReport { op: op.to_string(), cases, failure: result.err().map(|e| e.to_string()) }
 }
 
 /// `ckb fuzz <op>`; returns whether every case passed.

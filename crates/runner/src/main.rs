@@ -2,9 +2,9 @@
 //! table. xtask builds and runs it here; the bundle carries it to a driver-only GPU host.
 
 mod bench;
-mod ops;
 mod fuzz;
 mod gates;
+mod ops;
 mod plot;
 mod progress;
 mod record;
@@ -71,7 +71,9 @@ fn main() {
     let result: Result<bool> = (|| match cli.command {
         Command::Info => bench::info(cli.device).map(|_| true),
         Command::Gate { names, out } => gates::run(cli.device, &names, &out),
-        Command::Bench { op, variant, only, json } => bench::run(cli.device, &op, variant.as_deref(), only.as_deref(), json).map(|_| true),
+        Command::Bench { op, variant, only, json } => {
+            bench::run(cli.device, &op, variant.as_deref(), only.as_deref(), json).map(|_| true)
+        }
         Command::Fuzz { op, cases, seed } => fuzz::run(cli.device, &op, cases, seed),
     })();
     match result {

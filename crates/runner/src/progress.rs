@@ -16,7 +16,11 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} {msg}").unwrap().progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
         bar.set_prefix(what.to_string());
         Progress { bar, total, what: what.to_string() }
     }

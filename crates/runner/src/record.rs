@@ -83,7 +83,9 @@ pub struct CaseResult {
 /// The per-case Markdown table shared by records and benches.
 pub fn cases_table(cases: &[CaseResult]) -> String {
     let vendor = cases.iter().any(|c| c.vendor_us.is_some());
-    let mut md = String::from("| case | variant | ours (us) | baseline (us) | ratio | TFLOP/s | GB/s | of copy | correct | rel. error |");
+    let mut md = String::from(
+        "| case | variant | ours (us) | baseline (us) | ratio | TFLOP/s | GB/s | of copy | correct | rel. error |",
+    );
     md += if vendor { " vendor (us) | speedup vs vendor |\n" } else { "\n" };
     md += "|---|---|---:|---:|---:|---:|---:|---:|:---:|---:|";
     md += if vendor { "---:|---:|\n" } else { "\n" };
@@ -157,10 +159,19 @@ pub fn geomean(values: impl IntoIterator<Item = f64>) -> f64 {
 impl GateRecord {
     /// Scores the cases (geomean of ratios) and decides: every case correct, every check
     /// passed, and the score at or above the threshold.
-    pub fn new(spec: &GateSpec, device: DeviceInfo, copy_gbs: f64, cases: Vec<CaseResult>, checks: Vec<Check>) -> GateRecord {
+    pub fn new(
+        spec: &GateSpec,
+        device: DeviceInfo,
+        copy_gbs: f64,
+        cases: Vec<CaseResult>,
+        checks: Vec<Check>,
+    ) -> GateRecord {
         let (commit, dirty) = build_commit();
         let score = geomean(cases.iter().map(|c| c.ratio));
-        let passed = !cases.is_empty() && cases.iter().all(|c| c.correct) && checks.iter().all(|c| c.passed) && score >= spec.threshold;
+        let passed = !cases.is_empty()
+            && cases.iter().all(|c| c.correct)
+            && checks.iter().all(|c| c.passed)
+            && score >= spec.threshold;
         GateRecord {
             gate: spec.name.clone(),
             metric: spec.metric.clone(),
@@ -219,7 +230,10 @@ impl GateRecord {
         std::fs::write(&json, serde_json::to_string_pretty(self)? + "\n")?;
         std::fs::write(dir.join(format!("{}.md", self.gate)), self.markdown())?;
         let bars: Vec<(String, f64)> = self.cases.iter().map(|c| (c.name.clone(), c.ratio)).collect();
-        let title = format!("{} on {}: {} = {:.3} (threshold {:.2})", self.gate, self.device.name, self.metric, self.score, self.threshold);
+        let title = format!(
+            "{} on {}: {} = {:.3} (threshold {:.2})",
+            self.gate, self.device.name, self.metric, self.score, self.threshold
+        );
         std::fs::write(dir.join(format!("{}.svg", self.gate)), crate::plot::bar_chart(&title, &bars, self.threshold))?;
         Ok(json)
     }
@@ -237,7 +251,14 @@ mod tests {
 
     #[test]
     fn device_slug() {
-        let d = DeviceInfo { name: "NVIDIA H100 80GB HBM3".into(), driver: String::new(), sm_clock_mhz: 0, sm_clock_max_mhz: 0, sm_count: 0, l2_bytes: 0 };
+        let d = DeviceInfo {
+            name: "NVIDIA H100 80GB HBM3".into(),
+            driver: String::new(),
+            sm_clock_mhz: 0,
+            sm_clock_max_mhz: 0,
+            sm_count: 0,
+            l2_bytes: 0,
+        };
         assert_eq!(d.slug(), "nvidia-h100-80gb-hbm3");
     }
 }

@@ -179,7 +179,10 @@ pub fn check_fp8_form(spec: &GemmSpec, output: DType) -> GpuResult<ColumnMajorGe
     // 200 x 136 x 96 gave CUBLAS_STATUS_NOT_SUPPORTED at launch, after a heuristic was found).
     for (extent, value) in [("m", spec.m), ("n", spec.n), ("k", spec.k)] {
         if value % 16 != 0 {
-            return Err(GpuError::Unsupported { what: WHAT, detail: format!("{extent} = {value}: fp8 needs m, n and k multiples of 16") });
+            return Err(GpuError::Unsupported {
+                what: WHAT,
+                detail: format!("{extent} = {value}: fp8 needs m, n and k multiples of 16"),
+            });
         }
     }
     let element_bytes = [("A", spec.lda, 1), ("B", spec.ldb, 1), ("C", spec.ldc, output.size_bytes())];
@@ -255,12 +258,8 @@ impl Fp8ScaleBuffer {
     fn new(gpu: &Gpu) -> GpuResult<Fp8ScaleBuffer> {
         const STRIDE: usize = FP8_SCALE_ALIGN_BYTES / std::mem::size_of::<f32>();
         // Room for two aligned slots wherever the allocation starts.
-        let mut buffer = Fp8ScaleBuffer {
-            device: gpu.zeros::<f32>(3 * STRIDE)?,
-            slots: [0, 0],
-            addresses: [0, 0],
-            uploaded: None,
-        };
+        let mut buffer =
+            Fp8ScaleBuffer { device: gpu.zeros::<f32>(3 * STRIDE)?, slots: [0, 0], addresses: [0, 0], uploaded: None };
         let base = device_address(&buffer.device, &gpu.stream);
         let align = FP8_SCALE_ALIGN_BYTES as u64;
         let first = ((align - base % align) % align) as usize / std::mem::size_of::<f32>();

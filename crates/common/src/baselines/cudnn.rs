@@ -419,7 +419,10 @@ impl<T: Element> Conv2dForward<T> {
         .result()
         .map_err(|status| GpuError::Library {
             library: "cuDNN",
-            detail: format!("cudnnConvolutionForward returned {status:?}; cuDNN's last error: {:?}", last_error_string()),
+            detail: format!(
+                "cudnnConvolutionForward returned {status:?}; cuDNN's last error: {:?}",
+                last_error_string()
+            ),
         })
     }
 
@@ -521,7 +524,9 @@ mod tests {
         use sys::cudnnStatus_t::*;
         assert!(is_not_supported(CUDNN_STATUS_NOT_SUPPORTED));
         assert!(is_not_supported(CUDNN_STATUS_NOT_SUPPORTED_SHAPE));
-        for failed in [CUDNN_STATUS_SUCCESS, CUDNN_STATUS_INTERNAL_ERROR, CUDNN_STATUS_EXECUTION_FAILED, CUDNN_STATUS_BAD_PARAM] {
+        for failed in
+            [CUDNN_STATUS_SUCCESS, CUDNN_STATUS_INTERNAL_ERROR, CUDNN_STATUS_EXECUTION_FAILED, CUDNN_STATUS_BAD_PARAM]
+        {
             assert!(!is_not_supported(failed), "{failed:?}");
         }
     }

@@ -18,7 +18,6 @@ use crate::element::{DType, Element};
 use crate::error::{GpuError, GpuResult};
 use crate::gpu::Gpu;
 
-
 /// Every cuDNN function this module calls, checked once at load.
 const SYMBOLS: &[&str] = &[
     "cudnnGetVersion",
@@ -56,7 +55,10 @@ impl<T: Element> CudnnSoftmax<T> {
             DType::F16 => sys::cudnnDataType_t::CUDNN_DATA_HALF,
             DType::BF16 => sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16,
             other => {
-                return Err(GpuError::Unsupported { what: "cuDNN softmax baseline", detail: format!("{other} tensors") })
+                return Err(GpuError::Unsupported {
+                    what: "cuDNN softmax baseline",
+                    detail: format!("{other} tensors"),
+                })
             }
         };
         if rows == 0 || cols == 0 || row_stride < cols {
@@ -72,10 +74,11 @@ impl<T: Element> CudnnSoftmax<T> {
 
         load_ops_library()?;
         gpu.ctx.bind_to_thread()?;
-        let handle = created(LIBRARY, "cudnnCreate", sys::cudnnCreate, sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS, |h| {
-            // SAFETY: created above and destroyed once, after the descriptors.
-            let _ = unsafe { sys::cudnnDestroy(h) };
-        })?;
+        let handle =
+            created(LIBRARY, "cudnnCreate", sys::cudnnCreate, sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS, |h| {
+                // SAFETY: created above and destroyed once, after the descriptors.
+                let _ = unsafe { sys::cudnnDestroy(h) };
+            })?;
         // SAFETY: valid handle and stream.
         unsafe { sys::cudnnSetStream(handle.raw, gpu.stream.cu_stream() as sys::cudaStream_t) }
             .result()

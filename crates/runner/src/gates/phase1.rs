@@ -36,6 +36,10 @@ pub fn run(ctx: &GateContext, spec: &GateSpec) -> Result<(Vec<CaseResult>, Vec<C
 
     let fuzz_cases: u32 = spec.setting("gemm_fuzz_cases")?;
     let fuzz = gemm::fuzz(&ctx.gpu, fuzz_cases, 0x9E11, gemm::FuzzScope::SimpleKernel)?;
-    let checks = vec![Check { name: format!("first CuTe GEMM on {fuzz_cases} fuzzed shapes"), passed: fuzz.passed(), detail: fuzz.summary() }];
+    let checks = vec![Check {
+        name: format!("first CuTe GEMM on {fuzz_cases} fuzzed shapes"),
+        passed: fuzz.passed(),
+        detail: fuzz.summary(),
+    }];
     Ok((results, checks))
 }

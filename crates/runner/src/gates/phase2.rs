@@ -16,7 +16,13 @@ pub fn run(ctx: &GateContext, spec: &GateSpec) -> Result<(Vec<CaseResult>, Vec<C
     let mut results = Vec::new();
     for case in &cases {
         let row = gemm::measure_case(&ctx.gpu, &cublas, case, None)?;
-        progress.step(&format!("{} {:.3}x cuBLAS ({:.0} TFLOP/s, {})", row.name, row.ratio, row.tflops.unwrap_or(0.0), row.variant));
+        progress.step(&format!(
+            "{} {:.3}x cuBLAS ({:.0} TFLOP/s, {})",
+            row.name,
+            row.ratio,
+            row.tflops.unwrap_or(0.0),
+            row.variant
+        ));
         results.push(row);
     }
     progress.finish();

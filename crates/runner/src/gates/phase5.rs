@@ -31,9 +31,14 @@ pub fn run(ctx: &GateContext, spec: &GateSpec) -> Result<(Vec<CaseResult>, Vec<C
     let checks = per_op
         .iter()
         .map(|t| {
-            let mine: Vec<f64> = cases.iter().zip(&results).filter(|(c, _)| c.op == t.op).map(|(_, r)| r.ratio).collect();
+            let mine: Vec<f64> =
+                cases.iter().zip(&results).filter(|(c, _)| c.op == t.op).map(|(_, r)| r.ratio).collect();
             let score = geomean(mine.iter().copied());
-            Check { name: format!("{} geomean fraction of copy >= {:.2}", t.op, t.threshold), passed: !mine.is_empty() && score >= t.threshold, detail: format!("{score:.3} over {} cases", mine.len()) }
+            Check {
+                name: format!("{} geomean fraction of copy >= {:.2}", t.op, t.threshold),
+                passed: !mine.is_empty() && score >= t.threshold,
+                detail: format!("{score:.3} over {} cases", mine.len()),
+            }
         })
         .collect();
     Ok((results, checks))

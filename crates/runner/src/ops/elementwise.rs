@@ -33,7 +33,13 @@ fn binary_reference<T: Element>(op: BinaryOp, a: &[T], b: &[T]) -> Vec<f64> {
 
 /// One binary op at length n: checked against the reference, then timed against a
 /// device-to-device copy of the same bytes; the ratio is the fraction of `copy_gbs`.
-pub fn measure_binary<T: EwElement>(gpu: &Gpu, copy_gbs: f64, op: BinaryOp, n: usize, variant: EwVariant) -> Result<CaseResult> {
+pub fn measure_binary<T: EwElement>(
+    gpu: &Gpu,
+    copy_gbs: f64,
+    op: BinaryOp,
+    n: usize,
+    variant: EwVariant,
+) -> Result<CaseResult> {
     let a = gpu.random_normal::<T>(n, 1)?;
     let b = gpu.random_normal::<T>(n, 2)?;
     let mut out = gpu.poisoned::<T>(n)?;
@@ -43,8 +49,18 @@ pub fn measure_binary<T: EwElement>(gpu: &Gpu, copy_gbs: f64, op: BinaryOp, n: u
     drop(reference);
 
     let bytes = 3 * n * T::DTYPE.size_bytes();
-    let (ours, copy) = time_against_copy(gpu, bytes, &mut |_| ew::binary_with(gpu, variant, op, &a, &b, &mut out).map_err(into_gpu_error))?;
-    Ok(streaming_case(format!("{} {} n={}", op.name(), T::DTYPE, size_label(n)), variant.name, bytes, ours, copy, copy_gbs, check))
+    let (ours, copy) = time_against_copy(gpu, bytes, &mut |_| {
+        ew::binary_with(gpu, variant, op, &a, &b, &mut out).map_err(into_gpu_error)
+    })?;
+    Ok(streaming_case(
+        format!("{} {} n={}", op.name(), T::DTYPE, size_label(n)),
+        variant.name,
+        bytes,
+        ours,
+        copy,
+        copy_gbs,
+        check,
+    ))
 }
 
 /// Times `ours` interleaved with a device-to-device copy that moves the same bytes (half
@@ -59,7 +75,15 @@ pub fn time_against_copy(gpu: &Gpu, bytes: usize, ours: ckb_common::timing::Cand
 
 /// A memory-bound case: its ratio is the same-bytes copy's time over ours, i.e. the
 /// fraction of copy bandwidth reached in this run.
-pub fn streaming_case(name: String, variant: &str, bytes: usize, ours_us: f64, copy_us: f64, ceiling_gbs: f64, check: ckb_common::Comparison) -> CaseResult {
+pub fn streaming_case(
+    name: String,
+    variant: &str,
+    bytes: usize,
+    ours_us: f64,
+    copy_us: f64,
+    ceiling_gbs: f64,
+    check: ckb_common::Comparison,
+) -> CaseResult {
     let gbs = bytes as f64 / (ours_us * 1e-6) / 1e9;
     CaseResult {
         name,
@@ -177,14 +201,26 @@ pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
             _ => fuzz_case::<f16>(gpu, op, n, off_in, off_out),
         }
         .map_err(|e| format!("{e:#}"))
-        .and_then(|ok| if ok.0 { Ok(()) } else { Err(format!("{} {} n={n}: rel err {:.2e}, {} NaN", op.name(), T_NAME[dtype], ok.1, ok.2)) })
+        .and_then(|ok| {
+            if ok.0 {
+                Ok(())
+            } else {
+                Err(format!("{} {} n={n}: rel err {:.2e}, {} NaN", op.name(), T_NAME[dtype], ok.1, ok.2))
+            }
+        })
     }))
 }
 
 const T_NAME: [&str; 3] = ["f32", "bf16", "f16"];
 
 /// Views offset by `off_in` (inputs) and `off_out` (output) elements; returns (passed, rel_err, nans).
-fn fuzz_case<T: EwElement>(gpu: &Gpu, op: BinaryOp, n: usize, off_in: usize, off_out: usize) -> Result<(bool, f64, usize)> {
+fn fuzz_case<T: EwElement>(
+    gpu: &Gpu,
+    op: BinaryOp,
+    n: usize,
+    off_in: usize,
+    off_out: usize,
+) -> Result<(bool, f64, usize)> {
     let a = gpu.random_normal::<T>(n + off_in, n as u64)?;
     let b = gpu.random_normal::<T>(n + off_in, n as u64 + 1)?;
     let mut out = gpu.poisoned::<T>(n + off_out)?;

@@ -64,7 +64,9 @@ pub fn phase2_cases() -> Vec<GemmCase> {
 }
 
 pub fn spec_of(p: &GemmProblem) -> GemmSpec {
-    GemmSpec::new(p.m, p.n, p.k, p.a_layout, p.b_layout, p.c_layout).with_leading_dims(p.lda, p.ldb, p.ldc).with_scalars(p.alpha, p.beta)
+    GemmSpec::new(p.m, p.n, p.k, p.a_layout, p.b_layout, p.c_layout)
+        .with_leading_dims(p.lda, p.ldb, p.ldc)
+        .with_scalars(p.alpha, p.beta)
 }
 
 fn tolerance(p: &GemmProblem, out: DType) -> Tolerance {
@@ -83,12 +85,28 @@ fn check_rows<TIn: GemmInput, TOut: GemmOutput>(
     c: &CudaSlice<TOut>,
     max_rows: usize,
 ) -> Result<Comparison> {
-    let rows: Vec<usize> = if p.m <= max_rows { (0..p.m).collect() } else { (0..max_rows).map(|i| i * (p.m - 1) / (max_rows - 1)).collect() };
+    let rows: Vec<usize> = if p.m <= max_rows {
+        (0..p.m).collect()
+    } else {
+        (0..max_rows).map(|i| i * (p.m - 1) / (max_rows - 1)).collect()
+    };
     let (a, b, c) = (to_f64_vec(&gpu.download(a)?), to_f64_vec(&gpu.download(b)?), to_f64_vec(&gpu.download(c)?));
     // The sampled rows of A and C, packed row-major.
-    let a_rows: Vec<f64> = rows.iter().flat_map(|&i| (0..p.k).map(move |kk| (i, kk))).map(|(i, kk)| a[p.a_layout.offset(i, kk, p.lda)]).collect();
-    let mut expected: Vec<f64> = rows.iter().flat_map(|&i| (0..p.n).map(move |j| (i, j))).map(|(i, j)| c0[p.c_layout.offset(i, j, p.ldc)]).collect();
-    let got: Vec<f64> = rows.iter().flat_map(|&i| (0..p.n).map(move |j| (i, j))).map(|(i, j)| c[p.c_layout.offset(i, j, p.ldc)]).collect();
+    let a_rows: Vec<f64> = rows
+        .iter()
+        .flat_map(|&i| (0..p.k).map(move |kk| (i, kk)))
+        .map(|(i, kk)| a[p.a_layout.offset(i, kk, p.lda)])
+        .collect();
+    let mut expected: Vec<f64> = rows
+        .iter()
+        .flat_map(|&i| (0..p.n).map(move |j| (i, j)))
+        .map(|(i, j)| c0[p.c_layout.offset(i, j, p.ldc)])
+        .collect();
+    let got: Vec<f64> = rows
+        .iter()
+        .flat_map(|&i| (0..p.n).map(move |j| (i, j)))
+        .map(|(i, j)| c[p.c_layout.offset(i, j, p.ldc)])
+        .collect();
     let a_ref = MatRef { data: &a_rows, rows: rows.len(), cols: p.k, layout: Layout::RowMajor, ld: p.k.max(1) };
     let b_ref = MatRef { data: &b, rows: p.k, cols: p.n, layout: p.b_layout, ld: p.ldb };
     cpu::gemm(f64::from(p.alpha), a_ref, b_ref, f64::from(p.beta), &mut expected, Layout::RowMajor, p.n.max(1));
@@ -106,7 +124,12 @@ fn round_to(x: f64, dtype: DType) -> f64 {
 
 /// One case: inputs random normal, C poisoned, checked on sampled rows, then timed
 /// interleaved with cuBLAS on the same inputs. The ratio is cuBLAS's time over ours.
-pub fn measure<T: GemmInput + GemmOutput>(gpu: &Gpu, cublas: &Cublas, p: &GemmProblem, variant: Option<&'static Variant>) -> Result<CaseResult> {
+pub fn measure<T: GemmInput + GemmOutput>(
+    gpu: &Gpu,
+    cublas: &Cublas,
+    p: &GemmProblem,
+    variant: Option<&'static Variant>,
+) -> Result<CaseResult> {
     let a = gpu.random_normal::<T>(p.required_len(ckb_gemm::Operand::A)?, 11)?;
     let b = gpu.random_normal::<T>(p.required_len(ckb_gemm::Operand::B)?, 12)?;
     let c_len = p.required_len(ckb_gemm::Operand::C)?;
@@ -124,7 +147,9 @@ pub fn measure<T: GemmInput + GemmOutput>(gpu: &Gpu, cublas: &Cublas, p: &GemmPr
 
     let spec = spec_of(p);
     let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats = timer.time_interleaved(&mut [&mut |_| run_ours(&mut c).map(|_| ()), &mut |_| cublas.gemm(&spec, &a, &b, &mut theirs)])?;
+    let stats = timer.time_interleaved(&mut [&mut |_| run_ours(&mut c).map(|_| ()), &mut |_| {
+        cublas.gemm(&spec, &a, &b, &mut theirs)
+    }])?;
     let (ours_us, cublas_us) = (stats[0].median_us, stats[1].median_us);
     Ok(CaseResult {
         name: format!("{} {} m{} n{} k{}", T::DTYPE, p.layout_letters(), p.m, p.n, p.k),
@@ -142,7 +167,12 @@ pub fn measure<T: GemmInput + GemmOutput>(gpu: &Gpu, cublas: &Cublas, p: &GemmPr
 }
 
 /// Measures one case of a shape set.
-pub fn measure_case(gpu: &Gpu, cublas: &Cublas, case: &GemmCase, variant: Option<&'static Variant>) -> Result<CaseResult> {
+pub fn measure_case(
+    gpu: &Gpu,
+    cublas: &Cublas,
+    case: &GemmCase,
+    variant: Option<&'static Variant>,
+) -> Result<CaseResult> {
     let p = case.problem()?;
     match case.dtype.as_str() {
         "bf16" => measure::<bf16>(gpu, cublas, &p, variant),
@@ -158,7 +188,8 @@ pub fn bench(gpu: &Gpu, variant: Option<&str>) -> Result<Vec<CaseResult>> {
         None => None,
     };
     let cublas = Cublas::new(gpu)?;
-    let cases: Vec<GemmCase> = phase2_cases().into_iter().filter(|c| forced.is_none_or(|v| v.input.name() == c.dtype)).collect();
+    let cases: Vec<GemmCase> =
+        phase2_cases().into_iter().filter(|c| forced.is_none_or(|v| v.input.name() == c.dtype)).collect();
     let progress = crate::progress::Progress::new("bench gemm", cases.len() as u64);
     let mut rows = Vec::new();
     for case in &cases {
@@ -210,7 +241,17 @@ fn fuzz_strategy(max_dim: usize) -> impl Strategy<Value = FuzzCase> {
         0usize..5,
         any::<usize>(),
     )
-        .prop_map(|((m, n, k), layouts, ld_pad, (alpha, beta), types, variant_pick)| FuzzCase { m, n, k, layouts, ld_pad, alpha, beta, types, variant_pick })
+        .prop_map(|((m, n, k), layouts, ld_pad, (alpha, beta), types, variant_pick)| FuzzCase {
+            m,
+            n,
+            k,
+            layouts,
+            ld_pad,
+            alpha,
+            beta,
+            types,
+            variant_pick,
+        })
 }
 
 /// Shapes up to this many multiply-adds are checked against the CPU reference in full;
@@ -228,16 +269,27 @@ pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64, scope: FuzzScope) -> Result<FuzzRe
         };
         match outcome {
             Ok((_, c)) if c.passed => Ok(()),
-            Ok((variant, c)) => Err(format!("{variant}: rel err {:.2e}, worst element {:.2e}, {} NaN", c.rel_err, c.max_elementwise, c.nan_count)),
+            Ok((variant, c)) => Err(format!(
+                "{variant}: rel err {:.2e}, worst element {:.2e}, {} NaN",
+                c.rel_err, c.max_elementwise, c.nan_count
+            )),
             Err(e) => Err(format!("{e:#}")),
         }
     }))
 }
 
-fn fuzz_one<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, case: &FuzzCase, scope: FuzzScope) -> Result<(String, Comparison)> {
+fn fuzz_one<TIn: GemmInput, TOut: GemmOutput>(
+    gpu: &Gpu,
+    case: &FuzzCase,
+    scope: FuzzScope,
+) -> Result<(String, Comparison)> {
     let [la, lb, lc] = case.layouts;
     let p = GemmProblem::packed(case.m, case.n, case.k, la, lb, lc)
-        .with_leading_dims(la.min_ld(case.m, case.k) + case.ld_pad[0], lb.min_ld(case.k, case.n) + case.ld_pad[1], lc.min_ld(case.m, case.n) + case.ld_pad[2])
+        .with_leading_dims(
+            la.min_ld(case.m, case.k) + case.ld_pad[0],
+            lb.min_ld(case.k, case.n) + case.ld_pad[1],
+            lc.min_ld(case.m, case.n) + case.ld_pad[2],
+        )
         .with_scalars(case.alpha, case.beta);
     let seed = (case.m * 31 + case.n * 17 + case.k) as u64;
     let a = gpu.random_normal::<TIn>(p.required_len(ckb_gemm::Operand::A)?, seed)?;
@@ -254,7 +306,8 @@ fn fuzz_one<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, case: &FuzzCase, scope:
             ckb_gemm::gemm_with_variant(gpu, v, &p, &a, &b, &mut c)?.variant
         }
         FuzzScope::AllVariants => {
-            let candidates: Vec<&'static Variant> = ckb_gemm::variants().iter().filter(|v| v.input == TIn::DTYPE).collect();
+            let candidates: Vec<&'static Variant> =
+                ckb_gemm::variants().iter().filter(|v| v.input == TIn::DTYPE).collect();
             let pick = candidates[case.variant_pick % candidates.len()];
             match ckb_gemm::gemm_with_variant(gpu, pick, &p, &a, &b, &mut c) {
                 Ok(plan) => plan.variant,
@@ -295,7 +348,8 @@ fn fuzz_one<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, case: &FuzzCase, scope:
     // relative to the terms' scale (K = 4748 gave 1.1e-5 on the H100, rel. Frobenius 1.2e-6).
     let f32_elementwise = (8.0 * DType::F32.epsilon() * (p.k as f64).sqrt()).max(Tolerance::F32.elementwise);
     let tol = if TIn::DTYPE == DType::F32 {
-        Tolerance { elementwise: f32_elementwise, ..Tolerance::F32 }.with_scale((p.k as f64).sqrt() * f64::from(p.alpha.abs()) + f64::from(p.beta.abs()))
+        Tolerance { elementwise: f32_elementwise, ..Tolerance::F32 }
+            .with_scale((p.k as f64).sqrt() * f64::from(p.alpha.abs()) + f64::from(p.beta.abs()))
     } else {
         tolerance(&p, TOut::DTYPE)
     };

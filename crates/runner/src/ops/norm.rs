@@ -25,7 +25,11 @@ pub struct NormCase {
 }
 
 fn tolerance(dtype: DType) -> Tolerance {
-    if dtype == DType::F32 { Tolerance::F32 } else { Tolerance::HALF }
+    if dtype == DType::F32 {
+        Tolerance::F32
+    } else {
+        Tolerance::HALF
+    }
 }
 
 /// Statistics are f32 whatever T is; their error is absolute near zero (the mean of a long
@@ -33,7 +37,13 @@ fn tolerance(dtype: DType) -> Tolerance {
 const STATS: Tolerance = Tolerance { rel_frobenius: f64::INFINITY, elementwise: 1e-5, scale: 1.0 };
 
 fn both(a: Comparison, b: Comparison) -> Comparison {
-    Comparison { rel_err: a.rel_err.max(b.rel_err), max_abs_err: a.max_abs_err.max(b.max_abs_err), max_elementwise: a.max_elementwise.max(b.max_elementwise), nan_count: a.nan_count + b.nan_count, passed: a.passed && b.passed }
+    Comparison {
+        rel_err: a.rel_err.max(b.rel_err),
+        max_abs_err: a.max_abs_err.max(b.max_abs_err),
+        max_elementwise: a.max_elementwise.max(b.max_elementwise),
+        nan_count: a.nan_count + b.nan_count,
+        passed: a.passed && b.passed,
+    }
 }
 
 /// The reference rounded to T, as the kernels write it.
@@ -59,7 +69,14 @@ fn inputs<T: NormElement>(gpu: &Gpu, p: &RowsProblem, seed: u64) -> Result<Input
     let x = gpu.random_normal::<T>(p.input_len(), seed)?;
     let gamma = gpu.random_normal::<T>(p.cols, seed + 1)?;
     let beta = gpu.random_normal::<T>(p.cols, seed + 2)?;
-    Ok(Inputs { host_x: to_f64_vec(&gpu.download(&x)?), host_gamma: to_f64_vec(&gpu.download(&gamma)?), host_beta: to_f64_vec(&gpu.download(&beta)?), x, gamma, beta })
+    Ok(Inputs {
+        host_x: to_f64_vec(&gpu.download(&x)?),
+        host_gamma: to_f64_vec(&gpu.download(&gamma)?),
+        host_beta: to_f64_vec(&gpu.download(&beta)?),
+        x,
+        gamma,
+        beta,
+    })
 }
 
 fn norm_err(e: ckb_norm::NormError) -> ckb_common::GpuError {
@@ -70,7 +87,13 @@ fn norm_err(e: ckb_norm::NormError) -> ckb_common::GpuError {
 }
 
 /// Runs one forward op once into fresh poisoned outputs and checks it against the reference.
-fn check_forward<T: NormElement>(gpu: &Gpu, norm: &mut Normalizer, op: NormOp, p: &RowsProblem, inp: &Inputs<T>) -> Result<Comparison> {
+fn check_forward<T: NormElement>(
+    gpu: &Gpu,
+    norm: &mut Normalizer,
+    op: NormOp,
+    p: &RowsProblem,
+    inp: &Inputs<T>,
+) -> Result<Comparison> {
     let shape = p.reference_rows();
     let mut y = gpu.poisoned::<T>(p.output_len())?;
     let mut mean = gpu.poisoned::<f32>(p.rows)?;
@@ -83,20 +106,30 @@ fn check_forward<T: NormElement>(gpu: &Gpu, norm: &mut Normalizer, op: NormOp, p
             } else {
                 norm.log_softmax(p, &inp.x, &mut y)?;
             }
-            let want = if op == NormOp::Softmax { cpu::softmax(&inp.host_x, shape) } else { cpu::log_softmax(&inp.host_x, shape) };
+            let want = if op == NormOp::Softmax {
+                cpu::softmax(&inp.host_x, shape)
+            } else {
+                cpu::log_softmax(&inp.host_x, shape)
+            };
             compare(&got(gpu, &y)?, &rounded::<T>(&want), tol)
         }
         NormOp::LayerNorm => {
             norm.layernorm(p, &inp.x, &inp.gamma, &inp.beta, EPS, &mut y, &mut mean, &mut rstd)?;
             let want = cpu::layernorm(&inp.host_x, shape, &inp.host_gamma, &inp.host_beta, f64::from(EPS));
             let y_check = compare(&got(gpu, &y)?, &rounded::<T>(&want.y), tol);
-            let stats = both(compare(&got(gpu, &mean)?, &want.mean, STATS), compare(&got(gpu, &rstd)?, &want.rstd, Tolerance::F32.with_scale(0.0)));
+            let stats = both(
+                compare(&got(gpu, &mean)?, &want.mean, STATS),
+                compare(&got(gpu, &rstd)?, &want.rstd, Tolerance::F32.with_scale(0.0)),
+            );
             both(y_check, stats)
         }
         NormOp::RmsNorm => {
             norm.rmsnorm(p, &inp.x, &inp.gamma, EPS, &mut y, &mut rstd)?;
             let want = cpu::rmsnorm(&inp.host_x, shape, &inp.host_gamma, f64::from(EPS));
-            both(compare(&got(gpu, &y)?, &rounded::<T>(&want.y), tol), compare(&got(gpu, &rstd)?, &want.rstd, Tolerance::F32.with_scale(0.0)))
+            both(
+                compare(&got(gpu, &y)?, &rounded::<T>(&want.y), tol),
+                compare(&got(gpu, &rstd)?, &want.rstd, Tolerance::F32.with_scale(0.0)),
+            )
         }
         other => bail!("{} is not a forward op", other.name()),
     })
@@ -143,7 +176,14 @@ fn holds(gpu: &Gpu, case: &NormCase, variant: NormVariant) -> Result<bool> {
 
 /// One forward op: checked, then timed against a copy of the same bytes (one read and one
 /// write of the matrix); softmax is also timed against cuDNN's.
-fn measure<T: NormElement>(gpu: &Gpu, copy_gbs: f64, op: NormOp, rows: usize, cols: usize, forced: Option<NormVariant>) -> Result<CaseResult> {
+fn measure<T: NormElement>(
+    gpu: &Gpu,
+    copy_gbs: f64,
+    op: NormOp,
+    rows: usize,
+    cols: usize,
+    forced: Option<NormVariant>,
+) -> Result<CaseResult> {
     let p = RowsProblem::dense(rows, cols);
     let inp = inputs::<T>(gpu, &p, 31)?;
     let mut norm = Normalizer::new(gpu)?;
@@ -169,7 +209,15 @@ fn measure<T: NormElement>(gpu: &Gpu, copy_gbs: f64, op: NormOp, rows: usize, co
         .map(|_| ())
         .map_err(norm_err)
     })?;
-    let mut case = streaming_case(format!("{} {} {rows}x{cols}", op.name(), T::DTYPE, ), &variant, bytes, ours_us, copy_us, copy_gbs, check);
+    let mut case = streaming_case(
+        format!("{} {} {rows}x{cols}", op.name(), T::DTYPE,),
+        &variant,
+        bytes,
+        ours_us,
+        copy_us,
+        copy_gbs,
+        check,
+    );
     if matches!(op, NormOp::Softmax | NormOp::LogSoftmax) {
         case.vendor_us = cudnn_softmax_us(gpu, &p, &inp.x, op == NormOp::LogSoftmax);
     }
@@ -205,7 +253,10 @@ pub fn bench(gpu: &Gpu, copy_gbs: f64, variant: Option<&str>, only: Option<&str>
         None => return cases.iter().map(|c| measure_case(gpu, copy_gbs, c)).collect(),
         Some("all") => NORM_VARIANTS.iter().map(|(v, _)| *v).collect(),
         Some(name) => vec![NormVariant::by_name(name).ok_or_else(|| {
-            anyhow!("norm variant {name}: one of all, {}", NORM_VARIANTS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "))
+            anyhow!(
+                "norm variant {name}: one of all, {}",
+                NORM_VARIANTS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+            )
         })?],
     };
     let progress = crate::progress::Progress::new("bench norm", (cases.len() * variants.len()) as u64);
@@ -217,7 +268,14 @@ pub fn bench(gpu: &Gpu, copy_gbs: f64, variant: Option<&str>, only: Option<&str>
                 progress.step(&format!("{} {:.3} of copy ({})", row.name, row.ratio, row.variant));
                 results.push(row);
             } else {
-                progress.step(&format!("{} {} {}x{}: {} does not hold it", case.op, case.dtype, case.rows, case.cols, v.name()));
+                progress.step(&format!(
+                    "{} {} {}x{}: {} does not hold it",
+                    case.op,
+                    case.dtype,
+                    case.rows,
+                    case.cols,
+                    v.name()
+                ));
             }
         }
     }
@@ -234,7 +292,8 @@ struct FuzzCase {
     pad: usize,
 }
 
-const FUZZ_OPS: [&str; 7] = ["softmax", "log_softmax", "layernorm", "rmsnorm", "softmax_backward", "layernorm_backward", "rmsnorm_backward"];
+const FUZZ_OPS: [&str; 7] =
+    ["softmax", "log_softmax", "layernorm", "rmsnorm", "softmax_backward", "layernorm_backward", "rmsnorm_backward"];
 
 /// Random ops (forward and backward), dtypes, row counts, row lengths up to 300k and row
 /// strides against the CPU reference.
@@ -249,7 +308,10 @@ pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
         };
         match outcome {
             Ok(cmp) if cmp.passed => Ok(()),
-            Ok(cmp) => Err(format!("{}: rel err {:.2e}, worst element {:.2e}, {} NaN", FUZZ_OPS[c.op], cmp.rel_err, cmp.max_elementwise, cmp.nan_count)),
+            Ok(cmp) => Err(format!(
+                "{}: rel err {:.2e}, worst element {:.2e}, {} NaN",
+                FUZZ_OPS[c.op], cmp.rel_err, cmp.max_elementwise, cmp.nan_count
+            )),
             Err(e) => Err(format!("{e:#}")),
         }
     }))
@@ -273,7 +335,8 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
             let y_host = rounded::<T>(&cpu::softmax(&inp.host_x, shape));
             let mut y_strided = inp.host_x.clone();
             for r in 0..p.rows {
-                y_strided[r * p.row_stride..r * p.row_stride + p.cols].copy_from_slice(&y_host[r * p.cols..(r + 1) * p.cols]);
+                y_strided[r * p.row_stride..r * p.row_stride + p.cols]
+                    .copy_from_slice(&y_host[r * p.cols..(r + 1) * p.cols]);
             }
             let y = gpu.upload(&y_strided.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>())?;
             norm.softmax_backward(&p, &y, &dy, &mut dx)?;
@@ -292,7 +355,8 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
                 let mean64: Vec<f64> = to_f32(&fwd.mean).iter().map(|&v| f64::from(v)).collect();
                 let rstd64: Vec<f64> = to_f32(&fwd.rstd).iter().map(|&v| f64::from(v)).collect();
                 let g = cpu::layernorm_backward(&host_dy, &inp.host_x, shape, &inp.host_gamma, &mean64, &rstd64);
-                let dbeta_check = compare(&got(gpu, &dbeta)?, &rounded::<T>(&g.dbeta), tol.with_scale((p.rows as f64).sqrt()));
+                let dbeta_check =
+                    compare(&got(gpu, &dbeta)?, &rounded::<T>(&g.dbeta), tol.with_scale((p.rows as f64).sqrt()));
                 (g.dx, g.dgamma, Some(dbeta_check))
             } else {
                 let rstd = gpu.upload(&to_f32(&rms.rstd))?;

@@ -44,8 +44,13 @@ fn tolerance(op: ReduceOp, lane_len: usize) -> Tolerance {
     }
 }
 
-
-pub fn measure_case(gpu: &Gpu, reducer: &mut Reducer, cub: &mut Cub, copy_gbs: f64, case: &ReduceCase) -> Result<CaseResult> {
+pub fn measure_case(
+    gpu: &Gpu,
+    reducer: &mut Reducer,
+    cub: &mut Cub,
+    copy_gbs: f64,
+    case: &ReduceCase,
+) -> Result<CaseResult> {
     let (op, cub_op) = ops(&case.op)?;
     match (case.kind.as_str(), case.dtype.as_str(), op) {
         ("full", "f32", _) => full::<f32, f32>(gpu, reducer, cub, copy_gbs, op, cub_op, case.n),
@@ -59,13 +64,26 @@ pub fn measure_case(gpu: &Gpu, reducer: &mut Reducer, cub: &mut Cub, copy_gbs: f
 }
 
 /// The output as f64 and whether it matches the reference (rounded to O).
-fn check<O: EwElement>(gpu: &Gpu, out: &cudarc::driver::CudaSlice<O>, reference: &[f64], tol: Tolerance) -> Result<Comparison> {
+fn check<O: EwElement>(
+    gpu: &Gpu,
+    out: &cudarc::driver::CudaSlice<O>,
+    reference: &[f64],
+    tol: Tolerance,
+) -> Result<Comparison> {
     let round = |x: f64| O::from_f64(x).to_f64();
     let expected: Vec<f64> = reference.iter().map(|&x| round(x)).collect();
     Ok(compare(&to_f64_vec(&gpu.download(out)?), &expected, tol))
 }
 
-fn case_result(name: String, variant: String, bytes: usize, ours_us: f64, baseline_us: f64, copy_gbs: f64, check: Comparison) -> CaseResult {
+fn case_result(
+    name: String,
+    variant: String,
+    bytes: usize,
+    ours_us: f64,
+    baseline_us: f64,
+    copy_gbs: f64,
+    check: Comparison,
+) -> CaseResult {
     let gbs = bytes as f64 / (ours_us * 1e-6) / 1e9;
     CaseResult {
         name,
@@ -82,7 +100,15 @@ fn case_result(name: String, variant: String, bytes: usize, ours_us: f64, baseli
     }
 }
 
-fn full<T: EwElement, O: ReduceOutput<T>>(gpu: &Gpu, reducer: &mut Reducer, cub: &mut Cub, copy_gbs: f64, op: ReduceOp, cub_op: CubOp, n: usize) -> Result<CaseResult> {
+fn full<T: EwElement, O: ReduceOutput<T>>(
+    gpu: &Gpu,
+    reducer: &mut Reducer,
+    cub: &mut Cub,
+    copy_gbs: f64,
+    op: ReduceOp,
+    cub_op: CubOp,
+    n: usize,
+) -> Result<CaseResult> {
     let x = gpu.random_normal::<T>(n, 21)?;
     let mut ours = gpu.poisoned::<O>(1)?;
     let mut theirs = gpu.zeros::<O>(1)?;
@@ -91,15 +117,22 @@ fn full<T: EwElement, O: ReduceOutput<T>>(gpu: &Gpu, reducer: &mut Reducer, cub:
     let check = check(gpu, &ours, &[reference], tolerance(op, n))?;
     let variant = reducer.plan::<T>(&ckb_reduce::reduce::AxisProblem::full(n))?.variant.name().to_string();
     let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats = timer.time_interleaved(&mut [
-        &mut |_| reducer.reduce(op, &x, &mut ours).map_err(into_gpu_error),
-        &mut |_| cub.reduce(cub_op, &x, &mut theirs),
-    ])?;
+    let stats = timer
+        .time_interleaved(&mut [&mut |_| reducer.reduce(op, &x, &mut ours).map_err(into_gpu_error), &mut |_| {
+            cub.reduce(cub_op, &x, &mut theirs)
+        }])?;
     let name = format!("{} {}->{} n={}", op.name(), T::DTYPE, O::DTYPE, size_label(n));
     Ok(case_result(name, variant, n * T::DTYPE.size_bytes(), stats[0].median_us, stats[1].median_us, copy_gbs, check))
 }
 
-fn rows<T: EwElement>(gpu: &Gpu, reducer: &mut Reducer, cub: &mut Cub, copy_gbs: f64, rows: usize, cols: usize) -> Result<CaseResult>
+fn rows<T: EwElement>(
+    gpu: &Gpu,
+    reducer: &mut Reducer,
+    cub: &mut Cub,
+    copy_gbs: f64,
+    rows: usize,
+    cols: usize,
+) -> Result<CaseResult>
 where
     f32: ReduceOutput<T>,
 {
@@ -112,14 +145,23 @@ where
     let view = cpu::StridedView::contiguous(&host, &shape)?;
     let reference = cpu::reduce_axis(ReduceOp::Sum, &view, 1)?;
     let check = check(gpu, &ours, &reference, tolerance(ReduceOp::Sum, cols))?;
-    let variant = reducer.plan::<T>(&ckb_reduce::reduce::AxisProblem::along("sum", &shape, 1)?)?.variant.name().to_string();
+    let variant =
+        reducer.plan::<T>(&ckb_reduce::reduce::AxisProblem::along("sum", &shape, 1)?)?.variant.name().to_string();
     let mut timer = Timer::new(gpu, TimingConfig::default())?;
     let stats = timer.time_interleaved(&mut [
         &mut |_| reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 1, &mut ours).map_err(into_gpu_error),
         &mut |_| cub.row_sum(&x, rows, cols, cols, &mut theirs),
     ])?;
     let name = format!("row-sum {}->f32 {rows}x{cols}", T::DTYPE);
-    Ok(case_result(name, variant, rows * cols * T::DTYPE.size_bytes(), stats[0].median_us, stats[1].median_us, copy_gbs, check))
+    Ok(case_result(
+        name,
+        variant,
+        rows * cols * T::DTYPE.size_bytes(),
+        stats[0].median_us,
+        stats[1].median_us,
+        copy_gbs,
+        check,
+    ))
 }
 
 /// Column sums against the roofline: the time the bytes take at the copy bandwidth.
@@ -132,12 +174,22 @@ fn columns(gpu: &Gpu, reducer: &mut Reducer, copy_gbs: f64, rows: usize, cols: u
     let view = cpu::StridedView::contiguous(&host, &shape)?;
     let reference = cpu::reduce_axis(ReduceOp::Sum, &view, 0)?;
     let check = check(gpu, &ours, &reference, tolerance(ReduceOp::Sum, rows))?;
-    let variant = reducer.plan::<f32>(&ckb_reduce::reduce::AxisProblem::along("sum", &shape, 0)?)?.variant.name().to_string();
+    let variant =
+        reducer.plan::<f32>(&ckb_reduce::reduce::AxisProblem::along("sum", &shape, 0)?)?.variant.name().to_string();
     let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats = timer.time(&mut |_| reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 0, &mut ours).map_err(into_gpu_error))?;
+    let stats =
+        timer.time(&mut |_| reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 0, &mut ours).map_err(into_gpu_error))?;
     let bytes = rows * cols * DType::F32.size_bytes();
     let roofline_us = bytes as f64 / (copy_gbs * 1e9) * 1e6;
-    Ok(case_result(format!("column-sum f32 {rows}x{cols} (vs roofline)"), variant, bytes, stats.median_us, roofline_us, copy_gbs, check))
+    Ok(case_result(
+        format!("column-sum f32 {rows}x{cols} (vs roofline)"),
+        variant,
+        bytes,
+        stats.median_us,
+        roofline_us,
+        copy_gbs,
+        check,
+    ))
 }
 
 /// `ckb bench reduce`: the phase-4 set from gates.toml.
@@ -176,10 +228,12 @@ pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<crate::fuzz::FuzzReport>
         (1usize..3000, 1usize..3000).prop_map(|(a, b)| vec![a, b]),
         (1usize..64, 1usize..300, 1usize..300).prop_map(|(a, b, c)| vec![a, b, c]),
     ];
-    let strategy = (0..8usize, 0..3usize, shapes, any::<Option<prop::sample::Index>>(), 0usize..8).prop_map(|(op, dtype, shape, axis, offset)| {
-        let axis = axis.map(|i| i.index(shape.len()));
-        FuzzCase { op, dtype, shape, axis, offset }
-    });
+    let strategy = (0..8usize, 0..3usize, shapes, any::<Option<prop::sample::Index>>(), 0usize..8).prop_map(
+        |(op, dtype, shape, axis, offset)| {
+            let axis = axis.map(|i| i.index(shape.len()));
+            FuzzCase { op, dtype, shape, axis, offset }
+        },
+    );
     let mut reducer = Reducer::new(gpu)?;
     let reducer = std::cell::RefCell::new(&mut reducer);
     Ok(crate::fuzz::fuzz_with("reduce", cases, seed, strategy, |c| {
@@ -214,7 +268,14 @@ where
         let want = cpu::reduce_axis(op, &strided, axis)?;
         let got = check(gpu, &out, &want, tolerance(op, shape[axis]))?;
         if !got.passed {
-            bail!("{} {} {shape:?} axis {axis}: rel err {:.2e}, worst {:.2e}, {} NaN", op.name(), T::DTYPE, got.rel_err, got.max_elementwise, got.nan_count);
+            bail!(
+                "{} {} {shape:?} axis {axis}: rel err {:.2e}, worst {:.2e}, {} NaN",
+                op.name(),
+                T::DTYPE,
+                got.rel_err,
+                got.max_elementwise,
+                got.nan_count
+            );
         }
     } else {
         let op = if c.op == 6 { ckb_reduce::ArgOp::ArgMax } else { ckb_reduce::ArgOp::ArgMin };
@@ -226,7 +287,15 @@ where
         let got_val = to_f64_vec(&gpu.download(&values)?);
         for (j, w) in want.iter().enumerate() {
             if got_idx[j] != w.index as i64 || got_val[j] != w.value {
-                bail!("{} {} {shape:?} axis {axis} output {j}: got ({}, {}), want ({}, {})", op.name(), T::DTYPE, got_idx[j], got_val[j], w.index, w.value);
+                bail!(
+                    "{} {} {shape:?} axis {axis} output {j}: got ({}, {}), want ({}, {})",
+                    op.name(),
+                    T::DTYPE,
+                    got_idx[j],
+                    got_val[j],
+                    w.index,
+                    w.value
+                );
             }
         }
     }
