@@ -16,7 +16,7 @@ const RUN_SCRIPT: &str = r#"#!/usr/bin/env bash
 # cute-kernel-bench bundle: runs on a GPU host with only an NVIDIA driver.
 #   ./run.sh test [ARGS]            every test binary, GPU tests included
 #   ./run.sh gate NAME --out DIR    one roadmap gate; writes DIR/<device>/NAME.{json,md,svg}
-#   ./run.sh bench OP | fuzz OP --cases N | info
+#   ./run.sh bench OP | profile FAMILY ARGS | fuzz OP --cases N | info
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # cuBLAS and cuDNN are loaded at run time; a CUDA toolkit's lib folder is often off the loader's path.
@@ -37,7 +37,7 @@ case "$cmd" in
     done
     if [ ${#failed[@]} -gt 0 ]; then echo "FAILED: ${failed[*]}"; exit 1; fi
     echo "all test binaries passed" ;;
-  gate|bench|fuzz|info) exec "$here/bin/ckb" "$cmd" "$@" ;;
+  gate|bench|profile|fuzz|info) exec "$here/bin/ckb" "$cmd" "$@" ;;
   *) sed -n '2,6p' "$0"; exit 2 ;;
 esac
 "#;

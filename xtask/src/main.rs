@@ -45,6 +45,13 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Any shape from the command line (`cargo xtask profile gemm --m 2304 --n 6144 --k 1000`);
+    /// `cargo xtask profile <family> --help` lists a family's arguments.
+    Profile {
+        family: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Fuzz one operator's shapes against the CPU reference on the GPU.
     Fuzz {
         op: String,
@@ -88,6 +95,7 @@ fn main() -> Result<()> {
             roadmap::run()?;
             result
         }
+        Task::Profile { family, args } => cargo::runner(&[&["profile".to_string(), family], &args[..]].concat()),
         Task::Fuzz { op, args } => cargo::runner(&[&["fuzz".to_string(), op], &args[..]].concat()),
         Task::Bundle { out, clean_head } => bundle::run(&out, clean_head),
         Task::Sass { krate } => sass::run(krate.as_deref()),

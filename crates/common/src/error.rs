@@ -31,6 +31,10 @@ pub enum GpuError {
     InvalidShape { what: &'static str, detail: String },
     #[error("{what} does not support {detail}")]
     Unsupported { what: &'static str, detail: String },
+    /// An operator crate's own error (bad problem, variant mismatch), carried where a
+    /// `GpuError` is expected, such as a timed candidate.
+    #[error("{operator}: {detail}")]
+    Operator { operator: &'static str, detail: String },
 }
 
 pub type GpuResult<T> = Result<T, GpuError>;

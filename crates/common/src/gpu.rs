@@ -175,7 +175,7 @@ pub fn require_len<T, S: DeviceSlice<T>>(what: &'static str, buf: &S, needed: us
 
 /// Fails unless the address is a multiple of `align` bytes.
 pub fn require_aligned(what: &'static str, address: u64, align: usize) -> GpuResult<()> {
-    if address % align as u64 == 0 {
+    if address.is_multiple_of(align as u64) {
         Ok(())
     } else {
         Err(GpuError::Misaligned { what, address, align })

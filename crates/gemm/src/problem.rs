@@ -46,6 +46,16 @@ pub enum GemmError {
     Gpu(#[from] GpuError),
 }
 
+impl From<GemmError> for GpuError {
+    /// GPU errors pass through; the crate's own errors keep their message.
+    fn from(e: GemmError) -> GpuError {
+        match e {
+            GemmError::Gpu(g) => g,
+            other => GpuError::Operator { operator: "ckb-gemm", detail: other.to_string() },
+        }
+    }
+}
+
 /// A GEMM's shape, storage and scalars. Build it with [`GemmProblem::packed`] (or the
 /// layout shorthands) and adjust with the `with_*` methods; [`GemmProblem::validate`] is
 /// called by every launch.

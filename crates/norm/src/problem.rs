@@ -20,6 +20,16 @@ pub enum NormError {
     VariantMismatch { variant: &'static str, op: &'static str, what: String },
 }
 
+impl From<NormError> for GpuError {
+    /// GPU errors pass through; the crate's own errors keep their message.
+    fn from(e: NormError) -> GpuError {
+        match e {
+            NormError::Gpu(g) => g,
+            other => GpuError::Operator { operator: "ckb-norm", detail: other.to_string() },
+        }
+    }
+}
+
 pub type NormResult<T> = Result<T, NormError>;
 
 mod sealed {

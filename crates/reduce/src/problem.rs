@@ -18,6 +18,16 @@ pub enum ReduceError {
     VariantMismatch { variant: &'static str, what: &'static str },
 }
 
+impl From<ReduceError> for GpuError {
+    /// GPU errors pass through; the crate's own errors keep their message.
+    fn from(e: ReduceError) -> GpuError {
+        match e {
+            ReduceError::Gpu(g) => g,
+            other => GpuError::Operator { operator: "ckb-reduce", detail: other.to_string() },
+        }
+    }
+}
+
 pub type ReduceResult<T> = Result<T, ReduceError>;
 
 mod sealed {

@@ -1,12 +1,16 @@
-//! `ckb info` and `ckb bench <op>`: a table on stdout, the same rows as JSON.
+//! `ckb info` and `ckb bench <family>`: a table on stdout, the same rows as JSON.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use ckb_common::{copy_bandwidth_gbs, Gpu};
 
-use crate::record::{CaseResult, DeviceInfo};
+use crate::cli::OutputArgs;
+use crate::measure::Context;
+use crate::ops::{self, Options};
+use crate::record::DeviceInfo;
 
+/// `ckb info`: the device facts and the measured copy bandwidth.
 pub fn info(device: usize) -> Result<()> {
     let gpu = Gpu::open(device)?;
     let facts = gpu.facts()?;
@@ -15,25 +19,15 @@ pub fn info(device: usize) -> Result<()> {
     Ok(())
 }
 
-pub fn run(device: usize, op: &str, variant: Option<&str>, only: Option<&str>, json: Option<PathBuf>) -> Result<()> {
-    if only.is_some() && op != "norm" {
-        bail!("--only filters the norm bench's cases; {op} has no filter");
-    }
-    let gpu = Gpu::new(device)?;
-    let copy_gbs = copy_bandwidth_gbs(&gpu, 1 << 30)?;
-    let cases: Vec<CaseResult> = match op {
-        "elementwise" => crate::ops::elementwise::bench(&gpu, copy_gbs, variant)?,
-        "gemm" => crate::ops::gemm::bench(&gpu, variant)?,
-        "reduce" => crate::ops::reduce::bench(&gpu, copy_gbs)?,
-        "norm" => crate::ops::norm::bench(&gpu, copy_gbs, variant, only)?,
-        other => bail!("no bench for {other}: one of elementwise, gemm, reduce, norm"),
-    };
-    let (device, _) = DeviceInfo::read(&gpu)?;
-    println!("{op} on {} (copy bandwidth {copy_gbs:.0} GB/s)\n", device.name);
-    println!("{}", crate::record::cases_table(&cases));
-    let path = json.unwrap_or_else(|| PathBuf::from(format!("bench-{op}.json")));
-    let doc = serde_json::json!({ "op": op, "device": device, "copy_gbs": copy_gbs, "cases": cases });
-    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
-    println!("\nJSON: {}", path.display());
-    Ok(())
+/// `ckb bench`: the family's bench set, written as a table and as JSON (`json`, default
+/// `bench-<family>.json`).
+pub fn run(device: usize, family: &str, options: &Options, json: Option<PathBuf>) -> Result<()> {
+    let family = ops::find(family)?;
+    let ctx = Context::open(device)?;
+    let cases = family.bench(&ctx, options)?;
+    let (device, _) = DeviceInfo::read(&ctx.gpu)?;
+    let title = format!("{} on {} (copy bandwidth {:.0} GB/s)", family.name(), device.name, ctx.copy_gbs);
+    let json = json.unwrap_or_else(|| PathBuf::from(format!("bench-{}.json", family.name())));
+    let extra = serde_json::json!({ "op": family.name(), "device": device, "copy_gbs": ctx.copy_gbs });
+    crate::output::emit(&title, &cases, extra, &OutputArgs { csv: false, json: Some(json) })
 }

@@ -59,6 +59,9 @@ pub fn current_sm_clock_mhz() -> Option<i32> {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CaseResult {
     pub name: String,
+    /// The case's group for per-group thresholds (the norm op), if its gate has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// The kernel variant that ran.
     pub variant: String,
     pub ours_us: f64,
@@ -78,6 +81,19 @@ pub struct CaseResult {
     /// (cuDNN's softmax beside the copy), reported, not scored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_us: Option<f64>,
+}
+
+impl CaseResult {
+    /// One line for progress output: name, ratio, rate and variant.
+    pub fn summary(&self) -> String {
+        let rate = match (self.tflops, self.gbs) {
+            (Some(t), _) => format!(", {t:.0} TFLOP/s"),
+            (None, Some(g)) => format!(", {g:.0} GB/s"),
+            _ => String::new(),
+        };
+        let wrong = if self.correct { "" } else { ", WRONG" };
+        format!("{} {:.3}x{rate} ({}){wrong}", self.name, self.ratio, self.variant)
+    }
 }
 
 /// The per-case Markdown table shared by records and benches.

@@ -16,6 +16,8 @@ pub struct GateSpec {
     pub threshold: f64,
     pub final_target: Option<f64>,
     pub implemented: bool,
+    /// The operator family (crates/runner/src/ops) that measures the cases.
+    pub family: Option<String>,
     pub note: Option<String>,
     /// The gate's own settings and shape set, read by its implementation.
     #[serde(flatten)]
@@ -41,13 +43,21 @@ pub fn find(name: &str) -> Result<GateSpec> {
 }
 
 impl GateSpec {
-    /// The gate's shape set: its own `cases`, or those of the gate named by `cases_from`
-    /// (gates that share a set, at different thresholds).
-    pub fn cases<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+    /// The shape set as written in gates.toml, for the family to parse.
+    pub fn cases_value(&self) -> Result<toml::Value> {
         match self.settings.get("cases_from").and_then(|v| v.as_str()) {
-            Some(other) => find(other)?.setting("cases"),
-            None => self.setting("cases"),
+            Some(other) => find(other)?.cases_value(),
+            None => self
+                .settings
+                .get("cases")
+                .cloned()
+                .ok_or_else(|| anyhow!("gate {} has no `cases` in gates.toml", self.name)),
         }
+    }
+
+    /// The gate whose measurement this gate shares (itself unless `cases_from` names one).
+    pub fn measured_as(&self) -> &str {
+        self.settings.get("cases_from").and_then(|v| v.as_str()).unwrap_or(&self.name)
     }
 
     /// Deserializes one setting (e.g. the `cases` list) into the gate's own type.

@@ -1,17 +1,274 @@
-//! The element-wise family against the copy-bandwidth ceiling (phase 1, issue 4's bench).
+//! The element-wise family (add, sub, mul, add+ReLU, axpy, scale, casts, bias add) against
+//! the copy roofline measured in the same run: phase 1, its bench, `ckb profile
+//! elementwise` and the fuzzer.
 
-use anyhow::Result;
-use ckb_common::{bf16, compare, f16, to_f64_vec, DType, Element, Gpu, Timer, TimingConfig, Tolerance};
+use anyhow::{anyhow, bail, Result};
+use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Tolerance};
 use ckb_reduce::elementwise::{self as ew, BinaryOp, EwVariant};
 use ckb_reduce::reference as cpu;
 use ckb_reduce::EwElement;
+use clap::Parser;
+use cudarc::driver::CudaSlice;
+use serde::Deserialize;
 
-use super::size_label;
-use crate::fuzz::FuzzReport;
+use super::{Family, FuzzOptions, Options};
+use crate::cli::{self, OutputArgs};
+use crate::fuzzing::FuzzReport;
+use crate::measure::{self, size_label, Context};
 use crate::record::CaseResult;
+use crate::sweep::Sizes;
 
-const BINARY_OPS: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::AddRelu];
+/// The element-wise family.
+pub struct Elementwise;
 
+/// An element-wise op, as commands and gates.toml name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EwOp {
+    Binary(BinaryOp),
+    /// y = 0.75 x + y
+    Axpy,
+    /// y = 0.75 x
+    Scale,
+    /// y = x as the output type
+    Cast,
+    /// y[i, j] = x[i, j] + bias[j]
+    BiasAdd,
+}
+
+const OPS: [(&str, EwOp); 8] = [
+    ("add", EwOp::Binary(BinaryOp::Add)),
+    ("sub", EwOp::Binary(BinaryOp::Sub)),
+    ("mul", EwOp::Binary(BinaryOp::Mul)),
+    ("add_relu", EwOp::Binary(BinaryOp::AddRelu)),
+    ("axpy", EwOp::Axpy),
+    ("scale", EwOp::Scale),
+    ("cast", EwOp::Cast),
+    ("bias_add", EwOp::BiasAdd),
+];
+
+const ALPHA: f32 = 0.75;
+
+impl EwOp {
+    fn parse(name: &str) -> Result<EwOp> {
+        OPS.iter().find(|(n, _)| *n == name).map(|(_, op)| *op).ok_or_else(|| {
+            anyhow!("element-wise op {name:?}: one of {}", OPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+        })
+    }
+
+    fn name(self) -> &'static str {
+        OPS.iter().find(|(_, op)| *op == self).map(|(n, _)| *n).expect("every op is in OPS")
+    }
+
+    /// The fewest bytes the op moves for `n` outputs of `d` bytes from inputs of `s` bytes.
+    fn bytes(self, n: usize, s: usize, d: usize, bias_cols: usize) -> usize {
+        match self {
+            EwOp::Binary(_) => 3 * n * d,
+            EwOp::Axpy => 3 * n * d,
+            EwOp::Scale => 2 * n * d,
+            EwOp::BiasAdd => 2 * n * d + bias_cols * d,
+            EwOp::Cast => n * (s + d),
+        }
+    }
+}
+
+/// One problem.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    op: EwOp,
+    input: DType,
+    output: DType,
+    n: usize,
+    /// Elements each view starts past a 256-byte-aligned allocation.
+    offset: usize,
+    /// Row length of bias_add.
+    cols: usize,
+}
+
+impl Run {
+    fn name(&self) -> String {
+        let types =
+            if self.op == EwOp::Cast { format!("{}->{}", self.input, self.output) } else { self.input.to_string() };
+        let offset = if self.offset == 0 { String::new() } else { format!(" +{}", self.offset) };
+        let cols = if self.op == EwOp::BiasAdd { format!(" cols={}", self.cols) } else { String::new() };
+        format!("{} {types} n={}{cols}{offset}", self.op.name(), size_label(self.n))
+    }
+}
+
+/// One case of a gate's set (phase 1: add), as gates.toml spells it.
+#[derive(Debug, Clone, Deserialize)]
+struct EwCase {
+    #[serde(default = "default_op")]
+    op: String,
+    dtype: String,
+    n: usize,
+}
+
+fn default_op() -> String {
+    "add".into()
+}
+
+impl Family for Elementwise {
+    fn name(&self) -> &'static str {
+        "elementwise"
+    }
+
+    fn about(&self) -> &'static str {
+        "add, sub, mul, add_relu, axpy, scale, cast, bias_add against the copy roofline"
+    }
+
+    fn measure_cases(
+        &self,
+        ctx: &Context,
+        label: &str,
+        cases: &toml::Value,
+        options: &Options,
+    ) -> Result<Vec<CaseResult>> {
+        let cases: Vec<EwCase> = cases.clone().try_into()?;
+        let runs = cases
+            .iter()
+            .map(|c| {
+                let dtype = cli::dtype(&c.dtype)?;
+                Ok(Run { op: EwOp::parse(&c.op)?, input: dtype, output: dtype, n: c.n, offset: 0, cols: 4096 })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let runs = super::filter_only(runs, options.only.as_deref(), Run::name)?;
+        measure_runs(ctx, label, &runs, variant(options.variant.as_deref())?)
+    }
+
+    fn bench_gate(&self) -> &'static str {
+        "phase1"
+    }
+
+    /// Every op and dtype at 2^24 and 2^28 elements.
+    fn bench(&self, ctx: &Context, options: &Options) -> Result<Vec<CaseResult>> {
+        let mut runs = Vec::new();
+        for n in [1usize << 24, 1 << 28] {
+            for (_, op) in OPS {
+                let pairs: &[(DType, DType)] = match op {
+                    EwOp::Binary(_) => {
+                        &[(DType::F32, DType::F32), (DType::BF16, DType::BF16), (DType::F16, DType::F16)]
+                    }
+                    EwOp::Cast => &[(DType::F32, DType::BF16), (DType::BF16, DType::F32), (DType::F32, DType::F16)],
+                    _ => &[(DType::F32, DType::F32), (DType::BF16, DType::BF16)],
+                };
+                runs.extend(pairs.iter().map(|&(input, output)| Run { op, input, output, n, offset: 0, cols: 4096 }));
+            }
+        }
+        let runs = super::filter_only(runs, options.only.as_deref(), Run::name)?;
+        measure_runs(ctx, "bench elementwise", &runs, variant(options.variant.as_deref())?)
+    }
+
+    fn fuzz(&self, ctx: &Context, options: &FuzzOptions) -> Result<FuzzReport> {
+        if let Some(scope) = &options.scope {
+            bail!("the element-wise fuzzer has no scope {scope:?}");
+        }
+        fuzz(&ctx.gpu, options.cases, options.seed)
+    }
+
+    fn profile(&self, ctx: &Context, args: &[String]) -> Result<Vec<CaseResult>> {
+        let parsed: ProfileArgs = cli::parse(args)?;
+        let runs = parsed.runs()?;
+        let rows = measure_runs(ctx, "profile elementwise", &runs, variant(parsed.variant.as_deref())?)?;
+        let title = format!("element-wise against a same-bytes copy (copy {:.0} GB/s)", ctx.copy_gbs);
+        crate::output::emit(
+            &title,
+            &rows,
+            serde_json::json!({ "args": args, "copy_gbs": ctx.copy_gbs }),
+            &parsed.output,
+        )?;
+        Ok(rows)
+    }
+
+    fn check_profile_args(&self, args: &[String]) -> Result<()> {
+        let parsed: ProfileArgs = cli::parse(args)?;
+        variant(parsed.variant.as_deref())?;
+        parsed.runs().map(|_| ())
+    }
+}
+
+fn variant(name: Option<&str>) -> Result<EwVariant> {
+    match name {
+        None => Ok(EwVariant::default()),
+        Some(name) => EwVariant::by_name(name).ok_or_else(|| {
+            anyhow!(
+                "element-wise variant {name:?}: one of {}",
+                ckb_reduce::elementwise::EW_VARIANTS.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
+            )
+        }),
+    }
+}
+
+/// `ckb profile elementwise`.
+#[derive(Debug, Parser)]
+#[command(name = "ckb profile elementwise", about = "An element-wise op on any length, against a same-bytes copy")]
+struct ProfileArgs {
+    /// add, sub, mul, add_relu, axpy, scale, cast or bias_add; a list.
+    #[arg(long, value_delimiter = ',')]
+    op: Vec<String>,
+    /// Element type (the input type for cast); a list.
+    #[arg(long, default_value = "f32", value_delimiter = ',')]
+    dtype: Vec<String>,
+    /// The output type of cast.
+    #[arg(long)]
+    to: Option<String>,
+    /// Elements: a size, list or range.
+    #[arg(long)]
+    n: Sizes,
+    /// Start every view this many elements past an aligned allocation (misaligned views).
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Row length of bias_add (n must be a multiple of it).
+    #[arg(long, default_value_t = 4096)]
+    cols: usize,
+    /// One variant of the element-wise table (default: the heuristic's).
+    #[arg(long)]
+    variant: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl ProfileArgs {
+    fn runs(&self) -> Result<Vec<Run>> {
+        if self.op.is_empty() {
+            bail!("--op is required: one of {}", OPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+        }
+        let ops: Vec<EwOp> = self.op.iter().map(|o| EwOp::parse(o)).collect::<Result<_>>()?;
+        let dtypes: Vec<DType> = self.dtype.iter().map(|d| cli::dtype(d)).collect::<Result<_>>()?;
+        let to = self.to.as_deref().map(cli::dtype).transpose()?;
+        let mut runs = Vec::new();
+        for &op in &ops {
+            for &input in &dtypes {
+                for &n in &self.n.0 {
+                    let output = if op == EwOp::Cast {
+                        to.ok_or_else(|| anyhow!("cast needs --to, the output type"))?
+                    } else {
+                        input
+                    };
+                    supported(input)?;
+                    supported(output)?;
+                    if n == 0 {
+                        bail!("--n must be at least 1");
+                    }
+                    if op == EwOp::BiasAdd && (self.cols == 0 || n % self.cols != 0) {
+                        bail!("bias_add: n = {n} is not a whole number of rows of --cols {}", self.cols);
+                    }
+                    runs.push(Run { op, input, output, n, offset: self.offset, cols: self.cols });
+                }
+            }
+        }
+        Ok(runs)
+    }
+}
+
+fn supported(dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => bail!("the element-wise kernels take f32, f16 and bf16, not {other}"),
+    }
+}
+
+/// Exact ops rounded once: add, sub and mul of one type and casts are correctly rounded,
+/// so they are held to the output type's rounding; the rest to the f32/half bounds.
 fn tolerance(dtype: DType) -> Tolerance {
     match dtype {
         DType::F32 => Tolerance::F32,
@@ -19,216 +276,115 @@ fn tolerance(dtype: DType) -> Tolerance {
     }
 }
 
-/// The CPU result of a binary op, rounded once to T as the kernels do.
-fn binary_reference<T: Element>(op: BinaryOp, a: &[T], b: &[T]) -> Vec<f64> {
-    let (a, b) = (to_f64_vec(a), to_f64_vec(b));
-    let exact = match op {
-        BinaryOp::Add => cpu::add(&a, &b),
-        BinaryOp::Sub => cpu::sub(&a, &b),
-        BinaryOp::Mul => cpu::mul(&a, &b),
-        BinaryOp::AddRelu => cpu::add_relu(&a, &b),
-    };
-    exact.into_iter().map(|x| T::from_f64(x).to_f64()).collect()
-}
-
-/// One binary op at length n: checked against the reference, then timed against a
-/// device-to-device copy of the same bytes; the ratio is the fraction of `copy_gbs`.
-pub fn measure_binary<T: EwElement>(
-    gpu: &Gpu,
-    copy_gbs: f64,
-    op: BinaryOp,
-    n: usize,
-    variant: EwVariant,
-) -> Result<CaseResult> {
-    let a = gpu.random_normal::<T>(n, 1)?;
-    let b = gpu.random_normal::<T>(n, 2)?;
-    let mut out = gpu.poisoned::<T>(n)?;
-    ew::binary_with(gpu, variant, op, &a, &b, &mut out)?;
-    let reference = binary_reference(op, &gpu.download(&a)?, &gpu.download(&b)?);
-    let check = compare(&to_f64_vec(&gpu.download(&out)?), &reference, tolerance(T::DTYPE));
-    drop(reference);
-
-    let bytes = 3 * n * T::DTYPE.size_bytes();
-    let (ours, copy) = time_against_copy(gpu, bytes, &mut |_| {
-        ew::binary_with(gpu, variant, op, &a, &b, &mut out).map_err(into_gpu_error)
-    })?;
-    Ok(streaming_case(
-        format!("{} {} n={}", op.name(), T::DTYPE, size_label(n)),
-        variant.name,
-        bytes,
-        ours,
-        copy,
-        copy_gbs,
-        check,
-    ))
-}
-
-/// Times `ours` interleaved with a device-to-device copy that moves the same bytes (half
-/// read, half written); returns both medians in microseconds.
-pub fn time_against_copy(gpu: &Gpu, bytes: usize, ours: ckb_common::timing::Candidate<'_>) -> Result<(f64, f64)> {
-    let src = gpu.stream.alloc_zeros::<u8>(bytes / 2)?;
-    let mut dst = gpu.stream.alloc_zeros::<u8>(bytes / 2)?;
-    let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats = timer.time_interleaved(&mut [ours, &mut |_| Ok(gpu.stream.memcpy_dtod(&src, &mut dst)?)])?;
-    Ok((stats[0].median_us, stats[1].median_us))
-}
-
-/// A memory-bound case: its ratio is the same-bytes copy's time over ours, i.e. the
-/// fraction of copy bandwidth reached in this run.
-pub fn streaming_case(
-    name: String,
-    variant: &str,
-    bytes: usize,
-    ours_us: f64,
-    copy_us: f64,
-    ceiling_gbs: f64,
-    check: ckb_common::Comparison,
-) -> CaseResult {
-    let gbs = bytes as f64 / (ours_us * 1e-6) / 1e9;
-    CaseResult {
-        name,
-        variant: variant.to_string(),
-        ours_us,
-        baseline_us: Some(copy_us),
-        ratio: copy_us / ours_us,
-        tflops: None,
-        gbs: Some(gbs),
-        fraction_of_copy: Some(gbs / ceiling_gbs),
-        correct: check.passed,
-        rel_err: check.rel_err,
-        vendor_us: None,
-    }
-}
-
-/// Ops return the crate's error; the timer wants the GPU error it wraps.
-pub(crate) fn into_gpu_error(e: ckb_reduce::ReduceError) -> ckb_common::GpuError {
-    match e {
-        ckb_reduce::ReduceError::Gpu(g) => g,
-        other => ckb_common::GpuError::Library { library: "ckb-reduce", detail: other.to_string() },
-    }
-}
-
-/// `ckb bench elementwise`: every binary op and dtype at 2^24 and 2^28 elements.
-pub fn bench(gpu: &Gpu, copy_gbs: f64, variant: Option<&str>) -> Result<Vec<CaseResult>> {
-    let variant = match variant {
-        Some(name) => EwVariant::by_name(name).ok_or_else(|| anyhow::anyhow!("no element-wise variant {name}"))?,
-        None => EwVariant::default(),
-    };
-    let mut rows = Vec::new();
-    for n in [1usize << 24, 1 << 28] {
-        for op in BINARY_OPS {
-            rows.push(measure_binary::<f32>(gpu, copy_gbs, op, n, variant)?);
-            rows.push(measure_binary::<bf16>(gpu, copy_gbs, op, n, variant)?);
-            rows.push(measure_binary::<f16>(gpu, copy_gbs, op, n, variant)?);
+fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: EwVariant) -> Result<Vec<CaseResult>> {
+    measure::each(label, runs, |run| {
+        let bytes = run.op.bytes(run.n + run.offset, run.input.size_bytes(), run.output.size_bytes(), run.cols);
+        measure::ensure_fits(&ctx.gpu, &run.name(), bytes + bytes / 2)?;
+        match (run.input, run.output) {
+            (DType::F32, DType::F32) => measure_run::<f32, f32>(ctx, run, variant),
+            (DType::BF16, DType::BF16) => measure_run::<bf16, bf16>(ctx, run, variant),
+            (DType::F16, DType::F16) => measure_run::<f16, f16>(ctx, run, variant),
+            (DType::F32, DType::BF16) => measure_run::<f32, bf16>(ctx, run, variant),
+            (DType::F32, DType::F16) => measure_run::<f32, f16>(ctx, run, variant),
+            (DType::BF16, DType::F32) => measure_run::<bf16, f32>(ctx, run, variant),
+            (DType::F16, DType::F32) => measure_run::<f16, f32>(ctx, run, variant),
+            (DType::BF16, DType::F16) => measure_run::<bf16, f16>(ctx, run, variant),
+            (DType::F16, DType::BF16) => measure_run::<f16, bf16>(ctx, run, variant),
+            (i, o) => bail!("element-wise types {i} -> {o}"),
         }
-        rows.push(measure_unary::<f32, f32>(gpu, copy_gbs, Unary::Axpy, n)?);
-        rows.push(measure_unary::<bf16, bf16>(gpu, copy_gbs, Unary::Axpy, n)?);
-        rows.push(measure_unary::<f32, f32>(gpu, copy_gbs, Unary::Scale, n)?);
-        rows.push(measure_unary::<bf16, bf16>(gpu, copy_gbs, Unary::Scale, n)?);
-        rows.push(measure_unary::<f32, bf16>(gpu, copy_gbs, Unary::Cast, n)?);
-        rows.push(measure_unary::<bf16, f32>(gpu, copy_gbs, Unary::Cast, n)?);
-        rows.push(measure_unary::<f32, f16>(gpu, copy_gbs, Unary::Cast, n)?);
-        rows.push(measure_unary::<f32, f32>(gpu, copy_gbs, Unary::BiasAdd, n)?);
-        rows.push(measure_unary::<bf16, bf16>(gpu, copy_gbs, Unary::BiasAdd, n)?);
+    })
+}
+
+/// One op: checked against the float64 reference rounded once to the output type, then
+/// timed interleaved with a copy of the bytes it must move.
+fn measure_run<S: EwElement, D: EwElement>(ctx: &Context, run: &Run, variant: EwVariant) -> Result<CaseResult> {
+    let gpu = &ctx.gpu;
+    let (n, off) = (run.n, run.offset);
+    let x_full = gpu.random_normal::<S>(n + off, 3)?;
+    let xd_full = gpu.random_normal::<D>(n + off, 3)?;
+    let b_full = gpu.random_normal::<D>(n + off, 4)?;
+    let y0_full = gpu.random_normal::<D>(n + off, 5)?;
+    let bias = gpu.random_normal::<D>(run.cols, 6)?;
+    let mut y_full = gpu.poisoned::<D>(n + off)?;
+    let (x, xd, b) = (x_full.slice(off..), xd_full.slice(off..), b_full.slice(off..));
+    let mut y = y_full.slice_mut(off..);
+    if run.op == EwOp::Axpy {
+        gpu.stream.memcpy_dtod(&y0_full.slice(off..), &mut y)?;
     }
-    Ok(rows)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Unary {
-    /// y = 0.75 x + y
-    Axpy,
-    /// y = 0.75 x
-    Scale,
-    /// y = x as D
-    Cast,
-    /// y[i, j] = x[i, j] + bias[j], rows of 4096
-    BiasAdd,
-}
-
-/// The one-input ops: checked against the reference (rounded to D), then timed against a
-/// copy of the bytes they must move.
-fn measure_unary<S: EwElement, D: EwElement>(gpu: &Gpu, copy_gbs: f64, op: Unary, n: usize) -> Result<CaseResult> {
-    const ALPHA: f32 = 0.75;
-    const ROW: usize = 4096;
-    let x = gpu.random_normal::<S>(n, 3)?;
-    let hx = to_f64_vec(&gpu.download(&x)?);
-    let mut y = gpu.random_normal::<D>(n, 4)?;
-    let hy = to_f64_vec(&gpu.download(&y)?);
-    let bias = gpu.random_normal::<D>(ROW, 5)?;
-    let hb = to_f64_vec(&gpu.download(&bias)?);
-    // The same input in the output type, for the ops that take one type.
-    let xd = gpu.upload(&hx.iter().map(|&v| D::from_f64(v)).collect::<Vec<D>>())?;
-    let run = |y: &mut cudarc::driver::CudaSlice<D>| -> ckb_reduce::ReduceResult<()> {
-        match op {
-            Unary::Axpy => ew::axpy(gpu, ALPHA, &xd, y),
-            Unary::Scale => ew::scale(gpu, ALPHA, &xd, y),
-            Unary::Cast => ew::cast(gpu, &x, y),
-            Unary::BiasAdd => ew::bias_add(gpu, n / ROW, ROW, &xd, &bias, y),
+    let launch = |y: &mut cudarc::driver::CudaViewMut<'_, D>| -> ckb_reduce::ReduceResult<()> {
+        match run.op {
+            EwOp::Binary(op) => ew::binary_with(gpu, variant, op, &xd, &b, y),
+            EwOp::Axpy => ew::axpy(gpu, ALPHA, &xd, y),
+            EwOp::Scale => ew::scale(gpu, ALPHA, &xd, y),
+            EwOp::Cast => ew::cast(gpu, &x, y),
+            EwOp::BiasAdd => ew::bias_add(gpu, n / run.cols, run.cols, &xd, &bias, y),
         }
     };
-    run(&mut y)?;
-    let exact: Vec<f64> = match op {
-        Unary::Axpy => hx.iter().zip(&hy).map(|(a, b)| f64::from(ALPHA) * D::from_f64(*a).to_f64() + b).collect(),
-        Unary::Scale => hx.iter().map(|a| f64::from(ALPHA) * D::from_f64(*a).to_f64()).collect(),
-        Unary::Cast => hx.clone(),
-        Unary::BiasAdd => hx.iter().enumerate().map(|(i, a)| D::from_f64(*a).to_f64() + hb[i % ROW]).collect(),
+    launch(&mut y)?;
+    let got = to_f64_vec(&gpu.download(&y)?);
+    let hx = to_f64_vec(&gpu.download(&xd)?);
+    let exact: Vec<f64> = match run.op {
+        EwOp::Binary(op) => {
+            let hb = to_f64_vec(&gpu.download(&b)?);
+            match op {
+                BinaryOp::Add => cpu::add(&hx, &hb),
+                BinaryOp::Sub => cpu::sub(&hx, &hb),
+                BinaryOp::Mul => cpu::mul(&hx, &hb),
+                BinaryOp::AddRelu => cpu::add_relu(&hx, &hb),
+            }
+        }
+        EwOp::Axpy => {
+            let hy = to_f64_vec(&gpu.download(&y0_full.slice(off..))?);
+            hx.iter().zip(&hy).map(|(a, y)| f64::from(ALPHA) * a + y).collect()
+        }
+        EwOp::Scale => hx.iter().map(|a| f64::from(ALPHA) * a).collect(),
+        EwOp::Cast => to_f64_vec(&gpu.download(&x)?),
+        EwOp::BiasAdd => {
+            let hb = to_f64_vec(&gpu.download(&bias)?);
+            hx.iter().enumerate().map(|(i, a)| a + hb[i % run.cols]).collect()
+        }
     };
     let reference: Vec<f64> = exact.into_iter().map(|v| D::from_f64(v).to_f64()).collect();
-    let check = compare(&to_f64_vec(&gpu.download(&y)?), &reference, tolerance(D::DTYPE));
-    let (s, d) = (S::DTYPE.size_bytes(), D::DTYPE.size_bytes());
-    let bytes = match op {
-        Unary::Axpy => 3 * n * d,
-        Unary::Scale | Unary::BiasAdd => 2 * n * d,
-        Unary::Cast => n * (s + d),
-    };
-    let (ours, copy) = time_against_copy(gpu, bytes, &mut |_| run(&mut y).map_err(into_gpu_error))?;
-    let name = match op {
-        Unary::Cast => format!("cast {}->{} n={}", S::DTYPE, D::DTYPE, size_label(n)),
-        other => format!("{} {} n={}", format!("{other:?}").to_lowercase(), D::DTYPE, size_label(n)),
-    };
-    Ok(streaming_case(name, EwVariant::default().name, bytes, ours, copy, copy_gbs, check))
+    let check = compare(&got, &reference, tolerance(D::DTYPE));
+    let bytes = run.op.bytes(n, S::DTYPE.size_bytes(), D::DTYPE.size_bytes(), run.cols);
+    let (ours, copy) = measure::against_copy(gpu, bytes, &mut |_| launch(&mut y).map_err(Into::into))?;
+    Ok(measure::streaming_case(run.name(), variant.name.to_string(), bytes, ours, copy, ctx.copy_gbs, check))
 }
 
-/// Random ops, dtypes, lengths and misaligned views against the CPU reference.
+/// Random binary ops, dtypes, lengths and misaligned views against the CPU reference.
 pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
-    let strategy = (0..BINARY_OPS.len(), 0..3usize, 1usize..3_000_000, 0usize..8, 0usize..8);
-    Ok(crate::fuzz::fuzz_with("elementwise", cases, seed, strategy, |&(op, dtype, n, off_in, off_out)| {
-        let op = BINARY_OPS[op];
-        match dtype {
+    const BINARY: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::AddRelu];
+    let strategy = (0..BINARY.len(), 0..3usize, 1usize..3_000_000, 0usize..8, 0usize..8);
+    Ok(crate::fuzzing::fuzz_with("elementwise", cases, seed, strategy, |&(op, dtype, n, off_in, off_out)| {
+        let op = BINARY[op];
+        let outcome = match dtype {
             0 => fuzz_case::<f32>(gpu, op, n, off_in, off_out),
             1 => fuzz_case::<bf16>(gpu, op, n, off_in, off_out),
             _ => fuzz_case::<f16>(gpu, op, n, off_in, off_out),
+        };
+        match outcome {
+            Ok(c) if c.passed => Ok(()),
+            Ok(c) => Err(format!("{} n={n}: rel err {:.2e}, {} NaN", op.name(), c.rel_err, c.nan_count)),
+            Err(e) => Err(format!("{e:#}")),
         }
-        .map_err(|e| format!("{e:#}"))
-        .and_then(|ok| {
-            if ok.0 {
-                Ok(())
-            } else {
-                Err(format!("{} {} n={n}: rel err {:.2e}, {} NaN", op.name(), T_NAME[dtype], ok.1, ok.2))
-            }
-        })
     }))
 }
 
-const T_NAME: [&str; 3] = ["f32", "bf16", "f16"];
-
-/// Views offset by `off_in` (inputs) and `off_out` (output) elements; returns (passed, rel_err, nans).
-fn fuzz_case<T: EwElement>(
-    gpu: &Gpu,
-    op: BinaryOp,
-    n: usize,
-    off_in: usize,
-    off_out: usize,
-) -> Result<(bool, f64, usize)> {
-    let a = gpu.random_normal::<T>(n + off_in, n as u64)?;
+/// Views offset by `off_in` (inputs) and `off_out` (output) elements.
+fn fuzz_case<T: EwElement>(gpu: &Gpu, op: BinaryOp, n: usize, off_in: usize, off_out: usize) -> Result<Comparison> {
+    let a: CudaSlice<T> = gpu.random_normal::<T>(n + off_in, n as u64)?;
     let b = gpu.random_normal::<T>(n + off_in, n as u64 + 1)?;
     let mut out = gpu.poisoned::<T>(n + off_out)?;
     let (va, vb) = (a.slice(off_in..), b.slice(off_in..));
     let mut vo = out.slice_mut(off_out..);
     ew::binary_with(gpu, EwVariant::default(), op, &va, &vb, &mut vo)?;
-    let reference = binary_reference(op, &gpu.download(&va)?, &gpu.download(&vb)?);
-    let got = to_f64_vec(&gpu.download(&vo)?);
-    let c = compare(&got, &reference, tolerance(T::DTYPE));
-    Ok((c.passed, c.rel_err, c.nan_count))
+    let (ha, hb) = (to_f64_vec(&gpu.download(&va)?), to_f64_vec(&gpu.download(&vb)?));
+    let exact = match op {
+        BinaryOp::Add => cpu::add(&ha, &hb),
+        BinaryOp::Sub => cpu::sub(&ha, &hb),
+        BinaryOp::Mul => cpu::mul(&ha, &hb),
+        BinaryOp::AddRelu => cpu::add_relu(&ha, &hb),
+    };
+    let reference: Vec<f64> = exact.into_iter().map(|x| T::from_f64(x).to_f64()).collect();
+    Ok(compare(&to_f64_vec(&gpu.download(&vo)?), &reference, tolerance(T::DTYPE)))
 }

@@ -1,66 +1,256 @@
-//! GEMM against cuBLAS: one case measured (checked, then timed interleaved with cuBLAS on
-//! the same inputs), the phase-2 shape set for benches and gates, and the fuzzer.
+//! The GEMM family: our GEMM against cuBLAS (checked, then timed interleaved on the same
+//! inputs), for gates, benches, `ckb profile gemm` and the fuzzer.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use ckb_common::baselines::{naive, Cublas, GemmSpec};
-use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Layout, Timer, TimingConfig, Tolerance};
+use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Layout, Tolerance};
 use ckb_gemm::reference::{self as cpu, MatRef};
 use ckb_gemm::{GemmInput, GemmOutput, GemmProblem, Variant};
+use clap::Parser;
 use cudarc::driver::CudaSlice;
 use proptest::prelude::*;
 use serde::Deserialize;
 
-use crate::fuzz::FuzzReport;
+use super::{Family, FuzzOptions, Options};
+use crate::cli::{self, OutputArgs};
+use crate::fuzzing::FuzzReport;
+use crate::measure::{self, Context};
 use crate::record::CaseResult;
+use crate::sweep::{combinations, Sizes};
+
+/// The GEMM family.
+pub struct Gemm;
+
+impl Family for Gemm {
+    fn name(&self) -> &'static str {
+        "gemm"
+    }
+
+    fn about(&self) -> &'static str {
+        "C = alpha A B + beta C, f16/bf16/f32 inputs, against cuBLAS"
+    }
+
+    fn measure_cases(
+        &self,
+        ctx: &Context,
+        label: &str,
+        cases: &toml::Value,
+        options: &Options,
+    ) -> Result<Vec<CaseResult>> {
+        let cases: Vec<GemmCase> = cases.clone().try_into()?;
+        let cases = super::filter_only(cases, options.only.as_deref(), GemmCase::label)?;
+        let runs: Vec<Run> = cases.iter().map(GemmCase::run).collect::<Result<_>>()?;
+        measure_runs(ctx, label, &runs, options.variant.as_deref())
+    }
+
+    fn bench_gate(&self) -> &'static str {
+        "phase2a"
+    }
+
+    fn fuzz(&self, ctx: &Context, options: &FuzzOptions) -> Result<FuzzReport> {
+        let scope = match options.scope.as_deref() {
+            None => FuzzScope::AllVariants,
+            Some("universal") => FuzzScope::SimpleKernel,
+            Some(other) => bail!("gemm fuzz scope {other:?}: universal, or none for every variant"),
+        };
+        fuzz(&ctx.gpu, options.cases, options.seed, scope)
+    }
+
+    fn profile(&self, ctx: &Context, args: &[String]) -> Result<Vec<CaseResult>> {
+        let parsed: ProfileArgs = cli::parse(args)?;
+        let runs = parsed.runs()?;
+        let rows = measure_runs(ctx, "profile gemm", &runs, parsed.variant.as_deref())?;
+        crate::output::emit("gemm against cuBLAS", &rows, serde_json::json!({ "args": args }), &parsed.output)?;
+        Ok(rows)
+    }
+
+    fn check_profile_args(&self, args: &[String]) -> Result<()> {
+        cli::parse::<ProfileArgs>(args)?.runs().map(|_| ())
+    }
+}
 
 /// One case of a GEMM shape set, as gates.toml spells it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GemmCase {
     pub dtype: String,
+    /// The output type; the input type when absent.
+    pub out_dtype: Option<String>,
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    /// "rc": A row-major, B column-major (a linear layer's weight); "rr": both row-major.
+    /// A's and B's layout letters ("rc": A row-major, B column-major, a linear layer's
+    /// weight), optionally C's third (row-major when absent).
     pub layouts: String,
 }
 
 impl GemmCase {
-    pub fn problem(&self) -> Result<GemmProblem> {
-        let layout = |c: char| match c {
-            'r' => Ok(Layout::RowMajor),
-            'c' => Ok(Layout::ColMajor),
-            other => Err(anyhow!("layout letter {other}: r or c")),
-        };
-        let mut letters = self.layouts.chars();
-        let (a, b) = (layout(letters.next().unwrap_or('?'))?, layout(letters.next().unwrap_or('?'))?);
-        Ok(GemmProblem::packed(self.m, self.n, self.k, a, b, Layout::RowMajor))
+    fn label(&self) -> String {
+        format!("{} {} m{} n{} k{}", self.dtype, self.layouts, self.m, self.n, self.k)
+    }
+
+    fn run(&self) -> Result<Run> {
+        let input = cli::dtype(&self.dtype)?;
+        let output = self.out_dtype.as_deref().map(cli::dtype).transpose()?.unwrap_or(input);
+        let [a, b, c] = layouts(&self.layouts)?;
+        Ok(Run { problem: GemmProblem::packed(self.m, self.n, self.k, a, b, c), input, output })
     }
 }
 
-/// The phase-2 shape set (issue 3): both dtypes, A row x B column on nine shapes and
-/// A row x B row on the three squares.
-pub fn phase2_cases() -> Vec<GemmCase> {
-    let rc = [
-        (2048, 2048, 2048),
-        (4096, 4096, 4096),
-        (8192, 8192, 8192),
-        (8192, 28672, 8192),
-        (8192, 8192, 28672),
-        (16384, 4096, 4096),
-        (4096, 4096, 256),
-        (128, 8192, 8192),
-        (4000, 3000, 2048),
-    ];
-    let mut cases = Vec::new();
-    for dtype in ["bf16", "f16"] {
-        for &(m, n, k) in &rc {
-            cases.push(GemmCase { dtype: dtype.into(), m, n, k, layouts: "rc".into() });
+/// "rc" or "rcr": A's, B's and (optionally) C's layout letters.
+fn layouts(letters: &str) -> Result<[Layout; 3]> {
+    let l: Vec<char> = letters.chars().collect();
+    match l.as_slice() {
+        [a, b] => Ok([cli::layout(*a)?, cli::layout(*b)?, Layout::RowMajor]),
+        [a, b, c] => Ok([cli::layout(*a)?, cli::layout(*b)?, cli::layout(*c)?]),
+        _ => bail!("layouts {letters:?}: two or three of r/c (A, B, then C), like rc or rcr"),
+    }
+}
+
+/// One problem to measure, with its element types.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    problem: GemmProblem,
+    input: DType,
+    output: DType,
+}
+
+/// `ckb profile gemm`: any GEMM shape, sweeps included, against cuBLAS.
+#[derive(Debug, Parser)]
+#[command(name = "ckb profile gemm", about = "Our GEMM against cuBLAS on any shape: C = alpha A B + beta C")]
+struct ProfileArgs {
+    /// Rows of A and C: a size, list or range (1024:8192:1024).
+    #[arg(long)]
+    m: Sizes,
+    /// Columns of B and C.
+    #[arg(long)]
+    n: Sizes,
+    /// The inner dimension.
+    #[arg(long)]
+    k: Sizes,
+    /// Layout letters of A and B, and optionally C (r row-major, c column-major); a list.
+    #[arg(long, default_value = "rc", value_delimiter = ',')]
+    layout: Vec<String>,
+    /// Input type: bf16, f16 or f32; a list.
+    #[arg(long, default_value = "bf16", value_delimiter = ',')]
+    dtype: Vec<String>,
+    /// Output type (default: the input type).
+    #[arg(long)]
+    out_dtype: Option<String>,
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    alpha: f32,
+    /// beta != 0 reads a random C.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    beta: f32,
+    /// Leading dimensions of A, B and C in elements (default: packed).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    ld: Option<Vec<usize>>,
+    /// A variant from ckb_gemm::variants(), or `all` for every variant that takes the problem.
+    #[arg(long)]
+    variant: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl ProfileArgs {
+    /// Every combination, validated before anything runs.
+    fn runs(&self) -> Result<Vec<Run>> {
+        if let Some(ld) = &self.ld {
+            if ld.len() != 3 {
+                bail!("--ld takes three leading dimensions, A,B,C; got {}", ld.len());
+            }
         }
-        for s in [2048, 4096, 8192] {
-            cases.push(GemmCase { dtype: dtype.into(), m: s, n: s, k: s, layouts: "rr".into() });
+        if let Some(v) = self.variant.as_deref().filter(|v| *v != "all") {
+            ckb_gemm::find_variant(v).ok_or_else(|| anyhow!("no GEMM variant {v:?}"))?;
+        }
+        let out = self.out_dtype.as_deref().map(cli::dtype).transpose()?;
+        let inputs: Vec<DType> = self.dtype.iter().map(|d| cli::dtype(d)).collect::<Result<_>>()?;
+        let layouts: Vec<[Layout; 3]> = self.layout.iter().map(|l| layouts(l)).collect::<Result<_>>()?;
+        let mut runs = Vec::new();
+        for &input in &inputs {
+            for &lay in &layouts {
+                for dims in combinations(&[&self.m.0[..], &self.n.0[..], &self.k.0[..]]) {
+                    let [a, b, c] = lay;
+                    let mut problem =
+                        GemmProblem::packed(dims[0], dims[1], dims[2], a, b, c).with_scalars(self.alpha, self.beta);
+                    if let Some(ld) = &self.ld {
+                        problem = problem.with_leading_dims(ld[0], ld[1], ld[2]);
+                    }
+                    problem.validate()?;
+                    let output = out.unwrap_or(input);
+                    type_pair(input, output)?;
+                    runs.push(Run { problem, input, output });
+                }
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// The (input, output) pairs the kernels and cuBLAS both take.
+fn type_pair(input: DType, output: DType) -> Result<()> {
+    match (input, output) {
+        (DType::BF16, DType::BF16 | DType::F32) | (DType::F16, DType::F16 | DType::F32) | (DType::F32, DType::F32) => {
+            Ok(())
+        }
+        _ => bail!("GEMM types {input} -> {output}: bf16 or f16 in with the same type or f32 out, or f32 -> f32"),
+    }
+}
+
+/// Measures each run, on the heuristic's variant, one forced variant, or (`all`) every
+/// variant that takes it.
+fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>) -> Result<Vec<CaseResult>> {
+    let cublas = Cublas::new(&ctx.gpu)?;
+    let mut items: Vec<(Run, Option<&'static Variant>)> = Vec::new();
+    for run in runs {
+        match variant {
+            None => items.push((*run, None)),
+            Some("all") => {
+                items.extend(ckb_gemm::variants().iter().filter(|v| v.input == run.input).map(|v| (*run, Some(v))))
+            }
+            Some(name) => items
+                .push((*run, Some(ckb_gemm::find_variant(name).ok_or_else(|| anyhow!("no GEMM variant {name:?}"))?))),
         }
     }
-    cases
+    let progress = crate::progress::Progress::new(label, items.len() as u64);
+    let mut rows = Vec::new();
+    for (run, forced) in items {
+        match measure_problem(&ctx.gpu, &cublas, &run, forced) {
+            Ok(row) => {
+                progress.step(&row.summary());
+                rows.push(row);
+            }
+            // A forced variant may not take every problem: say so and go on.
+            Err(e) if forced.is_some() && is_cannot_run(&e) => progress.step(&format!("skipped: {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+    progress.finish();
+    Ok(rows)
+}
+
+fn is_cannot_run(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<ckb_gemm::GemmError>(), Some(ckb_gemm::GemmError::VariantCannotRun { .. }))
+}
+
+fn measure_problem(gpu: &Gpu, cublas: &Cublas, run: &Run, variant: Option<&'static Variant>) -> Result<CaseResult> {
+    let p = &run.problem;
+    let bytes = [ckb_gemm::Operand::A, ckb_gemm::Operand::B, ckb_gemm::Operand::C]
+        .iter()
+        .map(|&o| {
+            p.required_len(o).map(|n| {
+                n * if o == ckb_gemm::Operand::C { 2 * run.output.size_bytes() } else { run.input.size_bytes() }
+            })
+        })
+        .sum::<Result<usize, _>>()?;
+    measure::ensure_fits(gpu, "this GEMM", bytes)?;
+    match (run.input, run.output) {
+        (DType::BF16, DType::BF16) => measure_typed::<bf16, bf16>(gpu, cublas, p, variant),
+        (DType::F16, DType::F16) => measure_typed::<f16, f16>(gpu, cublas, p, variant),
+        (DType::BF16, DType::F32) => measure_typed::<bf16, f32>(gpu, cublas, p, variant),
+        (DType::F16, DType::F32) => measure_typed::<f16, f32>(gpu, cublas, p, variant),
+        (DType::F32, DType::F32) => measure_typed::<f32, f32>(gpu, cublas, p, variant),
+        (i, o) => type_pair(i, o).and_then(|_| bail!("GEMM types {i} -> {o}")),
+    }
 }
 
 pub fn spec_of(p: &GemmProblem) -> GemmSpec {
@@ -122,89 +312,68 @@ fn round_to(x: f64, dtype: DType) -> f64 {
     }
 }
 
-/// One case: inputs random normal, C poisoned, checked on sampled rows, then timed
-/// interleaved with cuBLAS on the same inputs. The ratio is cuBLAS's time over ours.
-pub fn measure<T: GemmInput + GemmOutput>(
+/// One problem: inputs random normal, C poisoned (random where beta reads it), checked on
+/// sampled rows, then timed interleaved with cuBLAS on the same inputs. The ratio is
+/// cuBLAS's time over ours.
+fn measure_typed<TIn: GemmInput, TOut: GemmOutput>(
     gpu: &Gpu,
     cublas: &Cublas,
     p: &GemmProblem,
     variant: Option<&'static Variant>,
 ) -> Result<CaseResult> {
-    let a = gpu.random_normal::<T>(p.required_len(ckb_gemm::Operand::A)?, 11)?;
-    let b = gpu.random_normal::<T>(p.required_len(ckb_gemm::Operand::B)?, 12)?;
+    let a = gpu.random_normal::<TIn>(p.required_len(ckb_gemm::Operand::A)?, 11)?;
+    let b = gpu.random_normal::<TIn>(p.required_len(ckb_gemm::Operand::B)?, 12)?;
     let c_len = p.required_len(ckb_gemm::Operand::C)?;
-    let mut c = gpu.poisoned::<T>(c_len)?;
-    let mut theirs = gpu.zeros::<T>(c_len)?;
-    let run_ours = |c: &mut CudaSlice<T>| -> ckb_common::GpuResult<&'static Variant> {
-        let result = match variant {
-            Some(v) => ckb_gemm::gemm_with_variant(gpu, v, p, &a, &b, c).map(|plan| plan.variant),
-            None => ckb_gemm::gemm(gpu, p, &a, &b, c),
-        };
-        result.map_err(|e| ckb_common::GpuError::Library { library: "ckb-gemm", detail: e.to_string() })
+    let (mut c, c0) = if p.beta == 0.0 {
+        (gpu.poisoned::<TOut>(c_len)?, vec![f64::NAN; c_len])
+    } else {
+        let c = gpu.random_normal::<TOut>(c_len, 13)?;
+        let host = to_f64_vec(&gpu.download(&c)?);
+        (c, host)
     };
-    let chosen = run_ours(&mut c)?;
-    let check = check_rows(gpu, p, &a, &b, &vec![f64::NAN; c_len], &c, 48)?;
+    let mut theirs = gpu.random_normal::<TOut>(c_len, 13)?;
+    let run_ours = |c: &mut CudaSlice<TOut>| -> Result<ckb_gemm::Plan, ckb_gemm::GemmError> {
+        match variant {
+            Some(v) => ckb_gemm::gemm_with_variant(gpu, v, p, &a, &b, c),
+            None => {
+                let at = |x: &CudaSlice<TIn>| ckb_common::device_address(x, &gpu.stream);
+                let addresses = [at(&a), at(&b), ckb_common::device_address(c, &gpu.stream)];
+                let plan = ckb_gemm::choose_plan(gpu, p, TIn::DTYPE, TOut::DTYPE, addresses)?;
+                ckb_gemm::gemm(gpu, p, &a, &b, c)?;
+                Ok(plan)
+            }
+        }
+    };
+    let plan = run_ours(&mut c)?;
+    let check = check_rows(gpu, p, &a, &b, &c0, &c, 48)?;
 
     let spec = spec_of(p);
-    let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats = timer.time_interleaved(&mut [&mut |_| run_ours(&mut c).map(|_| ()), &mut |_| {
-        cublas.gemm(&spec, &a, &b, &mut theirs)
-    }])?;
-    let (ours_us, cublas_us) = (stats[0].median_us, stats[1].median_us);
-    Ok(CaseResult {
-        name: format!("{} {} m{} n{} k{}", T::DTYPE, p.layout_letters(), p.m, p.n, p.k),
-        variant: chosen.name.to_string(),
-        ours_us,
-        baseline_us: Some(cublas_us),
-        ratio: cublas_us / ours_us,
-        tflops: Some(p.flops() / (ours_us * 1e-6) / 1e12),
-        gbs: None,
-        fraction_of_copy: None,
-        correct: check.passed,
-        rel_err: check.rel_err,
-        vendor_us: None,
-    })
-}
-
-/// Measures one case of a shape set.
-pub fn measure_case(
-    gpu: &Gpu,
-    cublas: &Cublas,
-    case: &GemmCase,
-    variant: Option<&'static Variant>,
-) -> Result<CaseResult> {
-    let p = case.problem()?;
-    match case.dtype.as_str() {
-        "bf16" => measure::<bf16>(gpu, cublas, &p, variant),
-        "f16" => measure::<f16>(gpu, cublas, &p, variant),
-        other => Err(anyhow!("GEMM gate dtype {other}: bf16 or f16")),
-    }
-}
-
-/// `ckb bench gemm`: the phase-2 shape set (or the cases a forced variant can take).
-pub fn bench(gpu: &Gpu, variant: Option<&str>) -> Result<Vec<CaseResult>> {
-    let forced = match variant {
-        Some(name) => Some(ckb_gemm::find_variant(name).ok_or_else(|| anyhow!("no GEMM variant {name}"))?),
-        None => None,
+    let (ours_us, cublas_us) =
+        measure::against_vendor(gpu, &mut |_| run_ours(&mut c).map(|_| ()).map_err(Into::into), &mut |_| {
+            cublas.gemm(&spec, &a, &b, &mut theirs)
+        })?;
+    let types =
+        if TIn::DTYPE == TOut::DTYPE { TIn::DTYPE.to_string() } else { format!("{}->{}", TIn::DTYPE, TOut::DTYPE) };
+    let scalars = if p.alpha == 1.0 && p.beta == 0.0 { String::new() } else { format!(" a{} b{}", p.alpha, p.beta) };
+    let packed = GemmProblem::packed(p.m, p.n, p.k, p.a_layout, p.b_layout, p.c_layout);
+    let lds = if (p.lda, p.ldb, p.ldc) == (packed.lda, packed.ldb, packed.ldc) {
+        String::new()
+    } else {
+        format!(" ld{},{},{}", p.lda, p.ldb, p.ldc)
     };
-    let cublas = Cublas::new(gpu)?;
-    let cases: Vec<GemmCase> =
-        phase2_cases().into_iter().filter(|c| forced.is_none_or(|v| v.input.name() == c.dtype)).collect();
-    let progress = crate::progress::Progress::new("bench gemm", cases.len() as u64);
-    let mut rows = Vec::new();
-    for case in &cases {
-        match measure_case(gpu, &cublas, case, forced) {
-            Ok(row) => {
-                progress.step(&format!("{} {:.3}x cuBLAS", row.name, row.ratio));
-                rows.push(row);
-            }
-            // A forced variant may not take every layout: say so and go on.
-            Err(e) if forced.is_some() => progress.step(&format!("skipped {case:?}: {e}")),
-            Err(e) => return Err(e),
-        }
+    let c_letter = if p.c_layout == Layout::RowMajor { String::new() } else { p.c_layout.letter().to_string() };
+    let name = format!("{types} {}{c_letter} m{} n{} k{}{scalars}{lds}", p.layout_letters(), p.m, p.n, p.k);
+    let mut row = measure::speedup_case(name, plan_label(&plan), ours_us, cublas_us, check);
+    row.tflops = Some(p.flops() / (ours_us * 1e-6) / 1e12);
+    Ok(row)
+}
+
+/// What ran, as records name it.
+fn plan_label(plan: &ckb_gemm::Plan) -> String {
+    match plan.orientation {
+        ckb_gemm::Orientation::Direct => plan.variant.name.to_string(),
+        ckb_gemm::Orientation::Swapped => format!("{} (swapped)", plan.variant.name),
     }
-    progress.finish();
-    Ok(rows)
 }
 
 /// Which kernels the fuzzer runs.
@@ -259,7 +428,7 @@ fn fuzz_strategy(max_dim: usize) -> impl Strategy<Value = FuzzCase> {
 const CPU_REFERENCE_MACS: usize = 1 << 31;
 
 pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64, scope: FuzzScope) -> Result<FuzzReport> {
-    Ok(crate::fuzz::fuzz_with("gemm", cases, seed, fuzz_strategy(5000), |case| {
+    Ok(crate::fuzzing::fuzz_with("gemm", cases, seed, fuzz_strategy(5000), |case| {
         let outcome = match case.types {
             0 => fuzz_one::<bf16, bf16>(gpu, case, scope),
             1 => fuzz_one::<f16, f16>(gpu, case, scope),

@@ -1,18 +1,23 @@
-//! Softmax, LayerNorm and RMSNorm against the memory roofline (a same-bytes copy in the same
-//! run), with cuDNN's softmax timed beside; and the norm fuzzer, forward and backward.
+//! The norm family: softmax, LayerNorm and RMSNorm against the memory roofline (a same-bytes copy in the same
+//! run), with cuDNN's softmax timed beside; gates, benches, `ckb profile norm`, and the
+//! fuzzer, forward and backward.
 
 use anyhow::{anyhow, bail, Result};
 use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
-use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Timer, TimingConfig, Tolerance};
+use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Tolerance};
 use ckb_norm::reference as cpu;
 use ckb_norm::{NormElement, NormOp, NormVariant, Normalizer, RowsProblem, NORM_VARIANTS};
+use clap::Parser;
 use cudarc::driver::CudaSlice;
 use proptest::prelude::*;
 use serde::Deserialize;
 
-use super::elementwise::{streaming_case, time_against_copy};
-use crate::fuzz::FuzzReport;
+use super::{Family, FuzzOptions, Options};
+use crate::cli::{self, OutputArgs};
+use crate::fuzzing::FuzzReport;
+use crate::measure::{self, Context};
 use crate::record::CaseResult;
+use crate::sweep::{combinations, Sizes};
 
 const EPS: f32 = 1e-5;
 
@@ -79,13 +84,6 @@ fn inputs<T: NormElement>(gpu: &Gpu, p: &RowsProblem, seed: u64) -> Result<Input
     })
 }
 
-fn norm_err(e: ckb_norm::NormError) -> ckb_common::GpuError {
-    match e {
-        ckb_norm::NormError::Gpu(g) => g,
-        other => ckb_common::GpuError::Library { library: "ckb-norm", detail: other.to_string() },
-    }
-}
-
 /// Runs one forward op once into fresh poisoned outputs and checks it against the reference.
 fn check_forward<T: NormElement>(
     gpu: &Gpu,
@@ -145,142 +143,247 @@ fn forward_op(name: &str) -> Result<NormOp> {
     }
 }
 
-/// One gate case, on the heuristic's variant.
-pub fn measure_case(gpu: &Gpu, copy_gbs: f64, case: &NormCase) -> Result<CaseResult> {
-    measure_variant(gpu, copy_gbs, case, None)
-}
-
-/// One case on `variant` (None: the heuristic's).
-fn measure_variant(gpu: &Gpu, copy_gbs: f64, case: &NormCase, variant: Option<NormVariant>) -> Result<CaseResult> {
-    let op = forward_op(&case.op)?;
-    match case.dtype.as_str() {
-        "f32" => measure::<f32>(gpu, copy_gbs, op, case.rows, case.cols, variant),
-        "bf16" => measure::<bf16>(gpu, copy_gbs, op, case.rows, case.cols, variant),
-        "f16" => measure::<f16>(gpu, copy_gbs, op, case.rows, case.cols, variant),
-        other => bail!("norm dtype {other}"),
-    }
-}
-
-/// Whether `variant` holds a case's rows (benches skip the cases it cannot run).
-fn holds(gpu: &Gpu, case: &NormCase, variant: NormVariant) -> Result<bool> {
-    let op = forward_op(&case.op)?;
-    let p = RowsProblem::dense(case.rows, case.cols);
-    let mut norm = Normalizer::new(gpu)?;
-    norm.force_variant(Some(variant));
-    Ok(match case.dtype.as_str() {
-        "f32" => norm.plan::<f32>(op, &p).is_ok(),
-        "bf16" => norm.plan::<bf16>(op, &p).is_ok(),
-        _ => norm.plan::<f16>(op, &p).is_ok(),
-    })
-}
-
-/// One forward op: checked, then timed against a copy of the same bytes (one read and one
-/// write of the matrix); softmax is also timed against cuDNN's.
-fn measure<T: NormElement>(
-    gpu: &Gpu,
-    copy_gbs: f64,
+/// One problem: a forward op on rows of `cols` elements, `row_stride` apart.
+#[derive(Debug, Clone, Copy)]
+struct Run {
     op: NormOp,
-    rows: usize,
-    cols: usize,
-    forced: Option<NormVariant>,
-) -> Result<CaseResult> {
-    let p = RowsProblem::dense(rows, cols);
-    let inp = inputs::<T>(gpu, &p, 31)?;
-    let mut norm = Normalizer::new(gpu)?;
-    norm.force_variant(forced);
-    let check = check_forward(gpu, &mut norm, op, &p, &inp)?;
-    let plan = norm.plan::<T>(op, &p)?;
-    // Gate records name the variant; a forced (bench) run also gives its shape.
-    let variant = match forced {
-        None => plan.variant.name().to_string(),
-        Some(_) => format!("{} {}x{} p{}", plan.variant.name(), plan.parts, plan.threads, plan.packs),
-    };
-    let mut y = gpu.zeros::<T>(p.output_len())?;
-    let mut mean = gpu.zeros::<f32>(rows)?;
-    let mut rstd = gpu.zeros::<f32>(rows)?;
-    let bytes = 2 * rows * cols * T::DTYPE.size_bytes();
-    let (ours_us, copy_us) = time_against_copy(gpu, bytes, &mut |_| {
-        match op {
-            NormOp::Softmax => norm.softmax(&p, &inp.x, &mut y),
-            NormOp::LogSoftmax => norm.log_softmax(&p, &inp.x, &mut y),
-            NormOp::LayerNorm => norm.layernorm(&p, &inp.x, &inp.gamma, &inp.beta, EPS, &mut y, &mut mean, &mut rstd),
-            _ => norm.rmsnorm(&p, &inp.x, &inp.gamma, EPS, &mut y, &mut rstd),
-        }
-        .map(|_| ())
-        .map_err(norm_err)
-    })?;
-    let mut case = streaming_case(
-        format!("{} {} {rows}x{cols}", op.name(), T::DTYPE,),
-        &variant,
-        bytes,
-        ours_us,
-        copy_us,
-        copy_gbs,
-        check,
-    );
-    if matches!(op, NormOp::Softmax | NormOp::LogSoftmax) {
-        case.vendor_us = cudnn_softmax_us(gpu, &p, &inp.x, op == NormOp::LogSoftmax);
-    }
-    Ok(case)
+    dtype: DType,
+    problem: RowsProblem,
 }
 
-/// cuDNN's softmax on the same input, where the installed cuDNN takes this type.
-fn cudnn_softmax_us<T: NormElement>(gpu: &Gpu, p: &RowsProblem, x: &CudaSlice<T>, log: bool) -> Option<f64> {
-    let vendor = match CudnnSoftmax::<T>::new(gpu, p.rows, p.cols, p.row_stride, log) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!("cuDNN softmax unavailable for {}: {e}", T::DTYPE);
-            return None;
-        }
-    };
-    let mut y = gpu.zeros::<T>(p.output_len()).ok()?;
-    let mut timer = Timer::new(gpu, TimingConfig::default()).ok()?;
-    timer.time(&mut |_| vendor.run(x, &mut y)).ok().map(|s| s.median_us)
+impl Run {
+    fn name(&self) -> String {
+        let p = &self.problem;
+        let stride = if p.row_stride == p.cols { String::new() } else { format!(" stride {}", p.row_stride) };
+        format!("{} {} {}x{}{stride}", self.op.name(), self.dtype, p.rows, p.cols)
+    }
 }
 
-/// `ckb bench norm [--variant NAME|all] [--only TEXT]`: the phase-5 set from gates.toml (or
-/// the cases named like TEXT), on the heuristic's variant, one forced variant, or every
-/// variant that holds each case.
-pub fn bench(gpu: &Gpu, copy_gbs: f64, variant: Option<&str>, only: Option<&str>) -> Result<Vec<CaseResult>> {
-    let mut cases: Vec<NormCase> = crate::table::find("phase5-norm")?.setting("cases")?;
-    if let Some(only) = only {
-        cases.retain(|c| format!("{} {} {}x{}", c.op, c.dtype, c.rows, c.cols).contains(only));
-        if cases.is_empty() {
-            bail!("no phase5-norm case matches {only:?}");
-        }
+impl NormCase {
+    fn run(&self) -> Result<Run> {
+        Ok(Run {
+            op: forward_op(&self.op)?,
+            dtype: cli::dtype(&self.dtype)?,
+            problem: RowsProblem::dense(self.rows, self.cols),
+        })
     }
-    let variants: Vec<NormVariant> = match variant {
-        None => return cases.iter().map(|c| measure_case(gpu, copy_gbs, c)).collect(),
-        Some("all") => NORM_VARIANTS.iter().map(|(v, _)| *v).collect(),
-        Some(name) => vec![NormVariant::by_name(name).ok_or_else(|| {
+}
+
+/// The norm family.
+pub struct Norm;
+
+impl Family for Norm {
+    fn name(&self) -> &'static str {
+        "norm"
+    }
+
+    fn about(&self) -> &'static str {
+        "softmax, log_softmax, layernorm, rmsnorm forward over rows, against a same-bytes copy (cuDNN softmax beside)"
+    }
+
+    fn measure_cases(
+        &self,
+        ctx: &Context,
+        label: &str,
+        cases: &toml::Value,
+        options: &Options,
+    ) -> Result<Vec<CaseResult>> {
+        let cases: Vec<NormCase> = cases.clone().try_into()?;
+        let runs: Vec<Run> = cases.iter().map(NormCase::run).collect::<Result<_>>()?;
+        let runs = super::filter_only(runs, options.only.as_deref(), Run::name)?;
+        measure_runs(ctx, label, &runs, options.variant.as_deref())
+    }
+
+    fn bench_gate(&self) -> &'static str {
+        "phase5-norm"
+    }
+
+    fn fuzz(&self, ctx: &Context, options: &FuzzOptions) -> Result<FuzzReport> {
+        if let Some(scope) = &options.scope {
+            bail!("the norm fuzzer has no scope {scope:?}");
+        }
+        fuzz(&ctx.gpu, options.cases, options.seed)
+    }
+
+    fn profile(&self, ctx: &Context, args: &[String]) -> Result<Vec<CaseResult>> {
+        let parsed: ProfileArgs = cli::parse(args)?;
+        let rows = measure_runs(ctx, "profile norm", &parsed.runs()?, parsed.variant.as_deref())?;
+        let title = format!("row ops against a same-bytes copy (copy {:.0} GB/s)", ctx.copy_gbs);
+        crate::output::emit(
+            &title,
+            &rows,
+            serde_json::json!({ "args": args, "copy_gbs": ctx.copy_gbs }),
+            &parsed.output,
+        )?;
+        Ok(rows)
+    }
+
+    fn check_profile_args(&self, args: &[String]) -> Result<()> {
+        let parsed: ProfileArgs = cli::parse(args)?;
+        variants(parsed.variant.as_deref())?;
+        parsed.runs().map(|_| ())
+    }
+}
+
+/// `ckb profile norm`.
+#[derive(Debug, Parser)]
+#[command(name = "ckb profile norm", about = "A row op on any row count and length, against a same-bytes copy")]
+struct ProfileArgs {
+    /// softmax, log_softmax, layernorm or rmsnorm; a list.
+    #[arg(long, value_delimiter = ',')]
+    op: Vec<String>,
+    /// f32, f16 or bf16; a list.
+    #[arg(long, default_value = "bf16", value_delimiter = ',')]
+    dtype: Vec<String>,
+    /// Rows: a size, list or range.
+    #[arg(long)]
+    rows: Sizes,
+    /// Row length: a size, list or range (50257 for a GPT-2 vocabulary).
+    #[arg(long)]
+    cols: Sizes,
+    /// Elements from one row's start to the next (default: the row length).
+    #[arg(long)]
+    row_stride: Option<usize>,
+    /// A variant of the norm table, or `all` for every variant that holds each case.
+    #[arg(long)]
+    variant: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl ProfileArgs {
+    fn runs(&self) -> Result<Vec<Run>> {
+        if self.op.is_empty() {
+            bail!("--op is required: softmax, log_softmax, layernorm or rmsnorm");
+        }
+        let ops: Vec<NormOp> = self.op.iter().map(|o| forward_op(o)).collect::<Result<_>>()?;
+        let dtypes: Vec<DType> = self.dtype.iter().map(|d| cli::dtype(d)).collect::<Result<_>>()?;
+        let mut runs = Vec::new();
+        for &op in &ops {
+            for &dtype in &dtypes {
+                if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+                    bail!("the norm kernels take f32, f16 and bf16, not {dtype}");
+                }
+                for dims in combinations(&[&self.rows.0[..], &self.cols.0[..]]) {
+                    let (rows, cols) = (dims[0], dims[1]);
+                    let stride = self.row_stride.unwrap_or(cols);
+                    let problem = RowsProblem::new(rows, cols, stride);
+                    problem.validate(op.name())?;
+                    if problem.is_empty() {
+                        bail!("{rows}x{cols}: rows and row length must be at least 1");
+                    }
+                    runs.push(Run { op, dtype, problem });
+                }
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// The variants a bench or profile forces: None (the heuristic's), one, or `all`.
+fn variants(name: Option<&str>) -> Result<Vec<Option<NormVariant>>> {
+    Ok(match name {
+        None => vec![None],
+        Some("all") => NORM_VARIANTS.iter().map(|(v, _)| Some(*v)).collect(),
+        Some(name) => vec![Some(NormVariant::by_name(name).ok_or_else(|| {
             anyhow!(
                 "norm variant {name}: one of all, {}",
                 NORM_VARIANTS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
             )
-        })?],
-    };
-    let progress = crate::progress::Progress::new("bench norm", (cases.len() * variants.len()) as u64);
-    let mut results = Vec::new();
-    for case in &cases {
+        })?)],
+    })
+}
+
+/// Measures each run on each variant that holds it (a forced variant that cannot hold a
+/// run is skipped, with a note).
+fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>) -> Result<Vec<CaseResult>> {
+    let variants = variants(variant)?;
+    let mut norm = Normalizer::new(&ctx.gpu)?;
+    let progress = crate::progress::Progress::new(label, (runs.len() * variants.len()) as u64);
+    let mut rows = Vec::new();
+    for run in runs {
         for &v in &variants {
-            if holds(gpu, case, v)? {
-                let row = measure_variant(gpu, copy_gbs, case, Some(v))?;
-                progress.step(&format!("{} {:.3} of copy ({})", row.name, row.ratio, row.variant));
-                results.push(row);
-            } else {
-                progress.step(&format!(
-                    "{} {} {}x{}: {} does not hold it",
-                    case.op,
-                    case.dtype,
-                    case.rows,
-                    case.cols,
-                    v.name()
-                ));
+            norm.force_variant(v);
+            let plan = match run.dtype {
+                DType::F32 => norm.plan::<f32>(run.op, &run.problem),
+                DType::BF16 => norm.plan::<bf16>(run.op, &run.problem),
+                _ => norm.plan::<f16>(run.op, &run.problem),
+            };
+            if let (Some(v), Err(e)) = (v, &plan) {
+                progress.step(&format!("{}: {} does not hold it ({e})", run.name(), v.name()));
+                continue;
             }
+            plan?;
+            let bytes = 2 * (run.problem.input_len() + run.problem.output_len()) * run.dtype.size_bytes();
+            measure::ensure_fits(&ctx.gpu, &run.name(), bytes)?;
+            let row = match run.dtype {
+                DType::F32 => measure::<f32>(ctx, &mut norm, run, v.is_some()),
+                DType::BF16 => measure::<bf16>(ctx, &mut norm, run, v.is_some()),
+                DType::F16 => measure::<f16>(ctx, &mut norm, run, v.is_some()),
+                other => bail!("norm dtype {other}"),
+            }?;
+            progress.step(&row.summary());
+            rows.push(row);
         }
     }
     progress.finish();
-    Ok(results)
+    Ok(rows)
+}
+
+/// One forward op: checked, then timed against a copy of the same bytes (one read and one
+/// write of the rows); softmax is also timed against cuDNN's.
+fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run, forced: bool) -> Result<CaseResult> {
+    let gpu = &ctx.gpu;
+    let (op, p) = (run.op, run.problem);
+    let inp = inputs::<T>(gpu, &p, 31)?;
+    let check = check_forward(gpu, norm, op, &p, &inp)?;
+    let plan = norm.plan::<T>(op, &p)?;
+    // Gate records name the variant; a forced (bench) run also gives its shape.
+    let variant = if forced {
+        format!("{} {}x{} p{}", plan.variant.name(), plan.parts, plan.threads, plan.packs)
+    } else {
+        plan.variant.name().to_string()
+    };
+    let mut y = gpu.zeros::<T>(p.output_len())?;
+    let mut mean = gpu.zeros::<f32>(p.rows)?;
+    let mut rstd = gpu.zeros::<f32>(p.rows)?;
+    let bytes = 2 * p.rows * p.cols * T::DTYPE.size_bytes();
+    // cuDNN's softmax, where the installed cuDNN takes this type, timed in the same rotation.
+    let vendor = match op {
+        NormOp::Softmax | NormOp::LogSoftmax => {
+            match CudnnSoftmax::<T>::new(gpu, p.rows, p.cols, p.row_stride, op == NormOp::LogSoftmax) {
+                Ok(v) => Some((v, gpu.zeros::<T>(p.output_len())?)),
+                Err(e) => {
+                    tracing::warn!("cuDNN softmax unavailable for {}: {e}", T::DTYPE);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let x = &inp.x;
+    let mut vendor_run = vendor.map(|(v, mut out)| move |_: usize| v.run(x, &mut out));
+    let (ours_us, copy_us, vendor_us) = measure::against_copy_and(
+        gpu,
+        bytes,
+        &mut |_| {
+            match op {
+                NormOp::Softmax => norm.softmax(&p, &inp.x, &mut y),
+                NormOp::LogSoftmax => norm.log_softmax(&p, &inp.x, &mut y),
+                NormOp::LayerNorm => {
+                    norm.layernorm(&p, &inp.x, &inp.gamma, &inp.beta, EPS, &mut y, &mut mean, &mut rstd)
+                }
+                _ => norm.rmsnorm(&p, &inp.x, &inp.gamma, EPS, &mut y, &mut rstd),
+            }
+            .map(|_| ())
+            .map_err(Into::into)
+        },
+        vendor_run.as_mut().map(|f| f as ckb_common::timing::Candidate<'_>),
+    )?;
+    let mut case = measure::streaming_case(run.name(), variant, bytes, ours_us, copy_us, ctx.copy_gbs, check);
+    case.group = Some(op.name().to_string());
+    case.vendor_us = vendor_us;
+    Ok(case)
 }
 
 #[derive(Debug, Clone)]
@@ -300,7 +403,7 @@ const FUZZ_OPS: [&str; 7] =
 pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
     let strategy = (0..FUZZ_OPS.len(), 0..3usize, 1usize..40, prop_oneof![1usize..2048, 2048usize..300_000], 0usize..9)
         .prop_map(|(op, dtype, rows, cols, pad)| FuzzCase { op, dtype, rows, cols, pad });
-    Ok(crate::fuzz::fuzz_with("norm", cases, seed, strategy, |c| {
+    Ok(crate::fuzzing::fuzz_with("norm", cases, seed, strategy, |c| {
         let outcome = match c.dtype {
             0 => fuzz_one::<f32>(gpu, c),
             1 => fuzz_one::<bf16>(gpu, c),

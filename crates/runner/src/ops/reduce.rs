@@ -1,16 +1,89 @@
-//! Reductions against CUB (full and row reductions) and against the bandwidth roofline
-//! (column sums, which CUB has no direct counterpart for).
+//! The reduction family: sums, means, extrema, norms and arg-extrema over a whole tensor
+//! or one axis, against CUB where CUB has the same call (full reductions, row sums, f32
+//! argmax) and against a same-bytes copy elsewhere; for gates, benches, `ckb profile
+//! reduce` and the fuzzer.
 
 use anyhow::{anyhow, bail, Result};
 use ckb_common::baselines::cub::{Cub, ReduceOp as CubOp};
-use ckb_common::{bf16, compare, to_f64_vec, Comparison, DType, Gpu, Timer, TimingConfig, Tolerance};
+use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Tolerance};
 use ckb_reduce::reference as cpu;
-use ckb_reduce::{EwElement, ReduceOp, ReduceOutput, Reducer};
+use ckb_reduce::{ArgOp, EwElement, ReduceOp, ReduceOutput, Reducer};
+use clap::Parser;
+use cudarc::driver::CudaSlice;
 use serde::Deserialize;
 
-use super::elementwise::into_gpu_error;
-use super::size_label;
+use super::{Family, FuzzOptions, Options};
+use crate::cli::{self, OutputArgs};
+use crate::fuzzing::FuzzReport;
+use crate::measure::{self, size_label, Context};
 use crate::record::CaseResult;
+use crate::sweep::Shapes;
+
+/// The reduction family.
+pub struct Reduce;
+
+/// A value reduction or an arg reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnyOp {
+    Value(ReduceOp),
+    Arg(ArgOp),
+}
+
+impl AnyOp {
+    fn parse(name: &str) -> Result<AnyOp> {
+        let values = ReduceOp::ALL.iter().map(|&o| (o.name(), AnyOp::Value(o)));
+        let args = ArgOp::ALL.iter().map(|&o| (o.name(), AnyOp::Arg(o)));
+        let all: Vec<(&str, AnyOp)> = values.chain(args).collect();
+        all.iter().find(|(n, _)| *n == name).map(|(_, o)| *o).ok_or_else(|| {
+            anyhow!("reduce op {name:?}: one of {}", all.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            AnyOp::Value(o) => o.name(),
+            AnyOp::Arg(o) => o.name(),
+        }
+    }
+}
+
+/// One problem: `op` over `axis` of a contiguous row-major tensor (None: all of it).
+#[derive(Debug, Clone)]
+struct Run {
+    op: AnyOp,
+    input: DType,
+    /// Values' type: f32 or the input type (arg ops write f32 values and i64 indices).
+    output: DType,
+    shape: Vec<usize>,
+    axis: Option<usize>,
+    /// The name gate records have used for this case, when it comes from a gate.
+    label: Option<String>,
+}
+
+impl Run {
+    fn name(&self) -> String {
+        if let Some(label) = &self.label {
+            return label.clone();
+        }
+        let shape = self.shape.iter().map(|&d| size_label(d)).collect::<Vec<_>>().join("x");
+        let axis = self.axis.map(|a| format!(" axis {a}")).unwrap_or_default();
+        format!("{} {}->{} {shape}{axis}", self.op.name(), self.input, self.output)
+    }
+
+    fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// How many results the reduction writes.
+    fn outputs(&self) -> usize {
+        self.axis.map_or(1, |a| self.elements() / self.shape[a].max(1))
+    }
+
+    /// Length of each reduced lane.
+    fn lane(&self) -> usize {
+        self.axis.map_or(self.elements(), |a| self.shape[a])
+    }
+}
 
 /// One case of the phase-4 set, as gates.toml spells it.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,12 +100,147 @@ pub struct ReduceCase {
     pub cols: usize,
 }
 
-fn ops(name: &str) -> Result<(ReduceOp, CubOp)> {
-    match name {
-        "sum" => Ok((ReduceOp::Sum, CubOp::Sum)),
-        "max" => Ok((ReduceOp::Max, CubOp::Max)),
-        "min" => Ok((ReduceOp::Min, CubOp::Min)),
-        other => Err(anyhow!("reduce op {other}: sum, max or min")),
+impl ReduceCase {
+    /// Sums accumulate in f32 and write f32; max and min write the input type.
+    fn run(&self) -> Result<Run> {
+        let op = AnyOp::parse(&self.op)?;
+        let input = cli::dtype(&self.dtype)?;
+        let output = if op == AnyOp::Value(ReduceOp::Sum) { DType::F32 } else { input };
+        let (shape, axis, label) = match self.kind.as_str() {
+            "full" => (vec![self.n], None, format!("{} {input}->{output} n={}", op.name(), size_label(self.n))),
+            "rows" => (
+                vec![self.rows, self.cols],
+                Some(1),
+                format!("row-{} {input}->{output} {}x{}", op.name(), self.rows, self.cols),
+            ),
+            "columns" => (
+                vec![self.rows, self.cols],
+                Some(0),
+                format!("column-{} {input} {}x{} (vs roofline)", op.name(), self.rows, self.cols),
+            ),
+            other => bail!("reduce case kind {other:?}: full, rows or columns"),
+        };
+        Ok(Run { op, input, output, shape, axis, label: Some(label) })
+    }
+}
+
+impl Family for Reduce {
+    fn name(&self) -> &'static str {
+        "reduce"
+    }
+
+    fn about(&self) -> &'static str {
+        "sum, mean, max, min, sum_of_squares, l2_norm, argmax, argmin over a tensor or an axis, against CUB"
+    }
+
+    fn measure_cases(
+        &self,
+        ctx: &Context,
+        label: &str,
+        cases: &toml::Value,
+        options: &Options,
+    ) -> Result<Vec<CaseResult>> {
+        if let Some(v) = &options.variant {
+            bail!("the reduce family picks its plan per problem; --variant {v} is not taken");
+        }
+        let cases: Vec<ReduceCase> = cases.clone().try_into()?;
+        let runs: Vec<Run> = cases.iter().map(ReduceCase::run).collect::<Result<_>>()?;
+        let runs = super::filter_only(runs, options.only.as_deref(), Run::name)?;
+        measure_runs(ctx, label, &runs)
+    }
+
+    fn bench_gate(&self) -> &'static str {
+        "phase4a"
+    }
+
+    fn fuzz(&self, ctx: &Context, options: &FuzzOptions) -> Result<FuzzReport> {
+        if let Some(scope) = &options.scope {
+            bail!("the reduce fuzzer has no scope {scope:?}");
+        }
+        fuzz(&ctx.gpu, options.cases, options.seed)
+    }
+
+    fn profile(&self, ctx: &Context, args: &[String]) -> Result<Vec<CaseResult>> {
+        let parsed: ProfileArgs = cli::parse(args)?;
+        let rows = measure_runs(ctx, "profile reduce", &parsed.runs()?)?;
+        let title = format!("reductions against CUB or a same-bytes copy (copy {:.0} GB/s)", ctx.copy_gbs);
+        crate::output::emit(
+            &title,
+            &rows,
+            serde_json::json!({ "args": args, "copy_gbs": ctx.copy_gbs }),
+            &parsed.output,
+        )?;
+        Ok(rows)
+    }
+
+    fn check_profile_args(&self, args: &[String]) -> Result<()> {
+        cli::parse::<ProfileArgs>(args)?.runs().map(|_| ())
+    }
+}
+
+/// `ckb profile reduce`.
+#[derive(Debug, Parser)]
+#[command(name = "ckb profile reduce", about = "A reduction of any shape and axis, against CUB or a same-bytes copy")]
+struct ProfileArgs {
+    /// sum, mean, max, min, sum_of_squares, l2_norm, argmax or argmin; a list.
+    #[arg(long, value_delimiter = ',')]
+    op: Vec<String>,
+    /// Input type: f32, f16 or bf16; a list.
+    #[arg(long, default_value = "f32", value_delimiter = ',')]
+    dtype: Vec<String>,
+    /// The values' type: f32 (default) or `input`.
+    #[arg(long, default_value = "f32")]
+    out_dtype: String,
+    /// Shapes of 1 to 3 dimensions, row-major: 8192x32768,1000000.
+    #[arg(long)]
+    shape: Shapes,
+    /// The axis to reduce, or `all` for the whole tensor.
+    #[arg(long, default_value = "all")]
+    axis: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl ProfileArgs {
+    fn runs(&self) -> Result<Vec<Run>> {
+        if self.op.is_empty() {
+            bail!("--op is required (sum, mean, max, min, sum_of_squares, l2_norm, argmax, argmin)");
+        }
+        let axis = match self.axis.as_str() {
+            "all" => None,
+            a => Some(a.parse::<usize>().map_err(|_| anyhow!("--axis {a:?}: an axis number or `all`"))?),
+        };
+        let mut runs = Vec::new();
+        for op in &self.op {
+            let op = AnyOp::parse(op)?;
+            for dtype in &self.dtype {
+                let input = cli::dtype(dtype)?;
+                if !matches!(input, DType::F32 | DType::F16 | DType::BF16) {
+                    bail!("reductions take f32, f16 and bf16 inputs, not {input}");
+                }
+                let output = match self.out_dtype.as_str() {
+                    "input" => input,
+                    other => cli::dtype(other)?,
+                };
+                if output != DType::F32 && output != input {
+                    bail!("--out-dtype {output}: f32 or the input type ({input})");
+                }
+                for shape in &self.shape.0 {
+                    if shape.iter().any(|&d| d == 0) {
+                        bail!("shape {shape:?} has a zero dimension");
+                    }
+                    let elements = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+                    if elements.is_none_or(|e| e > i64::MAX as usize / 8) {
+                        bail!("shape {shape:?} has too many elements");
+                    }
+                    if let Some(a) = axis {
+                        ckb_reduce::reduce::AxisProblem::along(op.name(), shape, a)?;
+                    }
+                    runs.push(Run { op, input, output, shape: shape.clone(), axis, label: None });
+                }
+            }
+        }
+        Ok(runs)
     }
 }
 
@@ -44,168 +252,121 @@ fn tolerance(op: ReduceOp, lane_len: usize) -> Tolerance {
     }
 }
 
-pub fn measure_case(
-    gpu: &Gpu,
-    reducer: &mut Reducer,
-    cub: &mut Cub,
-    copy_gbs: f64,
-    case: &ReduceCase,
-) -> Result<CaseResult> {
-    let (op, cub_op) = ops(&case.op)?;
-    match (case.kind.as_str(), case.dtype.as_str(), op) {
-        ("full", "f32", _) => full::<f32, f32>(gpu, reducer, cub, copy_gbs, op, cub_op, case.n),
-        ("full", "bf16", ReduceOp::Sum) => full::<bf16, f32>(gpu, reducer, cub, copy_gbs, op, cub_op, case.n),
-        ("full", "bf16", _) => full::<bf16, bf16>(gpu, reducer, cub, copy_gbs, op, cub_op, case.n),
-        ("rows", "f32", ReduceOp::Sum) => rows::<f32>(gpu, reducer, cub, copy_gbs, case.rows, case.cols),
-        ("rows", "bf16", ReduceOp::Sum) => rows::<bf16>(gpu, reducer, cub, copy_gbs, case.rows, case.cols),
-        ("columns", "f32", ReduceOp::Sum) => columns(gpu, reducer, copy_gbs, case.rows, case.cols),
-        _ => bail!("no phase-4 measurement for {case:?}"),
-    }
-}
-
-/// The output as f64 and whether it matches the reference (rounded to O).
-fn check<O: EwElement>(
-    gpu: &Gpu,
-    out: &cudarc::driver::CudaSlice<O>,
-    reference: &[f64],
-    tol: Tolerance,
-) -> Result<Comparison> {
-    let round = |x: f64| O::from_f64(x).to_f64();
-    let expected: Vec<f64> = reference.iter().map(|&x| round(x)).collect();
+/// The output as f64 against the reference rounded to O.
+fn check_values<O: EwElement>(gpu: &Gpu, out: &CudaSlice<O>, reference: &[f64], tol: Tolerance) -> Result<Comparison> {
+    let expected: Vec<f64> = reference.iter().map(|&x| O::from_f64(x).to_f64()).collect();
     Ok(compare(&to_f64_vec(&gpu.download(out)?), &expected, tol))
 }
 
-fn case_result(
-    name: String,
-    variant: String,
-    bytes: usize,
-    ours_us: f64,
-    baseline_us: f64,
-    copy_gbs: f64,
-    check: Comparison,
-) -> CaseResult {
-    let gbs = bytes as f64 / (ours_us * 1e-6) / 1e9;
-    CaseResult {
-        name,
-        variant,
-        ours_us,
-        baseline_us: Some(baseline_us),
-        ratio: baseline_us / ours_us,
-        tflops: None,
-        gbs: Some(gbs),
-        fraction_of_copy: Some(gbs / copy_gbs),
-        correct: check.passed,
-        rel_err: check.rel_err,
-        vendor_us: None,
+fn measure_runs(ctx: &Context, label: &str, runs: &[Run]) -> Result<Vec<CaseResult>> {
+    let mut reducer = Reducer::new(&ctx.gpu)?;
+    let mut cub = Cub::new(&ctx.gpu);
+    measure::each(label, runs, |run| {
+        let bytes = run.elements() * run.input.size_bytes() + run.outputs() * 16;
+        measure::ensure_fits(&ctx.gpu, &run.name(), 2 * bytes)?;
+        match (run.input, run.output) {
+            (DType::F32, _) => measure_run::<f32, f32>(ctx, &mut reducer, &mut cub, run),
+            (DType::BF16, DType::F32) => measure_run::<bf16, f32>(ctx, &mut reducer, &mut cub, run),
+            (DType::BF16, _) => measure_run::<bf16, bf16>(ctx, &mut reducer, &mut cub, run),
+            (DType::F16, DType::F32) => measure_run::<f16, f32>(ctx, &mut reducer, &mut cub, run),
+            (DType::F16, _) => measure_run::<f16, f16>(ctx, &mut reducer, &mut cub, run),
+            (other, _) => bail!("reductions take f32, f16 and bf16 inputs, not {other}"),
+        }
+    })
+}
+
+/// The CUB call that does the same work as `run`, if there is one.
+fn cub_op(run: &Run) -> Option<CubOp> {
+    match (run.op, run.axis) {
+        (AnyOp::Value(ReduceOp::Sum), None) => Some(CubOp::Sum),
+        (AnyOp::Value(ReduceOp::Max), None) if run.output == run.input => Some(CubOp::Max),
+        (AnyOp::Value(ReduceOp::Min), None) if run.output == run.input => Some(CubOp::Min),
+        _ => None,
     }
 }
 
-fn full<T: EwElement, O: ReduceOutput<T>>(
-    gpu: &Gpu,
+/// One run: checked against the float64 reference, then timed interleaved with its CUB
+/// counterpart (full reductions, row sums into f32, f32 argmax) or a same-bytes copy.
+fn measure_run<T: EwElement, O: ReduceOutput<T>>(
+    ctx: &Context,
     reducer: &mut Reducer,
     cub: &mut Cub,
-    copy_gbs: f64,
-    op: ReduceOp,
-    cub_op: CubOp,
-    n: usize,
-) -> Result<CaseResult> {
-    let x = gpu.random_normal::<T>(n, 21)?;
-    let mut ours = gpu.poisoned::<O>(1)?;
-    let mut theirs = gpu.zeros::<O>(1)?;
-    reducer.reduce(op, &x, &mut ours)?;
-    let reference = cpu::reduce(op, &to_f64_vec(&gpu.download(&x)?))?;
-    let check = check(gpu, &ours, &[reference], tolerance(op, n))?;
-    let variant = reducer.plan::<T>(&ckb_reduce::reduce::AxisProblem::full(n))?.variant.name().to_string();
-    let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats = timer
-        .time_interleaved(&mut [&mut |_| reducer.reduce(op, &x, &mut ours).map_err(into_gpu_error), &mut |_| {
-            cub.reduce(cub_op, &x, &mut theirs)
-        }])?;
-    let name = format!("{} {}->{} n={}", op.name(), T::DTYPE, O::DTYPE, size_label(n));
-    Ok(case_result(name, variant, n * T::DTYPE.size_bytes(), stats[0].median_us, stats[1].median_us, copy_gbs, check))
-}
-
-fn rows<T: EwElement>(
-    gpu: &Gpu,
-    reducer: &mut Reducer,
-    cub: &mut Cub,
-    copy_gbs: f64,
-    rows: usize,
-    cols: usize,
+    run: &Run,
 ) -> Result<CaseResult>
 where
     f32: ReduceOutput<T>,
 {
-    let x = gpu.random_normal::<T>(rows * cols, 22)?;
-    let mut ours = gpu.poisoned::<f32>(rows)?;
-    let mut theirs = gpu.zeros::<f32>(rows)?;
-    let shape = [rows, cols];
-    reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 1, &mut ours)?;
+    let gpu = &ctx.gpu;
+    let n = run.elements();
+    let x = gpu.random_normal::<T>(n, 21)?;
     let host = to_f64_vec(&gpu.download(&x)?);
+    let (shape, axis) = match run.axis {
+        Some(a) => (run.shape.clone(), a),
+        None => (vec![n], 0),
+    };
     let view = cpu::StridedView::contiguous(&host, &shape)?;
-    let reference = cpu::reduce_axis(ReduceOp::Sum, &view, 1)?;
-    let check = check(gpu, &ours, &reference, tolerance(ReduceOp::Sum, cols))?;
-    let variant =
-        reducer.plan::<T>(&ckb_reduce::reduce::AxisProblem::along("sum", &shape, 1)?)?.variant.name().to_string();
-    let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats = timer.time_interleaved(&mut [
-        &mut |_| reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 1, &mut ours).map_err(into_gpu_error),
-        &mut |_| cub.row_sum(&x, rows, cols, cols, &mut theirs),
-    ])?;
-    let name = format!("row-sum {}->f32 {rows}x{cols}", T::DTYPE);
-    Ok(case_result(
-        name,
-        variant,
-        rows * cols * T::DTYPE.size_bytes(),
-        stats[0].median_us,
-        stats[1].median_us,
-        copy_gbs,
-        check,
-    ))
-}
-
-/// Column sums against the roofline: the time the bytes take at the copy bandwidth.
-fn columns(gpu: &Gpu, reducer: &mut Reducer, copy_gbs: f64, rows: usize, cols: usize) -> Result<CaseResult> {
-    let x = gpu.random_normal::<f32>(rows * cols, 23)?;
-    let mut ours = gpu.poisoned::<f32>(cols)?;
-    let shape = [rows, cols];
-    reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 0, &mut ours)?;
-    let host = to_f64_vec(&gpu.download(&x)?);
-    let view = cpu::StridedView::contiguous(&host, &shape)?;
-    let reference = cpu::reduce_axis(ReduceOp::Sum, &view, 0)?;
-    let check = check(gpu, &ours, &reference, tolerance(ReduceOp::Sum, rows))?;
-    let variant =
-        reducer.plan::<f32>(&ckb_reduce::reduce::AxisProblem::along("sum", &shape, 0)?)?.variant.name().to_string();
-    let mut timer = Timer::new(gpu, TimingConfig::default())?;
-    let stats =
-        timer.time(&mut |_| reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 0, &mut ours).map_err(into_gpu_error))?;
-    let bytes = rows * cols * DType::F32.size_bytes();
-    let roofline_us = bytes as f64 / (copy_gbs * 1e9) * 1e6;
-    Ok(case_result(
-        format!("column-sum f32 {rows}x{cols} (vs roofline)"),
-        variant,
-        bytes,
-        stats.median_us,
-        roofline_us,
-        copy_gbs,
-        check,
-    ))
-}
-
-/// `ckb bench reduce`: the phase-4 set from gates.toml.
-pub fn bench(gpu: &Gpu, copy_gbs: f64) -> Result<Vec<CaseResult>> {
-    let cases: Vec<ReduceCase> = crate::table::find("phase4a")?.setting("cases")?;
-    let mut reducer = Reducer::new(gpu)?;
-    let mut cub = Cub::new(gpu);
-    let progress = crate::progress::Progress::new("bench reduce", cases.len() as u64);
-    let mut rows = Vec::new();
-    for case in &cases {
-        let row = measure_case(gpu, &mut reducer, &mut cub, copy_gbs, case)?;
-        progress.step(&format!("{} {:.3}x", row.name, row.ratio));
-        rows.push(row);
-    }
-    progress.finish();
-    Ok(rows)
+    let outputs = run.outputs();
+    let plan_problem = ckb_reduce::reduce::AxisProblem::along(run.op.name(), &shape, axis)?;
+    let variant = reducer.plan::<T>(&plan_problem)?.variant.name().to_string();
+    let bytes = n * T::DTYPE.size_bytes();
+    let (check, ours_us, baseline_us) = match run.op {
+        AnyOp::Value(op) => {
+            let mut ours = gpu.poisoned::<O>(outputs)?;
+            reducer.reduce_axis(op, &x, &shape, axis, &mut ours)?;
+            let want = cpu::reduce_axis(op, &view, axis)?;
+            let check = check_values(gpu, &ours, &want, tolerance(op, run.lane()))?;
+            let mut theirs = gpu.zeros::<O>(outputs)?;
+            let mut theirs_f32 = gpu.zeros::<f32>(outputs)?;
+            let mut ours_run = |_| reducer.reduce_axis(op, &x, &shape, axis, &mut ours).map_err(Into::into);
+            let (o, b) = match cub_op(run) {
+                Some(c) => measure::against_vendor(gpu, &mut ours_run, &mut |_| cub.reduce(c, &x, &mut theirs))?,
+                None if op == ReduceOp::Sum
+                    && axis == shape.len() - 1
+                    && shape.len() == 2
+                    && O::DTYPE == DType::F32 =>
+                {
+                    let (rows, cols) = (shape[0], shape[1]);
+                    measure::against_vendor(gpu, &mut ours_run, &mut |_| {
+                        cub.row_sum(&x, rows, cols, cols, &mut theirs_f32)
+                    })?
+                }
+                None => measure::against_copy(gpu, bytes, &mut ours_run)?,
+            };
+            (check, o, b)
+        }
+        AnyOp::Arg(op) => {
+            let mut values = gpu.poisoned::<O>(outputs)?;
+            let mut indices = gpu.stream.alloc_zeros::<i64>(outputs)?;
+            reducer.arg_reduce_axis(op, &x, &shape, axis, &mut values, &mut indices)?;
+            let want = cpu::arg_reduce_axis(op, &view, axis)?;
+            let got_idx = gpu.stream.clone_dtoh(&indices)?;
+            let got_val = to_f64_vec(&gpu.download(&values)?);
+            let wrong = want
+                .iter()
+                .enumerate()
+                .filter(|(j, w)| got_idx[*j] != w.index as i64 || got_val[*j] != O::from_f64(w.value).to_f64())
+                .count();
+            let check = Comparison {
+                rel_err: wrong as f64 / outputs.max(1) as f64,
+                max_abs_err: 0.0,
+                max_elementwise: 0.0,
+                nan_count: 0,
+                passed: wrong == 0,
+            };
+            let mut ours_run =
+                |_| reducer.arg_reduce_axis(op, &x, &shape, axis, &mut values, &mut indices).map_err(Into::into);
+            let f32_input = (&x as &dyn std::any::Any).downcast_ref::<CudaSlice<f32>>();
+            let (o, b) = match f32_input {
+                Some(xf) if run.axis.is_none() && op == ArgOp::ArgMax && O::DTYPE == DType::F32 => {
+                    let (mut v, mut i) = (gpu.zeros::<f32>(1)?, gpu.stream.alloc_zeros::<i64>(1)?);
+                    measure::against_vendor(gpu, &mut ours_run, &mut |_| cub.argmax_f32(xf, &mut v, &mut i))?
+                }
+                _ => measure::against_copy(gpu, bytes, &mut ours_run)?,
+            };
+            (check, o, b)
+        }
+    };
+    Ok(measure::streaming_case(run.name(), variant, bytes, ours_us, baseline_us, ctx.copy_gbs, check))
 }
 
 #[derive(Debug, Clone)]
@@ -221,7 +382,7 @@ struct FuzzCase {
 
 /// Random ops, dtypes, 1-3-D shapes, axes and view offsets against the CPU reference
 /// (f32 outputs; argmax/argmin must name the same first index).
-pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<crate::fuzz::FuzzReport> {
+pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
     use proptest::prelude::*;
     let shapes = prop_oneof![
         (1usize..3_000_000).prop_map(|n| vec![n]),
@@ -236,7 +397,7 @@ pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<crate::fuzz::FuzzReport>
     );
     let mut reducer = Reducer::new(gpu)?;
     let reducer = std::cell::RefCell::new(&mut reducer);
-    Ok(crate::fuzz::fuzz_with("reduce", cases, seed, strategy, |c| {
+    Ok(crate::fuzzing::fuzz_with("reduce", cases, seed, strategy, |c| {
         let mut r = reducer.borrow_mut();
         let outcome = match c.dtype {
             0 => fuzz_one::<f32>(gpu, &mut r, c),
@@ -266,7 +427,7 @@ where
         let mut out = gpu.poisoned::<f32>(outputs)?;
         reducer.reduce_axis(op, &view, &shape, axis, &mut out)?;
         let want = cpu::reduce_axis(op, &strided, axis)?;
-        let got = check(gpu, &out, &want, tolerance(op, shape[axis]))?;
+        let got = check_values(gpu, &out, &want, tolerance(op, shape[axis]))?;
         if !got.passed {
             bail!(
                 "{} {} {shape:?} axis {axis}: rel err {:.2e}, worst {:.2e}, {} NaN",
