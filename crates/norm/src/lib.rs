@@ -3,7 +3,7 @@
 //! bf16 in and out, f32 math.
 //!
 //! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table
-//! of compiled variants and the heuristic), [`normalizer`] (buffers, plans, launches),
+//! of compiled variants and the planner), [`normalizer`] (buffers, plans, launches),
 //! `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`] (float64 CPU
 //! references, whose conventions for `-inf`, NaN and constant rows the kernels follow).
 //!
@@ -19,8 +19,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The free functions make a [`Normalizer`] per call; keep one to reuse its scratch memory
-//! (split rows, backward column sums). The `*_with_variant` forms force a variant.
+//! The free functions make a [`Normalizer`] per call; keep one to reuse its tuning, device
+//! facts, occupancy answers and scratch memory (split rows, backward column sums). The
+//! `*_with_variant` forms force a variant. Every call returns the [`NormPlan`] that ran, or
+//! None for an empty problem.
 
 mod launch;
 pub mod normalizer;
@@ -33,9 +35,12 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 pub use normalizer::Normalizer;
 pub use problem::{
-    check_buffers, check_eps, Extent, NormElement, NormError, NormOp, NormResult, RowsProblem, MAX_COLS,
+    check_buffers, check_eps, Extent, NormElement, NormError, NormOp, NormResult, Refusal, RowsProblem, MAX_COLS,
 };
-pub use variants::{NormPlan, NormVariant, StagedShape, NORM_VARIANTS};
+pub use variants::{
+    DeviceLimits, NormPlan, NormVariant, Planner, Residency, StagedKernel, Tuning, MAX_STAGES, NORM_VARIANTS,
+    STATIC_SMEM_RESERVE,
+};
 
 /// A normalizer that uses `variant`, or the heuristic.
 fn normalizer(gpu: &Gpu, variant: Option<NormVariant>) -> NormResult<Normalizer> {
@@ -54,7 +59,8 @@ macro_rules! row_op {
         }
 
         $(#[$doc])*
-        /// Runs `variant`, or fails with [`NormError::VariantMismatch`] when it cannot hold the rows.
+        /// Runs `variant`, or fails with [`NormError::VariantMismatch`] when it cannot hold the
+        /// rows or [`NormError::PlanRefused`] when the device cannot run its plan.
         pub fn $with_variant<T: NormElement>(
             gpu: &Gpu,
             variant: NormVariant,
