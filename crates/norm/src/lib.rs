@@ -95,6 +95,18 @@ row_op!(
     )
 );
 row_op!(
+    /// LayerNorm forward without mean and rstd; see [`Normalizer::layernorm_inference`].
+    layernorm_inference,
+    layernorm_inference_with_variant,
+    (
+        x: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        y: &mut impl DevicePtrMut<T>,
+    )
+);
+row_op!(
     /// RMSNorm forward, saving rstd; see [`Normalizer::rmsnorm`].
     rmsnorm,
     rmsnorm_with_variant,
@@ -105,6 +117,12 @@ row_op!(
         y: &mut impl DevicePtrMut<T>,
         rstd: &mut impl DevicePtrMut<f32>,
     )
+);
+row_op!(
+    /// RMSNorm forward without rstd; see [`Normalizer::rmsnorm_inference`].
+    rmsnorm_inference,
+    rmsnorm_inference_with_variant,
+    (x: &impl DevicePtr<T>, gamma: &impl DevicePtr<T>, eps: f32, y: &mut impl DevicePtrMut<T>)
 );
 row_op!(
     /// Softmax backward; see [`Normalizer::softmax_backward`].

@@ -27,7 +27,7 @@ use crate::launch::{self, check_launch_code, RowParams, StagedQuery, FLAG_LOG_SO
 use crate::problem::{check_buffers, check_eps, Extent, NormElement, NormOp, NormResult, RowsProblem};
 use crate::variants::{DeviceLimits, NormPlan, NormVariant, Planner, Residency, StagedKernel, Tuning};
 
-/// No statistics buffer (rmsnorm's `mean`).
+/// No statistics buffer: the inference forms' `mean` and `rstd`.
 const NO_STATS: Option<&mut CudaSlice<f32>> = None;
 
 /// Device addresses of one call's operands (0 where the op has none).
@@ -237,7 +237,7 @@ impl Normalizer {
 
     /// `y = (x - mean) * rstd * gamma + beta` along each row, with the biased variance;
     /// writes each row's mean and rstd = 1 / sqrt(var + eps) (f32, one per row) for the
-    /// backward pass.
+    /// backward pass. [`Normalizer::layernorm_inference`] runs the same kernel without them.
     pub fn layernorm<T: NormElement>(
         &mut self,
         problem: &RowsProblem,
@@ -252,8 +252,22 @@ impl Normalizer {
         self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, Some(mean), Some(rstd))
     }
 
+    /// [`Normalizer::layernorm`] without saving mean and rstd (inference): the same plan and
+    /// the same `y`, bit for bit.
+    pub fn layernorm_inference<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, NO_STATS, NO_STATS)
+    }
+
     /// `y = x * rstd * gamma` along each row; writes rstd = 1 / sqrt(mean(x^2) + eps) (f32)
-    /// for the backward pass.
+    /// for the backward pass. [`Normalizer::rmsnorm_inference`] runs the same kernel without it.
     pub fn rmsnorm<T: NormElement>(
         &mut self,
         problem: &RowsProblem,
@@ -264,6 +278,19 @@ impl Normalizer {
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
         self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, NO_STATS, Some(rstd))
+    }
+
+    /// [`Normalizer::rmsnorm`] without saving rstd (inference): the same plan and the same
+    /// `y`, bit for bit.
+    pub fn rmsnorm_inference<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        eps: f32,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, NO_STATS, NO_STATS)
     }
 
     /// LayerNorm (with `beta`) and RMSNorm forward, saving whichever statistics are given:

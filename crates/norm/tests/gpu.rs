@@ -9,7 +9,7 @@
 //! hold a row must refuse it with `NormError::VariantMismatch` (or, where the device cannot
 //! run its plan, `NormError::PlanRefused`), and a forced variant that runs returns a plan
 //! naming it; the heuristic never refuses. The plan a call returns equals
-//! `Normalizer::plan`'s.
+//! `Normalizer::plan`'s, and the inference forms write the training forms' bits.
 //!
 //! Run with `cargo test -p ckb-norm --test gpu -- --ignored` on a Hopper GPU.
 
@@ -17,10 +17,10 @@ use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
 use ckb_common::{bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, GpuError, Tolerance};
 use ckb_norm::reference;
 use ckb_norm::{
-    layernorm, layernorm_backward, layernorm_backward_with_variant, layernorm_with_variant, log_softmax,
-    log_softmax_with_variant, rmsnorm, rmsnorm_backward, rmsnorm_backward_with_variant, rmsnorm_with_variant, softmax,
-    softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement, NormError, NormOp, NormPlan,
-    NormResult, NormVariant, Normalizer, Refusal, RowsProblem, Tuning, NORM_VARIANTS,
+    layernorm, layernorm_backward, layernorm_backward_with_variant, layernorm_inference, layernorm_with_variant,
+    log_softmax, log_softmax_with_variant, rmsnorm, rmsnorm_backward, rmsnorm_backward_with_variant,
+    rmsnorm_with_variant, softmax, softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement,
+    NormError, NormOp, NormPlan, NormResult, NormVariant, Normalizer, Refusal, RowsProblem, Tuning, NORM_VARIANTS,
 };
 
 const LENGTHS: [usize; 7] = [1, 7, 33, 1000, 4096 + 3, 70000, 262144];
@@ -559,6 +559,7 @@ fn single_rows_and_empty_problems() {
     let plan = layernorm(&gpu, &RowsProblem::dense(4, 0), &x, &x, &x, EPS, &mut y, &mut mean, &mut rstd).unwrap();
     assert!(plan.is_none());
     assert!(gpu.download(&mean).unwrap().iter().chain(&gpu.download(&rstd).unwrap()).all(|v| v.is_nan()));
+    assert!(layernorm_inference(&gpu, &RowsProblem::dense(4, 0), &x, &x, &x, EPS, &mut y).unwrap().is_none());
     let normalizer = Normalizer::new(&gpu).unwrap();
     assert_eq!(normalizer.plan::<f32>(NormOp::Softmax, &RowsProblem::dense(0, 8), true).unwrap(), None);
     assert_eq!(normalizer.plan::<f32>(NormOp::LayerNorm, &RowsProblem::dense(4, 0), true).unwrap(), None);
@@ -759,4 +760,69 @@ fn refused_plans_are_typed_and_run_nothing() {
         }
         other => panic!("a cluster of 16 x 208 KiB: {other:?}"),
     }
+}
+
+/// `layernorm_inference` and `rmsnorm_inference` run the training forms' plans and write
+/// their `y` bit for bit, on every variant, aligned or not.
+#[test]
+#[ignore = "needs a GPU"]
+fn inference_forms_write_the_training_forms_bits() {
+    fn bits<T: Element>(gpu: &Gpu, buf: &cudarc::driver::CudaSlice<T>) -> Vec<u64> {
+        download(gpu, buf, 0).iter().map(|v| v.to_bits()).collect()
+    }
+    fn check<T: NormElement>(
+        gpu: &Gpu,
+        variant: Option<NormVariant>,
+        p: &RowsProblem,
+        off: usize,
+    ) -> Result<(), String> {
+        let x = gpu.random_normal::<T>(off + p.input_len(), 11).unwrap();
+        let gamma = gpu.random_normal::<T>(off + p.cols, 12).unwrap();
+        let beta = gpu.random_normal::<T>(off + p.cols, 13).unwrap();
+        let (xv, gv, bv) = (x.slice(off..), gamma.slice(off..), beta.slice(off..));
+        let mut n = Normalizer::new(gpu).unwrap();
+        n.force_variant(variant);
+        for rms in [false, true] {
+            let mut trained = gpu.poisoned::<T>(off + p.output_len()).unwrap();
+            let mut inferred = gpu.poisoned::<T>(off + p.output_len()).unwrap();
+            let (mut mean, mut rstd) = (gpu.poisoned::<f32>(p.rows).unwrap(), gpu.poisoned::<f32>(p.rows).unwrap());
+            let (mut tv, mut iv) = (trained.slice_mut(off..), inferred.slice_mut(off..));
+            let (train, infer) = if rms {
+                (n.rmsnorm(p, &xv, &gv, EPS, &mut tv, &mut rstd), n.rmsnorm_inference(p, &xv, &gv, EPS, &mut iv))
+            } else {
+                (
+                    n.layernorm(p, &xv, &gv, &bv, EPS, &mut tv, &mut mean, &mut rstd),
+                    n.layernorm_inference(p, &xv, &gv, &bv, EPS, &mut iv),
+                )
+            };
+            let op = if rms { "rmsnorm" } else { "layernorm" };
+            match (train, infer) {
+                (Ok(Some(a)), Ok(Some(b))) if a == b => {}
+                (Err(a), Err(b)) if variant.is_some() && a.to_string() == b.to_string() => return Ok(()),
+                (a, b) => return Err(format!("{op}: training ran {a:?}, inference {b:?}")),
+            }
+            if bits(gpu, &trained) != bits(gpu, &inferred) {
+                return Err(format!("{op}: inference y differs from training y"));
+            }
+        }
+        Ok(())
+    }
+    let gpu = gpu();
+    let mut failures = Vec::new();
+    let problems = [RowsProblem::dense(300, 1000), RowsProblem::new(64, 4096, 4099), RowsProblem::dense(8, 70000)];
+    for p in problems.iter().chain(&[RowsProblem::dense(2, 262144)]) {
+        for off in [0, 1] {
+            for variant in variants() {
+                for (dtype, result) in [
+                    (DType::F32, check::<f32>(&gpu, variant, p, off)),
+                    (DType::BF16, check::<bf16>(&gpu, variant, p, off)),
+                ] {
+                    if let Err(e) = result {
+                        failures.push(format!("{}: {e}", label("norm inference", dtype, variant, p, off)));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
 }
