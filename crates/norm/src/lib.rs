@@ -19,8 +19,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The free functions make a [`Normalizer`] per call; keep one to reuse its tuning, device
-//! facts, occupancy answers and scratch memory (split rows, backward column sums). The
+//! [`Normalizer`] is the primary API: one per stream keeps the tuning, the device's limits
+//! and occupancy answers, and the scratch memory (split rows, backward column sums) between
+//! calls. The free functions are conveniences that run on this thread's cached Normalizer
+//! for the stream they are given (made on first use, replaced when a call names another
+//! stream; it keeps its scratch memory until then or until the thread ends). The
 //! `*_with_variant` forms force a variant. Every call returns the [`NormPlan`] that ran, or
 //! None for an empty problem.
 
@@ -29,6 +32,8 @@ pub mod normalizer;
 pub mod problem;
 pub mod reference;
 pub mod variants;
+
+use std::cell::RefCell;
 
 use ckb_common::Gpu;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
@@ -42,20 +47,40 @@ pub use variants::{
     STATIC_SMEM_RESERVE,
 };
 
-/// A normalizer that uses `variant`, or the heuristic.
-fn normalizer(gpu: &Gpu, variant: Option<NormVariant>) -> NormResult<Normalizer> {
-    let mut n = Normalizer::new(gpu)?;
-    n.force_variant(variant);
-    Ok(n)
+thread_local! {
+    /// The free functions' Normalizer: this thread's, for the stream it last served.
+    static CACHED: RefCell<Option<Normalizer>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's cached Normalizer for `gpu`'s stream, with `variant` forced
+/// (None: the heuristic).
+fn with_normalizer<R>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    f: impl FnOnce(&mut Normalizer) -> NormResult<R>,
+) -> NormResult<R> {
+    CACHED.with(|cached| match cached.try_borrow_mut() {
+        Ok(mut slot) => {
+            let normalizer = match slot.take() {
+                Some(n) if n.serves(gpu) => n,
+                _ => Normalizer::new(gpu)?,
+            };
+            let normalizer = slot.insert(normalizer);
+            normalizer.force_variant(variant);
+            f(normalizer)
+        }
+        // Only reachable from inside `f`, which calls no free function: a fresh one then.
+        Err(_) => f(Normalizer::new(gpu)?.force_variant(variant)),
+    })
 }
 
 /// `pub fn op(gpu, problem, args..)` with the heuristic's variant and
-/// `pub fn op_with_variant(gpu, variant, problem, args..)`, both through a fresh [`Normalizer`].
+/// `pub fn op_with_variant(gpu, variant, problem, args..)`, both on the cached [`Normalizer`].
 macro_rules! row_op {
     ($(#[$doc:meta])* $op:ident, $with_variant:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$doc])*
         pub fn $op<T: NormElement>(gpu: &Gpu, problem: &RowsProblem, $($arg: $ty),*) -> NormResult<Option<NormPlan>> {
-            normalizer(gpu, None)?.$op(problem, $($arg),*)
+            with_normalizer(gpu, None, |n| n.$op(problem, $($arg),*))
         }
 
         $(#[$doc])*
@@ -67,7 +92,7 @@ macro_rules! row_op {
             problem: &RowsProblem,
             $($arg: $ty),*
         ) -> NormResult<Option<NormPlan>> {
-            normalizer(gpu, Some(variant))?.$op(problem, $($arg),*)
+            with_normalizer(gpu, Some(variant), |n| n.$op(problem, $($arg),*))
         }
     };
 }
