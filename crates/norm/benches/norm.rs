@@ -103,6 +103,9 @@ fn bench_type<T: NormElement>(c: &mut Criterion, gpu: &Gpu, forced: Option<NormV
         bench_case(&mut group, gpu, format!("layernorm/{id}"), || {
             norm.layernorm(&p, &b.x, &b.gamma, &b.beta, EPS, &mut b.y, &mut b.mean, &mut b.rstd).map(drop).map_err(err)
         });
+        bench_case(&mut group, gpu, format!("layernorm_inference/{id}"), || {
+            norm.layernorm_inference(&p, &b.x, &b.gamma, &b.beta, EPS, &mut b.y).map(drop).map_err(err)
+        });
         bench_case(&mut group, gpu, format!("rmsnorm/{id}"), || {
             norm.rmsnorm(&p, &b.x, &b.gamma, EPS, &mut b.y, &mut b.rstd).map(drop).map_err(err)
         });

@@ -28,7 +28,7 @@ struct RowParams {
   void const* gamma;    // T: cols (layernorm, rmsnorm)
   void const* beta;     // T: cols (layernorm forward)
   void* out;            // T: rows x cols, `out_stride` apart (forward y, backward dx)
-  float* mean;          // rows: written by layernorm forward, read by its backward
+  float* mean;          // rows: written by layernorm forward unless null (inference), read by its backward
   float* rstd;          // rows: likewise, layernorm and rmsnorm
   float* row_partials;  // split rows: rows x parts x 4 floats of partial statistics
   float* col_partials;  // backward column sums: arrays x slots x cols
@@ -41,14 +41,15 @@ struct RowParams {
   int32_t packs;        // 16-byte packs per thread and row operand (warp: N; staged: its part's, whole chunks)
   int32_t threads;      // per CTA
   int32_t parts;        // CTAs per row: 1, the cluster size, or the split count
-  int32_t slots;        // gridDim.y (CTA layout: at most; the launcher keeps what fits at once)
+  int32_t slots;        // gridDim.y
   int32_t layout;       // RowLayout
   int32_t mode;         // Mode
   int32_t flags;        // Flags
   float eps;
-  int32_t sm_count;     // the device's, for sizing persistent grids
+  int32_t stages;       // staged kernel: rows its shared-memory ring holds (1 unless vectorized); warp: 1
+  int32_t smem_limit;   // dynamic shared memory the staged kernels were allowed (StagedQuery::smem_limit)
 };
-static_assert(sizeof(RowParams) == 152, "layout shared with src/launch.rs");
+static_assert(sizeof(RowParams) == 160, "layout shared with src/launch.rs");
 
 // Register budget of a warp-per-row lane: row elements it holds per operand (f32: 8 / 4
 // packs, halves 4 / 2). Forward ops hold one operand; backward ops two, plus gamma and
@@ -193,7 +194,8 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
   };
 };
 
-// y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(biased var + eps); saves mean, rstd.
+// y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(biased var + eps); saves mean and
+// rstd where their pointers are not null (the inference form passes null).
 // Each thread's mean is taken relative to its own first element (already in a register: no
 // global load on the row's critical path), so a constant row gives every thread mean exactly
 // its value and M2 exactly 0; Chan's merge of equal means is exact, so the row keeps mean ==
@@ -236,8 +238,10 @@ struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
     CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<3> s, bool lead) const {
       const float mean = s.v[1];
       const float rstd = rsqrtf(__fdividef(s.v[2], s.v[0]) + p.eps);
-      if (lead) {
+      if (lead && p.mean != nullptr) {
         p.mean[row] = mean;
+      }
+      if (lead && p.rstd != nullptr) {
         p.rstd[row] = rstd;
       }
       constexpr int G = LayerNormForward::template kParamPacks<N, A>;
@@ -258,7 +262,8 @@ struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
   };
 };
 
-// y = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd.
+// y = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd unless its pointer is
+// null (the inference form).
 template <class T>
 struct RmsNormForward : OpTraits<T, SumCombine<1>, true, 1, 0> {
   using OpTraits<T, SumCombine<1>, true, 1, 0>::P;
@@ -286,7 +291,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, 1, 0> {
 
     CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<1> s, bool lead) const {
       const float rstd = rsqrtf(__fdividef(s.v[0], float(p.cols)) + p.eps);
-      if (lead) {
+      if (lead && p.rstd != nullptr) {
         p.rstd[row] = rstd;
       }
       constexpr int G = RmsNormForward::template kParamPacks<N, A>;

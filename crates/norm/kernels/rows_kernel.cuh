@@ -12,8 +12,8 @@
 //     kChunkElems per thread at a time: once for the statistics, again for the outputs
 //     (a one-chunk part stays in registers). Registers stay few whatever the part's length,
 //     so several CTAs share an SM and one's reductions and barriers overlap the others'
-//     memory traffic. The launcher picks the depth that puts the most rows in flight per
-//     SM. The grid is persistent (as many CTAs as fit at once).
+//     memory traffic. The depth and the grid (persistent: as many CTAs as fit at once) are
+//     the Rust planner's (src/variants.rs), from the occupancy staged_residency reports.
 //     Modes:
 //       kWhole:   one CTA per row: shuffles, then the warps through shared memory;
 //       kCluster: `parts` CTAs of a thread-block cluster share a row; each sends its
@@ -23,9 +23,10 @@
 //                 statistics to global memory, a second folds them and writes the outputs
 //                 (rows longer than a cluster holds, or clusters the GPU cannot place).
 // Grid: (parts, slots); rows are strided over the slots, so any row count works.
+//
+// The launchers run the plan in RowParams as given: they query nothing and never re-plan.
+// They return a cudaError_t, or a Refusal when the plan is not one the kernels can run.
 #pragma once
-
-#include <cstdlib>
 
 #include <cutlass/arch/barrier.h>
 
@@ -37,6 +38,16 @@ constexpr int kMaxThreads = 512;
 constexpr int kWarpRowsPerCta = 4;
 constexpr int kMaxStages = 4;
 constexpr int kMaxClusterParts = 16;
+// Shared memory a staged CTA keeps beside its dynamic ring (barriers, warp slots, the
+// cluster inbox); the host allows the ring the opt-in limit less this (src/variants.rs).
+constexpr int kStaticSmemReserve = 1024;
+
+// What a launcher returns for a plan it will not run, beside cudaError_t's codes (>= 0);
+// mirrored in src/launch.rs.
+enum Refusal : int {
+  kRefusedPlan = -1,          // the parameters describe no plan the kernels hold
+  kRefusedSharedMemory = -2,  // the staging ring exceeds RowParams::smem_limit
+};
 
 // A CTA's inbox for its cluster peers' statistics of a row part, two rows deep (row_stats).
 struct ClusterExchange {
@@ -174,6 +185,9 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
   // Two of each, alternated row by row: a slot is rewritten only after another barrier.
   __shared__ Stat<K> warp_slots[2][kMaxThreads / 32];
   __shared__ ClusterExchange exchange;
+  // ptxas pads the static block to the ring's 128-byte alignment.
+  static_assert((sizeof(full) + sizeof(warp_slots) + sizeof(exchange) + 127) / 128 * 128 <= kStaticSmemReserve,
+                "static shared memory within what the host leaves beside the ring");
 
   const int threads = blockDim.x;
   const int tid = threadIdx.x;
@@ -346,127 +360,92 @@ int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
   return int(cudaGetLastError());
 }
 
-// Launches the staged kernel on a persistent grid: p.slots drops to the row slots that are
-// resident at once (the caller's column-sum pass reads the value back).
-// Depth: rows in flight on an SM are CTAs per SM x stages; the depth (1..kMaxStages) that
-// puts the most in flight wins, ties going to fewer stages (independent CTAs also overlap
-// one another's reductions and barriers, a deeper ring only the loads). Plain staging is
-// synchronous: one stage. For tuning runs, CKB_NORM_MAX_STAGES (1..4) caps the depth and
-// CKB_NORM_STAGES sets it.
+// The staged kernel's launch configuration: `parts` CTAs per row (one cluster of them in
+// cluster mode) on `slots` row slots. Not copyable: config points at its own attribute.
+struct StagedLaunch {
+  cudaLaunchAttribute cluster{};
+  cudaLaunchConfig_t config{};
+
+  StagedLaunch(int threads, int parts, int slots, size_t smem, bool clustered, cudaStream_t stream) {
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = unsigned(parts);
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = 1;
+    config.gridDim = dim3(unsigned(parts), unsigned(slots));
+    config.blockDim = dim3(unsigned(threads));
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = clustered ? &cluster : nullptr;
+    config.numAttrs = clustered ? 1 : 0;
+  }
+  StagedLaunch(StagedLaunch const&) = delete;
+  StagedLaunch& operator=(StagedLaunch const&) = delete;
+};
+
+// An occupancy question about one staged kernel, mirrored by `StagedQuery` in src/launch.rs.
+struct StagedQuery {
+  int32_t vectorized;  // which instantiation: 16-byte accesses or element accesses
+  int32_t threads;     // per CTA
+  int32_t smem_bytes;  // dynamic shared memory per CTA
+  int32_t smem_limit;  // the most dynamic shared memory any plan of the kernel takes
+  int32_t cluster;     // CTAs per cluster; 1: no cluster
+  int32_t resident;    // answer: CTAs per SM (cluster 1), else clusters on the device at once
+};
+static_assert(sizeof(StagedQuery) == 24, "layout shared with src/launch.rs");
+
+// Answers a StagedQuery on the current device. It first sets the kernel's attributes there
+// (dynamic shared memory up to smem_limit, cluster sizes past 8), which every launch of a
+// plan built from the answer relies on: the Rust planner asks before it plans, once per
+// configuration and Normalizer, so launchers set nothing.
 template <class Op, bool kVec>
-int staged_depth(RowParams const& p, void const* kernel, int stage_bytes, int max_dynamic, int& stages) {
-  stages = 1;
-  if (!kVec) {
-    return cudaSuccess;
+int residency_of(StagedQuery& q) {
+  auto* kernel = &staged_rows_kernel<Op, kVec>;
+  if (q.threads < 32 || q.threads > kStagedMaxThreads<Op> || q.threads % 32 != 0 || q.smem_bytes < 0 ||
+      q.smem_bytes > q.smem_limit || q.cluster < 1 || q.cluster > kMaxClusterParts) {
+    return kRefusedPlan;
   }
-  int cap = kMaxStages;
-  if (char const* env = getenv("CKB_NORM_MAX_STAGES")) {
-    cap = max(1, min(kMaxStages, atoi(env)));
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, q.smem_limit);
+  if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  if (err != cudaSuccess) {
+    return int(err);
   }
-  if (char const* env = getenv("CKB_NORM_STAGES")) {  // tuning runs: this depth if it fits
-    const int forced = max(1, min(kMaxStages, atoi(env)));
-    int per_sm = 0;
-    if (forced * stage_bytes <= max_dynamic &&
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(forced) * stage_bytes) ==
-            cudaSuccess &&
-        per_sm > 0) {
-      stages = forced;
-      return cudaSuccess;
-    }
+  if (q.cluster == 1) {
+    return int(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&q.resident, kernel, q.threads, size_t(q.smem_bytes)));
   }
-  int best = 0;
-  for (int depth = 1; depth <= cap && depth * stage_bytes <= max_dynamic; ++depth) {
-    int per_sm = 0;
-    const cudaError_t err =
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(depth) * stage_bytes);
-    if (err != cudaSuccess) {
-      return int(err);
-    }
-    if (per_sm * depth > best) {
-      best = per_sm * depth;
-      stages = depth;
-    }
-  }
-  return cudaSuccess;
+  const StagedLaunch staged(q.threads, q.cluster, 1, size_t(q.smem_bytes), true, nullptr);
+  return int(cudaOccupancyMaxActiveClusters(&q.resident, kernel, &staged.config));
 }
 
+template <class Op>
+int staged_residency(StagedQuery& q) {
+  return q.vectorized ? residency_of<Op, true>(q) : residency_of<Op, false>(q);
+}
+
+// Launches the staged kernel with the plan's depth on the plan's (persistent) grid.
 template <class Op, bool kVec>
-int launch_staged(RowParams& p, cudaStream_t stream) {
+int launch_staged(RowParams const& p, cudaStream_t stream) {
   auto* kernel = &staged_rows_kernel<Op, kVec>;
-  const int stage_bytes = Op::kInputs * p.threads * p.packs * kVectorBytes;
-  int device = 0, smem_limit = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  // The largest request first, so that the occupancy queries may take any depth.
-  const int max_dynamic = smem_limit - 1024;
-  if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_dynamic);
-  if (err == cudaSuccess && stage_bytes > max_dynamic) {
-    err = cudaErrorInvalidValue;  // a part larger than a CTA's shared memory
+  const int64_t smem = int64_t(p.stages) * Op::kInputs * p.threads * p.packs * kVectorBytes;
+  if (smem > p.smem_limit) {
+    return kRefusedSharedMemory;
   }
-  int stages = 1;
-  if (err == cudaSuccess) {
-    err = cudaError_t(staged_depth<Op, kVec>(p, reinterpret_cast<void const*>(kernel), stage_bytes, max_dynamic, stages));
-  }
-  const int smem = stages * stage_bytes;
-  if (err == cudaSuccess && p.mode == kCluster && p.parts > 8) {
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-  }
-  if (err != cudaSuccess) {
-    return int(err);
-  }
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = unsigned(p.parts);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(unsigned(p.parts), 1);
-  config.blockDim = dim3(unsigned(p.threads));
-  config.dynamicSmemBytes = size_t(smem);
-  config.stream = stream;
-  config.attrs = p.mode == kCluster ? &cluster : nullptr;
-  config.numAttrs = p.mode == kCluster ? 1 : 0;
-
-  int resident = 0;
-  if (p.mode == kCluster) {
-    err = cudaOccupancyMaxActiveClusters(&resident, kernel, &config);
-    if (err == cudaSuccess && resident == 0) {
-      // No GPC can hold the whole cluster at once: run the same parts as a split row.
-      if (p.row_partials == nullptr) {
-        return int(cudaErrorInvalidClusterSize);
-      }
-      p.mode = kSplit;
-      config.attrs = nullptr;
-      config.numAttrs = 0;
-    }
-  }
-  if (p.mode != kCluster) {
-    int per_sm = 0;
-    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, p.threads, size_t(smem));
-    resident = int(int64_t(per_sm) * p.sm_count / p.parts);
-  }
-  if (err != cudaSuccess) {
-    return int(err);
-  }
-  p.slots = max(1, min(p.slots, resident));
-  config.gridDim = dim3(unsigned(p.parts), unsigned(p.slots));
-
+  const StagedLaunch staged(p.threads, p.parts, p.slots, size_t(smem), p.mode == kCluster, stream);
   if (p.mode == kSplit) {
     RowParams stats = p;
     stats.mode = kSplitStats;
-    err = cudaLaunchKernelEx(&config, kernel, stats, stages);
+    const cudaError_t err = cudaLaunchKernelEx(&staged.config, kernel, stats, p.stages);
     if (err != cudaSuccess) {
       return int(err);
     }
     RowParams apply = p;
     apply.mode = kSplitApply;
-    return int(cudaLaunchKernelEx(&config, kernel, apply, stages));
+    return int(cudaLaunchKernelEx(&staged.config, kernel, apply, p.stages));
   }
-  return int(cudaLaunchKernelEx(&config, kernel, p, stages));
+  return int(cudaLaunchKernelEx(&staged.config, kernel, p, p.stages));
 }
 
 // Refuses what the kernels would get wrong: a grid that does not cover the row, a layout the
-// mode does not take, a pack count not compiled, a missing buffer.
+// mode does not take, a pack count or depth not compiled, a missing buffer.
 template <class Op>
 bool launchable(RowParams const& p) {
   constexpr int P = kPackElems<typename Op::Element>;
@@ -474,7 +453,10 @@ bool launchable(RowParams const& p) {
   const int64_t group = warp_rows ? 32 : p.threads;
   const bool geometry = p.rows >= 1 && p.cols >= 1 && p.threads >= 32 && p.threads % 32 == 0 &&
                         p.slots >= 1 && p.slots <= 65535 && p.parts >= 1 && p.in_stride >= p.cols &&
-                        p.out_stride >= p.cols && p.sm_count >= 1;
+                        p.out_stride >= p.cols;
+  // Only the staged kernel's 16-byte path stages asynchronously, several rows deep.
+  const bool deep = p.layout == kCtaPerRow && (p.flags & kVectorized);
+  const bool stages = p.stages >= 1 && p.stages <= (deep ? kMaxStages : 1);
   const bool covers = int64_t(p.parts) * group * p.packs * P >= p.cols;
   const bool vectorized =
       !(p.flags & kVectorized) || (p.cols % P == 0 && p.in_stride % P == 0 && p.out_stride % P == 0);
@@ -495,15 +477,15 @@ bool launchable(RowParams const& p) {
       break;
   }
   const bool sums = Op::kColumnArrays == 0 || p.col_partials != nullptr;
-  return geometry && covers && vectorized && layout && sums;
+  return geometry && stages && covers && vectorized && layout && sums;
 }
 
 template <class Op>
-int launch(RowParams params, cudaStream_t stream) {
+int launch(RowParams const& params, cudaStream_t stream) {
   if (!launchable<Op>(params)) {
-    return int(cudaErrorInvalidValue);
+    return kRefusedPlan;
   }
-  int err = int(cudaErrorInvalidValue);
+  int err = kRefusedPlan;
   if (params.layout == kCtaPerRow) {
     err = (params.flags & kVectorized) ? launch_staged<Op, true>(params, stream)
                                        : launch_staged<Op, false>(params, stream);
@@ -537,10 +519,14 @@ int launch(RowParams params, cudaStream_t stream) {
 
 }  // namespace ckb::norm
 
-// extern "C" launchers: ckb_norm_<op>_<type>(params, stream) -> cudaError_t.
-#define CKB_NORM_LAUNCHER(NAME, OP, T, TNAME)                                                 \
-  extern "C" int ckb_norm_##NAME##_##TNAME(ckb::norm::RowParams const* p, cudaStream_t s) {  \
-    return ckb::norm::launch<ckb::norm::OP<T>>(*p, s);                                       \
+// extern "C" launchers, ckb_norm_<op>_<type>(params, stream) -> cudaError_t or Refusal, and
+// their staged kernels' occupancy, ckb_norm_<op>_<type>_residency(query) -> cudaError_t.
+#define CKB_NORM_LAUNCHER(NAME, OP, T, TNAME)                                                   \
+  extern "C" int ckb_norm_##NAME##_##TNAME(ckb::norm::RowParams const* p, cudaStream_t s) {    \
+    return ckb::norm::launch<ckb::norm::OP<T>>(*p, s);                                         \
+  }                                                                                             \
+  extern "C" int ckb_norm_##NAME##_##TNAME##_residency(ckb::norm::StagedQuery* q) {            \
+    return ckb::norm::staged_residency<ckb::norm::OP<T>>(*q);                                  \
   }
 
 #define CKB_NORM_FORWARD(T, TNAME)                         \

@@ -3,7 +3,7 @@
 //! bf16 in and out, f32 math.
 //!
 //! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table
-//! of compiled variants and the heuristic), [`normalizer`] (buffers, plans, launches),
+//! of compiled variants and the planner), [`normalizer`] (buffers, plans, launches),
 //! `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`] (float64 CPU
 //! references, whose conventions for `-inf`, NaN and constant rows the kernels follow).
 //!
@@ -19,8 +19,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The free functions make a [`Normalizer`] per call; keep one to reuse its scratch memory
-//! (split rows, backward column sums). The `*_with_variant` forms force a variant.
+//! [`Normalizer`] is the primary API: one per stream keeps the tuning, the device's limits
+//! and occupancy answers, and the scratch memory (split rows, backward column sums) between
+//! calls. The free functions are conveniences that run on this thread's cached Normalizer
+//! for the stream they are given (made on first use, replaced when a call names another
+//! stream; it keeps its scratch memory until then or until the thread ends). The
+//! `*_with_variant` forms force a variant. Every call returns the [`NormPlan`] that ran, or
+//! None for an empty problem.
 
 mod launch;
 pub mod normalizer;
@@ -28,40 +33,66 @@ pub mod problem;
 pub mod reference;
 pub mod variants;
 
+use std::cell::RefCell;
+
 use ckb_common::Gpu;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 pub use normalizer::Normalizer;
 pub use problem::{
-    check_buffers, check_eps, Extent, NormElement, NormError, NormOp, NormResult, RowsProblem, MAX_COLS,
+    check_buffers, check_eps, Extent, NormElement, NormError, NormOp, NormResult, Refusal, RowsProblem, MAX_COLS,
 };
-pub use variants::{NormPlan, NormVariant, StagedShape, NORM_VARIANTS};
+pub use variants::{
+    DeviceLimits, NormPlan, NormVariant, Planner, Residency, StagedKernel, Tuning, MAX_STAGES, NORM_VARIANTS,
+    STATIC_SMEM_RESERVE,
+};
 
-/// A normalizer that uses `variant`, or the heuristic.
-fn normalizer(gpu: &Gpu, variant: Option<NormVariant>) -> NormResult<Normalizer> {
-    let mut n = Normalizer::new(gpu)?;
-    n.force_variant(variant);
-    Ok(n)
+thread_local! {
+    /// The free functions' Normalizer: this thread's, for the stream it last served.
+    static CACHED: RefCell<Option<Normalizer>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's cached Normalizer for `gpu`'s stream, with `variant` forced
+/// (None: the heuristic).
+fn with_normalizer<R>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    f: impl FnOnce(&mut Normalizer) -> NormResult<R>,
+) -> NormResult<R> {
+    CACHED.with(|cached| match cached.try_borrow_mut() {
+        Ok(mut slot) => {
+            let normalizer = match slot.take() {
+                Some(n) if n.serves(gpu) => n,
+                _ => Normalizer::new(gpu)?,
+            };
+            let normalizer = slot.insert(normalizer);
+            normalizer.force_variant(variant);
+            f(normalizer)
+        }
+        // Only reachable from inside `f`, which calls no free function: a fresh one then.
+        Err(_) => f(Normalizer::new(gpu)?.force_variant(variant)),
+    })
 }
 
 /// `pub fn op(gpu, problem, args..)` with the heuristic's variant and
-/// `pub fn op_with_variant(gpu, variant, problem, args..)`, both through a fresh [`Normalizer`].
+/// `pub fn op_with_variant(gpu, variant, problem, args..)`, both on the cached [`Normalizer`].
 macro_rules! row_op {
     ($(#[$doc:meta])* $op:ident, $with_variant:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$doc])*
         pub fn $op<T: NormElement>(gpu: &Gpu, problem: &RowsProblem, $($arg: $ty),*) -> NormResult<Option<NormPlan>> {
-            normalizer(gpu, None)?.$op(problem, $($arg),*)
+            with_normalizer(gpu, None, |n| n.$op(problem, $($arg),*))
         }
 
         $(#[$doc])*
-        /// Runs `variant`, or fails with [`NormError::VariantMismatch`] when it cannot hold the rows.
+        /// Runs `variant`, or fails with [`NormError::VariantMismatch`] when it cannot hold the
+        /// rows or [`NormError::PlanRefused`] when the device cannot run its plan.
         pub fn $with_variant<T: NormElement>(
             gpu: &Gpu,
             variant: NormVariant,
             problem: &RowsProblem,
             $($arg: $ty),*
         ) -> NormResult<Option<NormPlan>> {
-            normalizer(gpu, Some(variant))?.$op(problem, $($arg),*)
+            with_normalizer(gpu, Some(variant), |n| n.$op(problem, $($arg),*))
         }
     };
 }
@@ -89,6 +120,18 @@ row_op!(
     )
 );
 row_op!(
+    /// LayerNorm forward without mean and rstd; see [`Normalizer::layernorm_inference`].
+    layernorm_inference,
+    layernorm_inference_with_variant,
+    (
+        x: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        y: &mut impl DevicePtrMut<T>,
+    )
+);
+row_op!(
     /// RMSNorm forward, saving rstd; see [`Normalizer::rmsnorm`].
     rmsnorm,
     rmsnorm_with_variant,
@@ -99,6 +142,12 @@ row_op!(
         y: &mut impl DevicePtrMut<T>,
         rstd: &mut impl DevicePtrMut<f32>,
     )
+);
+row_op!(
+    /// RMSNorm forward without rstd; see [`Normalizer::rmsnorm_inference`].
+    rmsnorm_inference,
+    rmsnorm_inference_with_variant,
+    (x: &impl DevicePtr<T>, gamma: &impl DevicePtr<T>, eps: f32, y: &mut impl DevicePtrMut<T>)
 );
 row_op!(
     /// Softmax backward; see [`Normalizer::softmax_backward`].

@@ -1,21 +1,34 @@
 //! The row operations on the GPU: softmax, log-softmax, layernorm and rmsnorm, forward and
 //! backward, f32, f16 and bf16 in and out with f32 math.
 //!
-//! A [`Normalizer`] keeps the scratch memory of split rows and backward column sums between
-//! calls; the free functions in the crate root make one per call. Every call validates its
-//! problem and buffers before any launch, picks a variant ([`NormVariant::choose`], or the
-//! one forced), and logs it at debug level.
+//! A [`Normalizer`] is the crate's handle on one GPU stream: it reads the [`Tuning`] and the
+//! [`DeviceLimits`] once, caches the device's occupancy answers (one query per staged kernel
+//! configuration, through `ckb_norm_*_residency`), and keeps the scratch memory of split
+//! rows and backward column sums between calls. Every call validates its problem and
+//! buffers before any launch, plans ([`Planner::choose`], or the variant forced), logs the
+//! plan at debug level, and launches exactly that plan: the launchers query nothing and
+//! never fall back, so the plan a call returns is the one that ran.
+//!
+//! Every call returns `Ok(Some(plan))` for what ran, or `Ok(None)` for an empty problem, on
+//! which no kernel runs (saved statistics of empty rows are still set to NaN, and column
+//! sums over no rows to 0, by memsets). [`Normalizer::plan`] answers the same without running.
 //!
 //! Results are reproducible: the work split depends only on the shape, the alignment, the
 //! device and its occupancy; partial statistics and column sums are combined in a fixed
 //! order, with no floating-point atomics.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use ckb_common::{Gpu, GpuError};
 use cudarc::driver::{sys, CudaSlice, DevicePtr, DevicePtrMut};
 
-use crate::launch::{self, check, RowParams, FLAG_LOG_SOFTMAX, FLAG_VECTORIZED};
+use crate::launch::{self, check_launch_code, RowParams, StagedQuery, FLAG_LOG_SOFTMAX, FLAG_VECTORIZED};
 use crate::problem::{check_buffers, check_eps, Extent, NormElement, NormOp, NormResult, RowsProblem};
-use crate::variants::{sm_count, NormPlan, NormVariant, StagedShape};
+use crate::variants::{DeviceLimits, NormPlan, NormVariant, Planner, Residency, StagedKernel, Tuning};
+
+/// No statistics buffer: the inference forms' `mean` and `rstd`.
+const NO_STATS: Option<&mut CudaSlice<f32>> = None;
 
 /// Device addresses of one call's operands (0 where the op has none).
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,14 +44,78 @@ struct Operands {
     dbeta: u64,
 }
 
-/// Runs row operations on one GPU, keeping their scratch memory.
+/// The device's occupancy answers for the planner: asked of the CUDA occupancy API through
+/// the kernels' residency queries, once per configuration, then cached. A query also sets
+/// its kernel's attributes on the device (dynamic shared memory, non-portable cluster sizes),
+/// which the launches of the plans built from its answer rely on.
+struct DeviceResidency {
+    gpu: Gpu,
+    /// The dynamic shared memory every staged kernel is allowed (`DeviceLimits::max_dynamic_smem`).
+    smem_limit: usize,
+    /// (kernel, CTAs per cluster; 1: none) -> CTAs per SM, or clusters on the device.
+    answers: Mutex<HashMap<(StagedKernel, usize), usize>>,
+}
+
+impl DeviceResidency {
+    fn ask(&self, kernel: &StagedKernel, cluster: usize) -> NormResult<usize> {
+        let key = (*kernel, cluster);
+        let answers = || self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(&known) = answers().get(&key) {
+            return Ok(known);
+        }
+        let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+        let mut query = StagedQuery {
+            vectorized: i32::from(kernel.vectorized),
+            threads: int(kernel.threads),
+            smem_bytes: int(kernel.smem_bytes),
+            smem_limit: int(self.smem_limit),
+            cluster: int(cluster),
+            resident: 0,
+        };
+        self.gpu.ctx.bind_to_thread().map_err(GpuError::from)?;
+        // SAFETY: the query is a plain struct the callee reads and writes; it touches only
+        // the current context, which is this GPU's.
+        let code = unsafe { (launch::kernels(kernel.op, kernel.dtype).residency)(&mut query) };
+        let resident = match code {
+            0 => query.resident.max(0) as usize,
+            // A cluster size the device refuses outright holds no cluster.
+            launch::CUDA_ERROR_INVALID_CLUSTER_SIZE if cluster > 1 => 0,
+            launch::REFUSED_PLAN => {
+                return Err(GpuError::Library {
+                    library: "ckb-norm",
+                    detail: format!("the residency query refused {kernel:?} in clusters of {cluster}"),
+                }
+                .into())
+            }
+            _ => {
+                let kernel = format!("{}_{}_residency", kernel.op.name(), kernel.dtype);
+                return Err(GpuError::Kernel { kernel, code, message: ckb_common::cuda_error_string(code) }.into());
+            }
+        };
+        answers().insert(key, resident);
+        Ok(resident)
+    }
+}
+
+impl Residency for DeviceResidency {
+    fn ctas_per_sm(&self, kernel: &StagedKernel) -> NormResult<usize> {
+        self.ask(kernel, 1)
+    }
+
+    fn clusters(&self, kernel: &StagedKernel, parts: usize) -> NormResult<usize> {
+        self.ask(kernel, parts)
+    }
+}
+
+/// Runs row operations on one GPU stream; the crate's primary API (the free functions in
+/// the crate root run on a per-thread cached one).
 pub struct Normalizer {
     gpu: Gpu,
-    sm_count: usize,
+    limits: DeviceLimits,
+    tuning: Tuning,
     /// Forces a variant instead of the heuristic (benches and tests).
     forced: Option<NormVariant>,
-    /// Forward staged CTAs' shape (the defaults unless a tuning run overrides them).
-    shape: StagedShape,
+    residency: DeviceResidency,
     /// Split rows: rows x parts x 4 floats of partial statistics.
     row_partials: Option<CudaSlice<f32>>,
     /// Backward: column sums x slots x cols floats of per-slot column sums.
@@ -46,29 +123,78 @@ pub struct Normalizer {
 }
 
 impl Normalizer {
+    /// A Normalizer on `gpu`'s stream with the [`Tuning`] of the environment
+    /// ([`Tuning::from_env`], read here and nowhere else).
     pub fn new(gpu: &Gpu) -> NormResult<Normalizer> {
+        Normalizer::with_tuning(gpu, Tuning::from_env())
+    }
+
+    /// A Normalizer with `tuning` (tuning runs); fails with [`crate::NormError::BadTuning`]
+    /// on a field outside its range.
+    pub fn with_tuning(gpu: &Gpu, tuning: Tuning) -> NormResult<Normalizer> {
+        tuning.validate()?;
+        let limits = DeviceLimits::query(gpu)?;
         Ok(Normalizer {
             gpu: gpu.clone(),
-            sm_count: sm_count(gpu)?,
+            limits,
+            tuning,
             forced: None,
-            shape: StagedShape::from_env(),
+            residency: DeviceResidency {
+                gpu: gpu.clone(),
+                smem_limit: limits.max_dynamic_smem,
+                answers: Mutex::new(HashMap::new()),
+            },
             row_partials: None,
             col_partials: None,
         })
     }
 
-    /// Uses `variant` for every later call (None: the heuristic). A call whose problem the
-    /// variant cannot hold fails with [`crate::NormError::VariantMismatch`].
+    /// Whether this Normalizer launches on `gpu`'s stream.
+    pub fn serves(&self, gpu: &Gpu) -> bool {
+        std::sync::Arc::ptr_eq(&self.gpu.stream, &gpu.stream)
+    }
+
+    /// The device limits it plans with.
+    pub fn limits(&self) -> DeviceLimits {
+        self.limits
+    }
+
+    /// The tuning it plans with.
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
+    }
+
+    /// Uses `variant` for every later call (None: the heuristic). A call whose rows the
+    /// variant cannot hold fails with [`crate::NormError::VariantMismatch`], one whose plan
+    /// the device cannot run with [`crate::NormError::PlanRefused`]; neither runs another
+    /// variant instead.
     pub fn force_variant(&mut self, variant: Option<NormVariant>) -> &mut Self {
         self.forced = variant;
         self
     }
 
-    /// The plan a call of `op` on `problem` with `T` elements would use.
-    pub fn plan<T: NormElement>(&self, op: NormOp, problem: &RowsProblem) -> NormResult<NormPlan> {
+    /// The plan a call of `op` on `problem` with `T` elements would run, given whether all
+    /// its buffers start on 16-byte boundaries (`aligned`; fresh allocations do); None for
+    /// an empty problem. Equal to what the call returns, which is what ran.
+    pub fn plan<T: NormElement>(
+        &self,
+        op: NormOp,
+        problem: &RowsProblem,
+        aligned: bool,
+    ) -> NormResult<Option<NormPlan>> {
+        problem.validate(op.name())?;
+        if problem.is_empty() {
+            return Ok(None);
+        }
+        self.plan_rows::<T>(op, problem, aligned).map(Some)
+    }
+
+    /// [`Normalizer::plan`] for a valid, non-empty problem.
+    fn plan_rows<T: NormElement>(&self, op: NormOp, problem: &RowsProblem, aligned: bool) -> NormResult<NormPlan> {
+        let planner = Planner { limits: self.limits, tuning: self.tuning, residency: &self.residency };
         match self.forced {
-            Some(variant) => variant.plan_shaped(op, problem, T::DTYPE, self.sm_count, self.shape),
-            None => Ok(NormVariant::choose_shaped(op, problem, T::DTYPE, self.sm_count, self.shape)),
+            Some(variant) => planner.plan(variant, op, problem, T::DTYPE, aligned),
+            None => planner.choose(op, problem, T::DTYPE, aligned),
         }
     }
 
@@ -110,7 +236,8 @@ impl Normalizer {
     }
 
     /// `y = (x - mean) * rstd * gamma + beta` along each row, with the biased variance;
-    /// writes each row's mean and rstd = 1 / sqrt(var + eps) (f32, one per row).
+    /// writes each row's mean and rstd = 1 / sqrt(var + eps) (f32, one per row) for the
+    /// backward pass. [`Normalizer::layernorm_inference`] runs the same kernel without them.
     pub fn layernorm<T: NormElement>(
         &mut self,
         problem: &RowsProblem,
@@ -122,10 +249,25 @@ impl Normalizer {
         mean: &mut impl DevicePtrMut<f32>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, Some(mean), rstd)
+        self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, Some(mean), Some(rstd))
     }
 
-    /// `y = x * rstd * gamma` along each row; writes rstd = 1 / sqrt(mean(x^2) + eps) (f32).
+    /// [`Normalizer::layernorm`] without saving mean and rstd (inference): the same plan and
+    /// the same `y`, bit for bit.
+    pub fn layernorm_inference<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, NO_STATS, NO_STATS)
+    }
+
+    /// `y = x * rstd * gamma` along each row; writes rstd = 1 / sqrt(mean(x^2) + eps) (f32)
+    /// for the backward pass. [`Normalizer::rmsnorm_inference`] runs the same kernel without it.
     pub fn rmsnorm<T: NormElement>(
         &mut self,
         problem: &RowsProblem,
@@ -135,23 +277,26 @@ impl Normalizer {
         y: &mut impl DevicePtrMut<T>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_forward(
-            NormOp::RmsNorm,
-            problem,
-            x,
-            gamma,
-            None::<&CudaSlice<T>>,
-            eps,
-            y,
-            None::<&mut CudaSlice<f32>>,
-            rstd,
-        )
+        self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, NO_STATS, Some(rstd))
     }
 
-    /// LayerNorm (with `beta` and `mean`) and RMSNorm forward: buffer and eps checks,
-    /// statistics of empty rows, launch.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_forward<T: NormElement, B: DevicePtr<T>, M: DevicePtrMut<f32>>(
+    /// [`Normalizer::rmsnorm`] without saving rstd (inference): the same plan and the same
+    /// `y`, bit for bit.
+    pub fn rmsnorm_inference<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        eps: f32,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, NO_STATS, NO_STATS)
+    }
+
+    /// LayerNorm (with `beta`) and RMSNorm forward, saving whichever statistics are given:
+    /// buffer and eps checks, statistics of empty rows, launch. The kernels store only
+    /// through the statistics pointers that are not null.
+    fn norm_forward<T: NormElement, B: DevicePtr<T>, M: DevicePtrMut<f32>, R: DevicePtrMut<f32>>(
         &mut self,
         op: NormOp,
         problem: &RowsProblem,
@@ -161,13 +306,13 @@ impl Normalizer {
         eps: f32,
         y: &mut impl DevicePtrMut<T>,
         mut mean: Option<&mut M>,
-        rstd: &mut impl DevicePtrMut<f32>,
+        mut rstd: Option<&mut R>,
     ) -> NormResult<Option<NormPlan>> {
         let mut buffers = vec![("x", Extent::Rows, x.len()), ("gamma", Extent::PerColumn, gamma.len())];
         buffers.extend(beta.map(|b| ("beta", Extent::PerColumn, b.len())));
         buffers.push(("y", Extent::Dense, y.len()));
         buffers.extend(mean.as_ref().map(|m| ("mean", Extent::PerRow, m.len())));
-        buffers.push(("rstd", Extent::PerRow, rstd.len()));
+        buffers.extend(rstd.as_ref().map(|r| ("rstd", Extent::PerRow, r.len())));
         check_buffers(op, problem, &buffers)?;
         check_eps(op.name(), eps)?;
         if problem.cols == 0 {
@@ -175,7 +320,9 @@ impl Normalizer {
             if let Some(mean) = mean {
                 self.fill_nan(mean, problem.rows)?;
             }
-            self.fill_nan(rstd, problem.rows)?;
+            if let Some(rstd) = rstd {
+                self.fill_nan(rstd, problem.rows)?;
+            }
             return Ok(None);
         }
         if problem.rows == 0 {
@@ -187,14 +334,14 @@ impl Normalizer {
         let beta = beta.map(|b| b.device_ptr(&stream));
         let (out, _y) = y.device_ptr_mut(&stream);
         let mean = mean.as_mut().map(|m| m.device_ptr_mut(&stream));
-        let (rstd, _r) = rstd.device_ptr_mut(&stream);
+        let rstd = rstd.as_mut().map(|r| r.device_ptr_mut(&stream));
         let operands = Operands {
             x,
             gamma,
             beta: beta.as_ref().map_or(0, |(p, _)| *p),
             out,
             mean: mean.as_ref().map_or(0, |(p, _)| *p),
-            rstd,
+            rstd: rstd.as_ref().map_or(0, |(p, _)| *p),
             ..Operands::default()
         };
         self.launch::<T>(op, problem, operands, eps).map(Some)
@@ -330,7 +477,7 @@ impl Normalizer {
         self.launch::<T>(op, problem, operands, 0.0).map(Some)
     }
 
-    /// Plans, makes sure the scratch memory is there, and launches. `problem` is valid and
+    /// Plans for the operands' alignment and runs the plan. `problem` is valid and
     /// non-empty, and the operands hold what it needs.
     fn launch<T: NormElement>(
         &mut self,
@@ -339,13 +486,24 @@ impl Normalizer {
         ops: Operands,
         eps: f32,
     ) -> NormResult<NormPlan> {
-        let plan = self.plan::<T>(op, problem)?;
-        let pack = 16 / T::DTYPE.size_bytes();
         // 16-byte accesses need every row and parameter to start on a 16-byte boundary
-        // (bit tests: pack and 16 are powers of two; is_multiple_of is newer than our MSRV).
-        let vectorized = [ops.x, ops.dy, ops.gamma, ops.beta, ops.out].iter().all(|a| a & 15 == 0)
-            && problem.cols & (pack - 1) == 0
-            && problem.row_stride & (pack - 1) == 0;
+        // (absent operands are 0; a bit test, see `multiple_of`); the planner adds the
+        // shape's conditions.
+        let aligned = [ops.x, ops.dy, ops.gamma, ops.beta, ops.out].iter().all(|a| a & 15 == 0);
+        let plan = self.plan_rows::<T>(op, problem, aligned)?;
+        self.run::<T>(op, problem, ops, eps, plan)?;
+        Ok(plan)
+    }
+
+    /// Makes sure the scratch memory `plan` needs is there, and launches it as given.
+    fn run<T: NormElement>(
+        &mut self,
+        op: NormOp,
+        problem: &RowsProblem,
+        ops: Operands,
+        eps: f32,
+        plan: NormPlan,
+    ) -> NormResult<()> {
         let stream = self.gpu.stream.clone();
         let row_floats = plan.row_partial_floats(problem.rows);
         if row_floats > 0 && self.row_partials.as_ref().is_none_or(|b| b.len() < row_floats) {
@@ -382,9 +540,10 @@ impl Normalizer {
             slots: plan.slots as i32,
             layout,
             mode,
-            flags: log | if vectorized { FLAG_VECTORIZED } else { 0 },
+            flags: log | if plan.vectorized { FLAG_VECTORIZED } else { 0 },
             eps,
-            sm_count: self.sm_count as i32,
+            stages: plan.stages as i32,
+            smem_limit: i32::try_from(self.limits.max_dynamic_smem).unwrap_or(i32::MAX),
         };
         tracing::debug!(
             op = op.name(),
@@ -392,19 +551,15 @@ impl Normalizer {
             rows = problem.rows,
             cols = problem.cols,
             row_stride = problem.row_stride,
-            variant = plan.variant.name(),
-            threads = plan.threads,
-            parts = plan.parts,
-            vectorized,
+            %plan,
             "norm launch"
         );
         self.gpu.ctx.bind_to_thread().map_err(GpuError::from)?;
         // SAFETY: the caller validated every buffer against the problem; the scratch
         // buffers are sized for the plan; all live on this stream's context, and their
-        // guards outlive the launch.
-        let code = unsafe { launch::launcher(op, T::DTYPE)(&params, stream.cu_stream() as launch::Stream) };
-        check(code, || format!("{}_{} ({})", op.name(), T::DTYPE, plan.variant.name()))?;
-        Ok(plan)
+        // guards outlive the launch. The launcher checks the plan before it launches.
+        let code = unsafe { (launch::kernels(op, T::DTYPE).launch)(&params, stream.cu_stream() as launch::Stream) };
+        check_launch_code(code, op, T::DTYPE, &plan, self.limits.max_dynamic_smem)
     }
 
     /// Writes NaN to the first n floats (statistics of empty rows).
@@ -432,5 +587,55 @@ impl Normalizer {
             .result()
             .map_err(GpuError::from)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::{NormError, Refusal};
+
+    /// The launcher runs a plan as given or refuses it with a code that comes back typed,
+    /// running nothing: depths, packs and clusters it was not compiled for, rings past the
+    /// shared memory the residency query allowed.
+    #[test]
+    #[ignore = "needs a GPU"]
+    fn the_launcher_refuses_plans_it_cannot_run() {
+        let gpu = Gpu::new(0).expect("this test needs a Hopper GPU");
+        let mut n = Normalizer::new(&gpu).unwrap();
+        let p = RowsProblem::dense(64, 4096);
+        let x = gpu.random_normal::<f32>(p.input_len(), 1).unwrap();
+        let mut y = gpu.poisoned::<f32>(p.output_len()).unwrap();
+        let plan = n.plan::<f32>(NormOp::Softmax, &p, true).unwrap().unwrap();
+        assert_eq!((plan.variant, plan.threads, plan.packs, plan.vectorized), (NormVariant::Block, 128, 8, true));
+        let limit = n.limits().max_dynamic_smem;
+        let refusals = [
+            (NormPlan { stages: 5, ..plan }, Refusal::Inconsistent),
+            (NormPlan { vectorized: false, stages: 2, ..plan }, Refusal::Inconsistent),
+            (NormPlan { packs: plan.packs + 1, ..plan }, Refusal::Inconsistent),
+            (NormPlan { threads: 512, ..plan }, Refusal::Inconsistent),
+            (NormPlan { variant: NormVariant::Cluster, parts: 17, ..plan }, Refusal::Inconsistent),
+            (NormPlan { packs: 64, stages: 2, ..plan }, Refusal::SharedMemory { needed: 2 * 128 * 64 * 16, limit }),
+        ];
+        let stream = gpu.stream.clone();
+        let results: Vec<NormResult<()>> = {
+            let (x, _x) = x.device_ptr(&stream);
+            let (out, _y) = y.device_ptr_mut(&stream);
+            let ops = Operands { x, out, ..Operands::default() };
+            refusals.iter().map(|(bad, _)| n.run::<f32>(NormOp::Softmax, &p, ops, 0.0, *bad)).collect()
+        };
+        for ((bad, want), got) in refusals.iter().zip(results) {
+            match got {
+                Err(NormError::PlanRefused { plan, reason, .. }) if plan == *bad && reason == *want => {}
+                other => panic!("{bad}: {other:?}, not a {want:?} refusal"),
+            }
+        }
+        assert!(gpu.download(&y).unwrap().iter().all(|v| v.is_nan()), "a refused plan wrote y");
+        {
+            let (x, _x) = x.device_ptr(&stream);
+            let (out, _y) = y.device_ptr_mut(&stream);
+            n.run::<f32>(NormOp::Softmax, &p, Operands { x, out, ..Operands::default() }, 0.0, plan).unwrap();
+        }
+        assert!(gpu.download(&y).unwrap().iter().all(|v| v.is_finite()), "the plan as planned left y unwritten");
     }
 }

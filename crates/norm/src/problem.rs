@@ -3,21 +3,35 @@
 use ckb_common::{bf16, f16, Element, GpuError};
 
 use crate::reference::Rows;
+use crate::variants::{NormPlan, Tuning};
 
-/// Everything that can go wrong in this crate: bad input, caught before any launch, or a
-/// GPU failure.
+/// Everything that can go wrong in this crate: bad input, caught before any launch; a
+/// variant or plan this problem or device cannot take; or a GPU failure.
 #[derive(Debug, thiserror::Error)]
 pub enum NormError {
+    /// A CUDA call failed, or a kernel failed to launch or run.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// The problem itself is invalid (stride, row length, size).
     #[error("{op}: {problem:?} has {what}")]
     BadShape { op: &'static str, problem: RowsProblem, what: &'static str },
+    /// A buffer holds fewer elements than the problem needs.
     #[error("{op}: {what} holds {got} elements, the problem needs {needed}")]
     BufferTooShort { op: &'static str, what: &'static str, needed: usize, got: usize },
+    /// eps is negative or not finite.
     #[error("{op}: eps must be finite and >= 0, got {eps}")]
     BadEps { op: &'static str, eps: f32 },
+    /// The forced variant cannot hold this problem's rows (whatever the device).
     #[error("variant {variant} cannot run {op} on {what}")]
     VariantMismatch { variant: &'static str, op: &'static str, what: String },
+    /// A tuning field is outside its range ([`Tuning::validate`]).
+    #[error("tuning {tuning:?} has {what}")]
+    BadTuning { tuning: Tuning, what: &'static str },
+    /// The variant holds the rows, but this device cannot run its plan: the planner found
+    /// it from the device's limits and occupancy, or the launcher refused it. Nothing ran;
+    /// no other plan was tried in its place.
+    #[error("{op}: this device cannot run {plan}: {reason}")]
+    PlanRefused { op: &'static str, plan: NormPlan, reason: Refusal },
 }
 
 impl From<NormError> for GpuError {
@@ -30,6 +44,24 @@ impl From<NormError> for GpuError {
     }
 }
 
+/// Why a device cannot run a plan ([`NormError::PlanRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The staging ring needs more dynamic shared memory than a CTA may take.
+    #[error("its staging ring needs {needed} bytes of shared memory, a CTA may take {limit}")]
+    SharedMemory { needed: usize, limit: usize },
+    /// No CTA of the plan fits on an SM.
+    #[error("no CTA of it fits on an SM")]
+    NotResident,
+    /// No GPC can hold a whole cluster of the plan at once.
+    #[error("no GPC can hold one of its clusters")]
+    ClusterNotResident,
+    /// The launcher found the plan inconsistent with the compiled kernels (a planner bug).
+    #[error("the launcher holds no such kernel configuration")]
+    Inconsistent,
+}
+
+/// The result of this crate's calls.
 pub type NormResult<T> = Result<T, NormError>;
 
 mod sealed {
@@ -48,16 +80,24 @@ impl NormElement for bf16 {}
 /// The row operations, forward and backward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NormOp {
+    /// `softmax(x)` along each row.
     Softmax,
+    /// `log_softmax(x)` along each row.
     LogSoftmax,
+    /// LayerNorm forward (with or without saving mean and rstd).
     LayerNorm,
+    /// RMSNorm forward (with or without saving rstd).
     RmsNorm,
+    /// Softmax backward, from the forward output.
     SoftmaxBackward,
+    /// LayerNorm backward, from the saved mean and rstd.
     LayerNormBackward,
+    /// RMSNorm backward, from the saved rstd.
     RmsNormBackward,
 }
 
 impl NormOp {
+    /// Every op, forward ones first.
     pub const ALL: [NormOp; 7] = [
         NormOp::Softmax,
         NormOp::LogSoftmax,
@@ -68,6 +108,7 @@ impl NormOp {
         NormOp::RmsNormBackward,
     ];
 
+    /// The op's name in errors, logs and records.
     pub fn name(self) -> &'static str {
         match self {
             NormOp::Softmax => "softmax",
@@ -80,8 +121,18 @@ impl NormOp {
         }
     }
 
+    /// Softmax, log-softmax, layernorm and rmsnorm forward.
     pub fn is_forward(self) -> bool {
         matches!(self, NormOp::Softmax | NormOp::LogSoftmax | NormOp::LayerNorm | NormOp::RmsNorm)
+    }
+
+    /// Row-shaped inputs the op reads (`kInputs`): x; backward ops also dy.
+    pub fn row_inputs(self) -> usize {
+        if self.is_forward() {
+            1
+        } else {
+            2
+        }
     }
 
     /// Per-column sums the op produces (dgamma, dbeta): 2, 1 or 0.
@@ -100,7 +151,9 @@ impl NormOp {
 /// `cols`: the conventions of [`crate::reference`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowsProblem {
+    /// Rows to normalise.
     pub rows: usize,
+    /// Elements per row: the axis the op runs along.
     pub cols: usize,
     /// Elements from the start of one input row to the next; at least `cols`.
     pub row_stride: usize,
@@ -110,6 +163,7 @@ pub struct RowsProblem {
 pub const MAX_COLS: usize = 1 << 30;
 
 impl RowsProblem {
+    /// `rows` rows of `cols` elements, `row_stride` elements apart.
     pub fn new(rows: usize, cols: usize, row_stride: usize) -> RowsProblem {
         RowsProblem { rows, cols, row_stride }
     }
@@ -157,6 +211,7 @@ impl RowsProblem {
         Ok(())
     }
 
+    /// No rows, or rows of no elements: nothing to launch.
     pub fn is_empty(&self) -> bool {
         self.rows == 0 || self.cols == 0
     }

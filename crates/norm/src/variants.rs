@@ -1,4 +1,4 @@
-//! The one table of compiled kernel variants, and the choice among them.
+//! The one table of compiled kernel variants, and the planner that makes one concrete.
 //!
 //! Every op runs on two skeletons (kernels/rows_kernel.cuh), compiled per op, element type
 //! and access pattern (16-byte vectors when every row and parameter is 16-byte aligned and
@@ -12,7 +12,7 @@
 //! | warp-x4   | warp     | a warp, 4 packs a lane | 512 / 1024             |
 //! | warp-x8   | warp     | a warp, 8 packs a lane (f32 forward only) | 1024 |
 //! | block     | staged   | one CTA, the row in shared memory (up to 64 KiB) | 16384 / 32768 |
-//! | cluster   | staged   | a cluster of 2-8 CTAs of 32 KiB parts, or up to 16 of 64 KiB; statistics through distributed shared memory (run as a split where no GPC holds the cluster) | 262144 / 524288 |
+//! | cluster   | staged   | a cluster of 2-8 CTAs of 32 KiB parts, or up to 16 of 64 KiB; statistics through distributed shared memory | 262144 / 524288 |
 //! | split     | staged   | 2+ independent CTAs, statistics through global memory, row read twice | any |
 //!
 //! A warp lane holds 32 row elements in forward ops and 16 (per operand) in backward ops. A
@@ -20,20 +20,32 @@
 //! per thread at a time (a chunk), once for the statistics and again for the outputs;
 //! forward CTAs have up to 256 threads, so that three share an SM. Backward parts are one
 //! chunk per thread of up to 512 threads (their column sums stay in registers).
-//! [`NormVariant::choose`] takes the first of warp (fewest packs that hold the row), block,
-//! cluster, split that holds the row.
+//!
+//! The [`Planner`] decides everything a launch does, and the launchers run its [`NormPlan`]
+//! as given or refuse it; they never re-plan. From the row length it takes the variant's
+//! shape (parts, threads, packs); from the device's occupancy ([`Residency`]) the staging
+//! depth (the one that puts the most rows in flight per SM, ties to fewer stages; 16-byte
+//! rows only, as element rows stage synchronously) and the persistent grid (as many row
+//! slots as are resident at once). [`Planner::choose`] takes the first of warp (fewest packs
+//! that hold the row), block, cluster, split that holds the row and that the device can run:
+//! where no GPC holds a cluster, that is split.
+
+use std::fmt;
 
 use ckb_common::{DType, Gpu, GpuError};
 use cudarc::driver::sys::CUdevice_attribute;
 
 use crate::launch::{LAYOUT_CTA_PER_ROW, LAYOUT_WARP_PER_ROW, MODE_CLUSTER, MODE_SPLIT, MODE_WHOLE};
-use crate::problem::{NormError, NormOp, NormResult, RowsProblem};
+use crate::problem::{NormError, NormOp, NormResult, Refusal, RowsProblem};
 
 /// How a row operation is laid onto the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NormVariant {
     /// One warp per row, `packs` 16-byte packs per lane in registers.
-    Warp { packs: usize },
+    Warp {
+        /// 16-byte packs a lane holds: 1, 2, 4 or 8.
+        packs: usize,
+    },
     /// One CTA per row, staged in shared memory.
     Block,
     /// A thread-block cluster per row.
@@ -75,51 +87,16 @@ const SMALL_CLUSTER: usize = 8;
 const HALF_THREAD_ELEMS: usize = 64;
 const F32_THREAD_ELEMS: usize = 32;
 /// Threads per CTA: warp-per-row CTAs (`kWarpRowsPerCta` warps), the staged kernel's most
-/// (backward; `kStagedMaxThreads`), and the most forward staged CTAs take.
+/// (backward; `kMaxThreads`), and the most forward staged CTAs take (`kStagedMaxThreads`).
 const WARP_ROWS_PER_CTA: usize = 4;
 const MAX_THREADS: usize = 512;
 const FORWARD_THREADS: usize = 256;
-
-/// The forward staged CTA's shape: the longest part of a row it holds, and its most threads.
-/// The defaults are the tuned ones; `CKB_NORM_PART_KIB` and `CKB_NORM_THREADS` override them
-/// in tuning runs ([`StagedShape::from_env`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StagedShape {
-    pub part_bytes: usize,
-    pub threads: usize,
-    /// Row elements a thread aims at; `None`: the tuned ones per type (`HALF_THREAD_ELEMS`,
-    /// `F32_THREAD_ELEMS`).
-    pub thread_elems: Option<usize>,
-}
-
-impl Default for StagedShape {
-    fn default() -> Self {
-        StagedShape { part_bytes: FORWARD_PART_BYTES, threads: FORWARD_THREADS, thread_elems: None }
-    }
-}
-
-impl StagedShape {
-    /// The defaults, with whichever of `CKB_NORM_PART_KIB` (1..=200), `CKB_NORM_THREADS` (a
-    /// multiple of 32 up to 512) and `CKB_NORM_THREAD_ELEMS` (a multiple of 16 up to 1024) the
-    /// environment sets; other values are ignored.
-    pub fn from_env() -> StagedShape {
-        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
-        let mut shape = StagedShape::default();
-        if let Some(kib) = var("CKB_NORM_PART_KIB").filter(|k| (1..=200).contains(k)) {
-            shape.part_bytes = kib * 1024;
-        }
-        if let Some(threads) = var("CKB_NORM_THREADS").filter(|t| *t >= 32 && *t <= MAX_THREADS && t % 32 == 0) {
-            shape.threads = threads;
-        }
-        if let Some(elems) =
-            var("CKB_NORM_THREAD_ELEMS").filter(|e| *e >= CHUNK_ELEMS && *e <= 1024 && e % CHUNK_ELEMS == 0)
-        {
-            shape.thread_elems = Some(elems);
-        }
-        shape
-    }
-}
-/// The largest cluster (16 needs the non-portable cluster size, which H100 allows).
+/// The deepest staging ring the staged kernel holds (`kMaxStages`).
+pub const MAX_STAGES: usize = 4;
+/// Shared memory a staged CTA keeps beside its ring (`kStaticSmemReserve`): the ring may
+/// take the device's opt-in limit less this.
+pub const STATIC_SMEM_RESERVE: usize = 1024;
+/// The largest cluster (16 needs the non-portable cluster size, which Hopper allows).
 const MAX_CLUSTER: usize = 16;
 /// gridDim.y
 const MAX_SLOTS: usize = 65535;
@@ -130,83 +107,262 @@ const MAX_CTAS_PER_SM: usize = 32;
 /// SM so that the sums stay small next to the matrix.
 const COLUMN_SUM_CTAS_PER_SM: usize = 8;
 
-/// A variant made concrete for one problem: what the launcher needs.
+/// The planner's tuning knobs. The defaults are the tuned ones; tuning runs override them
+/// through the environment ([`Tuning::from_env`], read once per [`crate::Normalizer`]) or
+/// [`crate::Normalizer::with_tuning`]. Nothing else reads them: the kernels get the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// The longest part of a row a forward staged CTA holds, in bytes (`CKB_NORM_PART_KIB`).
+    /// Parts whose staging exceeds the device's shared memory are refused, not shrunk.
+    pub part_bytes: usize,
+    /// The most threads of a forward staged CTA: a multiple of 32 up to 256 (`CKB_NORM_THREADS`).
+    pub threads: usize,
+    /// Row elements a forward staged thread aims at, a multiple of 16 up to 1024
+    /// (`CKB_NORM_THREAD_ELEMS`); `None`: the tuned ones per type (`HALF_THREAD_ELEMS`,
+    /// `F32_THREAD_ELEMS`).
+    pub thread_elems: Option<usize>,
+    /// The deepest staging ring the depth choice considers, 1..=[`MAX_STAGES`] (`CKB_NORM_MAX_STAGES`).
+    pub max_stages: usize,
+    /// A depth to take wherever it fits (shared memory, one resident CTA), 1..=[`MAX_STAGES`],
+    /// even past `max_stages` (`CKB_NORM_STAGES`); `None`: the depth choice.
+    pub stages: Option<usize>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            part_bytes: FORWARD_PART_BYTES,
+            threads: FORWARD_THREADS,
+            thread_elems: None,
+            max_stages: MAX_STAGES,
+            stages: None,
+        }
+    }
+}
+
+/// Whether `n` is a multiple of `d`, a power of two (a bit test: `is_multiple_of` is newer
+/// than our MSRV).
+const fn multiple_of(n: usize, d: usize) -> bool {
+    n & (d - 1) == 0
+}
+
+/// The ranges [`Tuning::validate`] admits; `from_lookup` drops values outside them.
+fn valid_threads(t: usize) -> bool {
+    (32..=FORWARD_THREADS).contains(&t) && multiple_of(t, 32)
+}
+fn valid_thread_elems(e: usize) -> bool {
+    (CHUNK_ELEMS..=1024).contains(&e) && multiple_of(e, CHUNK_ELEMS)
+}
+fn valid_stages(s: usize) -> bool {
+    (1..=MAX_STAGES).contains(&s)
+}
+
+impl Tuning {
+    /// The defaults, with whichever of `CKB_NORM_PART_KIB` (1..=200), `CKB_NORM_THREADS`,
+    /// `CKB_NORM_THREAD_ELEMS`, `CKB_NORM_MAX_STAGES` and `CKB_NORM_STAGES` the environment
+    /// sets (ranges on the fields); values outside their range are ignored.
+    pub fn from_env() -> Tuning {
+        Tuning::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Tuning::from_env`] with the variables looked up by `var`.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Tuning {
+        let var = |name: &str| var(name).and_then(|v| v.trim().parse::<usize>().ok());
+        let mut tuning = Tuning::default();
+        if let Some(kib) = var("CKB_NORM_PART_KIB").filter(|k| (1..=200).contains(k)) {
+            tuning.part_bytes = kib * 1024;
+        }
+        if let Some(threads) = var("CKB_NORM_THREADS").filter(|t| valid_threads(*t)) {
+            tuning.threads = threads;
+        }
+        if let Some(elems) = var("CKB_NORM_THREAD_ELEMS").filter(|e| valid_thread_elems(*e)) {
+            tuning.thread_elems = Some(elems);
+        }
+        if let Some(cap) = var("CKB_NORM_MAX_STAGES").filter(|s| valid_stages(*s)) {
+            tuning.max_stages = cap;
+        }
+        if let Some(stages) = var("CKB_NORM_STAGES").filter(|s| valid_stages(*s)) {
+            tuning.stages = Some(stages);
+        }
+        tuning
+    }
+
+    /// Fails with [`NormError::BadTuning`] on a field outside its range.
+    pub fn validate(&self) -> NormResult<()> {
+        let bad = |what| Err(NormError::BadTuning { tuning: *self, what });
+        if self.part_bytes == 0 {
+            return bad("parts of no bytes");
+        }
+        if !valid_threads(self.threads) {
+            return bad("threads outside 32..=256 or not a multiple of 32");
+        }
+        if !self.thread_elems.is_none_or(valid_thread_elems) {
+            return bad("thread elements outside 16..=1024 or not a multiple of 16");
+        }
+        if !valid_stages(self.max_stages) || !self.stages.is_none_or(valid_stages) {
+            return bad("a staging depth outside 1..=4");
+        }
+        Ok(())
+    }
+}
+
+/// What the planner knows of the device beside occupancy: queried once per [`crate::Normalizer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Streaming multiprocessors.
+    pub sm_count: usize,
+    /// Dynamic shared memory a staged CTA may take: the opt-in limit per block less
+    /// [`STATIC_SMEM_RESERVE`].
+    pub max_dynamic_smem: usize,
+}
+
+impl DeviceLimits {
+    /// The limits of a device with `sm_count` SMs and `smem_optin` bytes of shared memory a
+    /// block may opt into.
+    pub fn new(sm_count: usize, smem_optin: usize) -> DeviceLimits {
+        DeviceLimits { sm_count: sm_count.max(1), max_dynamic_smem: smem_optin.saturating_sub(STATIC_SMEM_RESERVE) }
+    }
+
+    /// The limits of the stream's device.
+    pub fn query(gpu: &Gpu) -> NormResult<DeviceLimits> {
+        let attr = |a| gpu.ctx.attribute(a).map_err(GpuError::from);
+        let sms = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+        let optin = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
+        Ok(DeviceLimits::new(sms.max(1) as usize, optin.max(0) as usize))
+    }
+}
+
+/// One staged kernel configuration, as the planner asks the device about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StagedKernel {
+    /// The op whose kernel it is (log-softmax asks as softmax: they share a kernel).
+    pub op: NormOp,
+    /// Its element type.
+    pub dtype: DType,
+    /// The 16-byte instantiation, or the element one.
+    pub vectorized: bool,
+    /// Threads per CTA.
+    pub threads: usize,
+    /// Dynamic shared memory per CTA: the whole staging ring.
+    pub smem_bytes: usize,
+}
+
+/// The device's occupancy, as the planner needs it. [`crate::Normalizer`] answers through the
+/// CUDA occupancy API, once per configuration; tests and tools may plug in a model.
+pub trait Residency {
+    /// CTAs of `kernel` resident on one SM at once (0: none fits).
+    fn ctas_per_sm(&self, kernel: &StagedKernel) -> NormResult<usize>;
+    /// Clusters of `parts` CTAs of `kernel` resident on the device at once (0: no GPC
+    /// holds one).
+    fn clusters(&self, kernel: &StagedKernel, parts: usize) -> NormResult<usize>;
+}
+
+/// Everything a launch does, decided by the [`Planner`]; the launchers run it as given.
+/// Calls return the plan that ran; [`std::fmt::Display`] gives a short description, e.g.
+/// `cluster x8, 256 thr, 64 KiB parts, 2 stages, 16-byte accesses, 49 slots`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NormPlan {
+    /// The variant it makes concrete.
     pub variant: NormVariant,
+    /// 16-byte accesses (aligned buffers, rows a whole number of packs), else element ones.
+    pub vectorized: bool,
     /// 16-byte packs a thread holds per row operand.
     pub packs: usize,
     /// Threads per CTA.
     pub threads: usize,
     /// CTAs per row: 1, the cluster size or the split count.
     pub parts: usize,
-    /// Row slots of the grid (gridDim.y). For the staged variants an upper bound: the
-    /// launcher keeps as many as are resident at once.
+    /// Rows the staging ring holds (1 for warp variants and element rows).
+    pub stages: usize,
+    /// Row slots of the grid (gridDim.y); staged variants: the ones resident at once.
     pub slots: usize,
 }
 
-/// Streaming multiprocessors on the stream's device.
-pub(crate) fn sm_count(gpu: &Gpu) -> NormResult<usize> {
-    let sms =
-        gpu.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(GpuError::from)?;
-    Ok(sms.max(1) as usize)
-}
-
 impl NormVariant {
+    /// The variant's name in [`NORM_VARIANTS`].
     pub fn name(self) -> &'static str {
         NORM_VARIANTS.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).expect("every variant is in the table")
     }
 
+    /// The variant named `name` in [`NORM_VARIANTS`].
     pub fn by_name(name: &str) -> Option<NormVariant> {
         NORM_VARIANTS.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
     }
+}
 
-    /// The heuristic: a warp with the fewest packs that hold the row, else a CTA, else a
-    /// cluster, else a split row.
-    pub fn choose(op: NormOp, problem: &RowsProblem, dtype: DType, sm_count: usize) -> NormPlan {
-        Self::choose_shaped(op, problem, dtype, sm_count, StagedShape::default())
+/// Turns a variant into a [`NormPlan`] for one problem, from the tuning, the device's limits
+/// and its occupancy.
+pub struct Planner<'a, R: Residency + ?Sized> {
+    /// The device's SMs and shared memory.
+    pub limits: DeviceLimits,
+    /// The knobs of forward staged CTAs and of the staging depth.
+    pub tuning: Tuning,
+    /// The device's occupancy.
+    pub residency: &'a R,
+}
+
+impl<R: Residency + ?Sized> Planner<'_, R> {
+    /// The heuristic: the first of warp (fewest packs that hold the row), block, cluster,
+    /// split whose plan the row and the device admit. `aligned`: every buffer starts on a 16-byte
+    /// boundary. Fails only where no variant's plan runs here, with the last refusal.
+    pub fn choose(&self, op: NormOp, problem: &RowsProblem, dtype: DType, aligned: bool) -> NormResult<NormPlan> {
+        let mut last = None;
+        for (variant, _) in NORM_VARIANTS {
+            match self.plan(*variant, op, problem, dtype, aligned) {
+                Ok(plan) => return Ok(plan),
+                Err(e @ (NormError::VariantMismatch { .. } | NormError::PlanRefused { .. })) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("the table has variants"))
     }
 
-    /// [`NormVariant::choose`] with forward staged CTAs of `shape`.
-    pub fn choose_shaped(
+    /// `variant`'s plan for `problem` (a valid one; empty rows plan as rows of one element).
+    /// Fails with [`NormError::VariantMismatch`] when the variant cannot hold the row
+    /// (or, for warp-x8, the op's register budget has no 8 packs), and with
+    /// [`NormError::PlanRefused`] when the device cannot run its plan.
+    pub fn plan(
+        &self,
+        variant: NormVariant,
         op: NormOp,
         problem: &RowsProblem,
         dtype: DType,
-        sm_count: usize,
-        shape: StagedShape,
-    ) -> NormPlan {
-        NORM_VARIANTS
-            .iter()
-            .find_map(|(v, _)| v.plan_shaped(op, problem, dtype, sm_count, shape).ok())
-            .expect("split takes any row length")
-    }
-
-    /// This variant on `problem`; fails when it cannot hold the row (or, for warp-x8, the
-    /// op's register budget has no 8 packs).
-    pub fn plan(self, op: NormOp, problem: &RowsProblem, dtype: DType, sm_count: usize) -> NormResult<NormPlan> {
-        self.plan_shaped(op, problem, dtype, sm_count, StagedShape::default())
-    }
-
-    /// [`NormVariant::plan`] with forward staged CTAs of `shape`.
-    pub fn plan_shaped(
-        self,
-        op: NormOp,
-        problem: &RowsProblem,
-        dtype: DType,
-        sm_count: usize,
-        shape: StagedShape,
+        aligned: bool,
     ) -> NormResult<NormPlan> {
+        let pack = 16 / dtype.size_bytes();
+        let vectorized = aligned && multiple_of(problem.cols, pack) && multiple_of(problem.row_stride, pack);
+        let plan = self.shape(variant, op, problem, dtype, vectorized)?;
+        if matches!(variant, NormVariant::Warp { .. }) {
+            Ok(plan)
+        } else {
+            self.place(plan, op, dtype)
+        }
+    }
+
+    /// The variant's shape from the row length: packs, threads, parts, and slots (staged
+    /// variants: an upper bound by the thread limit, which `place` lowers to residency).
+    fn shape(
+        &self,
+        variant: NormVariant,
+        op: NormOp,
+        problem: &RowsProblem,
+        dtype: DType,
+        vectorized: bool,
+    ) -> NormResult<NormPlan> {
+        let (tuning, sm_count) = (&self.tuning, self.limits.sm_count.max(1));
         let pack = 16 / dtype.size_bytes();
         let cols = problem.cols.max(1);
         let rows = problem.rows.max(1);
-        let mismatch = |what: String| Err(NormError::VariantMismatch { variant: self.name(), op: op.name(), what });
-        let plan = |packs, threads, parts, slots| Ok(NormPlan { variant: self, packs, threads, parts, slots });
+        let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
+        let plan = |packs, threads, parts, slots| {
+            Ok(NormPlan { variant, vectorized, packs, threads, parts, stages: 1, slots })
+        };
         // Staged CTAs: the most elements a part takes, the most threads, the elements a
         // thread aims at, and (threads, packs) for `parts` parts.
         let (part_capacity, max_threads, thread_elems) = if op.is_forward() {
             let tuned = if dtype.size_bytes() >= 4 { F32_THREAD_ELEMS } else { HALF_THREAD_ELEMS };
-            let elems = shape.thread_elems.unwrap_or(tuned);
-            ((shape.part_bytes / dtype.size_bytes()).max(CHUNK_ELEMS), shape.threads, elems)
+            let elems = tuning.thread_elems.unwrap_or(tuned).max(1);
+            ((tuning.part_bytes / dtype.size_bytes()).max(CHUNK_ELEMS), tuning.threads.max(32), elems)
         } else {
             (MAX_THREADS * CHUNK_ELEMS, MAX_THREADS, CHUNK_ELEMS)
         };
@@ -216,11 +372,11 @@ impl NormVariant {
             let threads = (part.div_ceil(thread_elems).div_ceil(32).max(1) * 32).min(max_threads);
             (threads, part.div_ceil(threads * CHUNK_ELEMS) * chunk_packs)
         };
-        // The staged kernel's grid is persistent: at most the CTAs that fit on the GPU at
-        // once (by the thread limit; the launcher lowers it to the real occupancy).
+        // The staged grid is persistent: at most the CTAs that fit on the GPU at once by
+        // the thread limit (`place` lowers it to the real occupancy).
         let staged_slots = |threads: usize, parts: usize| {
             let per_sm = (MAX_THREADS_PER_SM / threads).min(MAX_CTAS_PER_SM);
-            (sm_count.max(1) * per_sm / parts).clamp(1, rows.min(MAX_SLOTS))
+            (sm_count * per_sm / parts).clamp(1, rows.min(MAX_SLOTS))
         };
         let staged = |parts: usize| {
             let (threads, packs) = staged_shape(parts);
@@ -228,14 +384,15 @@ impl NormVariant {
         };
         let parts = cols.div_ceil(part_capacity);
         let cluster_parts = {
-            let small = cols.div_ceil((CLUSTER_PART_BYTES.min(shape.part_bytes) / dtype.size_bytes()).max(CHUNK_ELEMS));
+            let small =
+                cols.div_ceil((CLUSTER_PART_BYTES.min(tuning.part_bytes) / dtype.size_bytes()).max(CHUNK_ELEMS));
             if op.is_forward() && small <= SMALL_CLUSTER {
                 small
             } else {
                 parts
             }
         };
-        match self {
+        match variant {
             NormVariant::Warp { packs } => {
                 let max_packs = if op.is_forward() { FORWARD_ELEMS } else { BACKWARD_ELEMS } / pack;
                 if packs > max_packs {
@@ -248,7 +405,7 @@ impl NormVariant {
                 }
                 let mut slots = rows.div_ceil(WARP_ROWS_PER_CTA).min(MAX_SLOTS);
                 if op.column_sums() > 0 {
-                    slots = slots.min(sm_count.max(1) * COLUMN_SUM_CTAS_PER_SM);
+                    slots = slots.min(sm_count * COLUMN_SUM_CTAS_PER_SM);
                 }
                 plan(packs, 32 * WARP_ROWS_PER_CTA, 1, slots)
             }
@@ -270,6 +427,67 @@ impl NormVariant {
             NormVariant::Split => staged(parts.max(2)),
         }
     }
+
+    /// A staged plan on this device: its depth, and its grid lowered to the row slots that
+    /// are resident at once; refused where the ring exceeds shared memory, no CTA fits on
+    /// an SM, or (cluster) no GPC holds a cluster.
+    fn place(&self, mut plan: NormPlan, op: NormOp, dtype: DType) -> NormResult<NormPlan> {
+        let refused = |plan, reason| Err(NormError::PlanRefused { op: op.name(), plan, reason });
+        let limit = self.limits.max_dynamic_smem;
+        let stage_bytes = plan.stage_bytes(op);
+        if stage_bytes > limit {
+            return refused(plan, Refusal::SharedMemory { needed: stage_bytes, limit });
+        }
+        let (vectorized, threads) = (plan.vectorized, plan.threads);
+        let kernel = |stages: usize| StagedKernel {
+            op: if op == NormOp::LogSoftmax { NormOp::Softmax } else { op },
+            dtype,
+            vectorized,
+            threads,
+            smem_bytes: stages * stage_bytes,
+        };
+        plan.stages = self.depth(vectorized, stage_bytes, &kernel)?;
+        let kernel = kernel(plan.stages);
+        // Row slots resident at once; independent CTAs of rows split wider than the GPU
+        // holds run in waves on one slot.
+        let resident = if plan.variant == NormVariant::Cluster {
+            match self.residency.clusters(&kernel, plan.parts)? {
+                0 => return refused(plan, Refusal::ClusterNotResident),
+                clusters => clusters,
+            }
+        } else {
+            match self.residency.ctas_per_sm(&kernel)? {
+                0 => return refused(plan, Refusal::NotResident),
+                per_sm => (per_sm * self.limits.sm_count / plan.parts).max(1),
+            }
+        };
+        plan.slots = plan.slots.min(resident);
+        Ok(plan)
+    }
+
+    /// Rows in flight on an SM are CTAs per SM x stages: the depth (1..=max_stages) that
+    /// puts the most in flight wins, ties going to fewer stages (independent CTAs also
+    /// overlap one another's reductions and barriers, a deeper ring only the loads), unless
+    /// the tuning forces one that fits. Element rows stage synchronously: one stage.
+    fn depth(&self, vectorized: bool, stage_bytes: usize, kernel: &dyn Fn(usize) -> StagedKernel) -> NormResult<usize> {
+        if !vectorized {
+            return Ok(1);
+        }
+        let fits = |depth: usize| depth * stage_bytes <= self.limits.max_dynamic_smem;
+        if let Some(forced) = self.tuning.stages.filter(|s| fits(*s)) {
+            if self.residency.ctas_per_sm(&kernel(forced))? > 0 {
+                return Ok(forced);
+            }
+        }
+        let (mut stages, mut best) = (1, 0);
+        for depth in (1..=self.tuning.max_stages.min(MAX_STAGES)).take_while(|d| fits(*d)) {
+            let in_flight = self.residency.ctas_per_sm(&kernel(depth))? * depth;
+            if in_flight > best {
+                (stages, best) = (depth, in_flight);
+            }
+        }
+        Ok(stages)
+    }
 }
 
 impl NormPlan {
@@ -283,10 +501,29 @@ impl NormPlan {
         }
     }
 
-    /// Floats of per-row partial statistics a split needs (a cluster too: the launcher
-    /// runs its parts as a split when no GPC can hold the whole cluster).
+    /// Bytes of one row operand a CTA holds: a warp's row (times its 4 rows), or a staged
+    /// CTA's part.
+    pub fn part_bytes(&self) -> usize {
+        let group = if matches!(self.variant, NormVariant::Warp { .. }) { 32 } else { self.threads };
+        group * self.packs * 16
+    }
+
+    /// Shared memory of one stage of the ring: every row operand's part (0 for warp variants).
+    pub fn stage_bytes(&self, op: NormOp) -> usize {
+        match self.variant {
+            NormVariant::Warp { .. } => 0,
+            _ => op.row_inputs() * self.part_bytes(),
+        }
+    }
+
+    /// Dynamic shared memory per CTA: the whole ring.
+    pub fn smem_bytes(&self, op: NormOp) -> usize {
+        self.stages * self.stage_bytes(op)
+    }
+
+    /// Floats of per-row partial statistics a split needs.
     pub fn row_partial_floats(&self, rows: usize) -> usize {
-        if matches!(self.variant, NormVariant::Split | NormVariant::Cluster) {
+        if self.variant == NormVariant::Split {
             rows * self.parts * crate::launch::PARTIAL_FLOATS
         } else {
             0
@@ -299,14 +536,69 @@ impl NormPlan {
     }
 }
 
+impl fmt::Display for NormPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let access = if self.vectorized { "16-byte" } else { "element" };
+        if let NormVariant::Warp { .. } = self.variant {
+            return write!(
+                f,
+                "{}, {} thr ({WARP_ROWS_PER_CTA} rows a CTA), {access} accesses, {} slots",
+                self.variant.name(),
+                self.threads,
+                self.slots
+            );
+        }
+        write!(f, "{}", self.variant.name())?;
+        if self.parts > 1 {
+            write!(f, " x{}", self.parts)?;
+        }
+        let part = self.part_bytes();
+        let part = if multiple_of(part, 1024) { format!("{} KiB", part / 1024) } else { format!("{part} B") };
+        let stages = if self.stages == 1 { "stage" } else { "stages" };
+        write!(
+            f,
+            ", {} thr, {part} parts, {} {stages}, {access} accesses, {} slots",
+            self.threads, self.stages, self.slots
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const H100_SMS: usize = 132;
+    /// Shared memory of an H100 SM, for the model below.
+    const SM_SMEM: usize = 228 * 1024;
+
+    /// Occupancy by the thread, CTA and shared-memory limits (each CTA also reserving
+    /// STATIC_SMEM_RESERVE); clusters: a quarter of the CTAs, or none.
+    struct Model {
+        clusters: bool,
+    }
+
+    impl Residency for Model {
+        fn ctas_per_sm(&self, k: &StagedKernel) -> NormResult<usize> {
+            let by_smem = SM_SMEM / (k.smem_bytes + STATIC_SMEM_RESERVE);
+            Ok((MAX_THREADS_PER_SM / k.threads).min(MAX_CTAS_PER_SM).min(by_smem))
+        }
+        fn clusters(&self, k: &StagedKernel, parts: usize) -> NormResult<usize> {
+            Ok(if self.clusters { H100_SMS * self.ctas_per_sm(k)? / parts / 4 } else { 0 })
+        }
+    }
+
+    const ROOMY: Model = Model { clusters: true };
+
+    fn planner(residency: &Model, tuning: Tuning) -> Planner<'_, Model> {
+        Planner { limits: DeviceLimits::new(H100_SMS, 227 * 1024), tuning, residency }
+    }
 
     fn choose(op: NormOp, rows: usize, cols: usize, dtype: DType) -> NormPlan {
-        NormVariant::choose(op, &RowsProblem::dense(rows, cols), dtype, H100_SMS)
+        planner(&ROOMY, Tuning::default()).choose(op, &RowsProblem::dense(rows, cols), dtype, true).unwrap()
+    }
+
+    fn force(variant: NormVariant, op: NormOp, problem: RowsProblem, dtype: DType) -> NormResult<NormPlan> {
+        planner(&ROOMY, Tuning::default()).plan(variant, op, &problem, dtype, true)
     }
 
     #[test]
@@ -337,45 +629,174 @@ mod tests {
         assert_eq!(choose(NormOp::SoftmaxBackward, 64, 1024, DType::F32).variant, NormVariant::Block);
         let p = choose(NormOp::RmsNormBackward, 64, 32768, DType::BF16);
         assert_eq!((p.variant, p.parts, p.threads, p.packs), (NormVariant::Cluster, 4, 512, 2));
-        let warp8 = NormVariant::Warp { packs: 8 }.plan(
-            NormOp::RmsNormBackward,
-            &RowsProblem::dense(4, 8),
-            DType::F32,
-            H100_SMS,
-        );
+        let warp8 =
+            force(NormVariant::Warp { packs: 8 }, NormOp::RmsNormBackward, RowsProblem::dense(4, 8), DType::F32);
         assert!(matches!(warp8, Err(NormError::VariantMismatch { .. })));
     }
 
     #[test]
-    fn every_plan_covers_its_row() {
+    fn every_plan_covers_its_row_and_fits_the_device() {
+        let limits = planner(&ROOMY, Tuning::default()).limits;
         for op in NormOp::ALL {
             for dtype in [DType::F32, DType::F16, DType::BF16] {
                 for cols in [1, 7, 33, 1000, 4099, 70000, 262144, 1 << 20] {
                     for (variant, _) in NORM_VARIANTS {
-                        let Ok(plan) = variant.plan(op, &RowsProblem::dense(3, cols), dtype, H100_SMS) else {
+                        let Ok(plan) = force(*variant, op, RowsProblem::dense(3, cols), dtype) else {
                             continue;
                         };
+                        let what = format!("{op:?} {dtype} {cols} {plan:?}");
+                        assert_eq!(plan.variant, *variant, "{what}");
                         let group = if matches!(variant, NormVariant::Warp { .. }) { 32 } else { plan.threads };
                         let pack = 16 / dtype.size_bytes();
-                        assert!(plan.parts * group * plan.packs * pack >= cols, "{op:?} {dtype} {cols} {plan:?}");
+                        assert!(plan.parts * group * plan.packs * pack >= cols, "{what}");
                         if !matches!(variant, NormVariant::Warp { .. }) {
                             let chunk_packs = CHUNK_ELEMS / pack;
-                            assert!(plan.packs % chunk_packs == 0, "{op:?} {dtype} {cols} {plan:?}");
-                            assert!(op.is_forward() || plan.packs == chunk_packs, "{op:?} {dtype} {cols} {plan:?}");
-                            let part_bytes = group * plan.packs * 16;
-                            assert!(
-                                !op.is_forward() || part_bytes <= FORWARD_PART_BYTES,
-                                "{op:?} {dtype} {cols} {plan:?}"
-                            );
+                            assert!(plan.packs % chunk_packs == 0, "{what}");
+                            assert!(op.is_forward() || plan.packs == chunk_packs, "{what}");
+                            assert!(!op.is_forward() || plan.part_bytes() <= FORWARD_PART_BYTES, "{what}");
+                            assert!(!op.is_forward() || plan.threads <= FORWARD_THREADS, "{what}");
                         }
-                        assert!(plan.threads % 32 == 0 && plan.threads <= MAX_THREADS);
-                        assert!((1..=MAX_SLOTS).contains(&plan.slots));
+                        assert!(plan.smem_bytes(op) <= limits.max_dynamic_smem, "{what}");
+                        assert!((1..=MAX_STAGES).contains(&plan.stages), "{what}");
+                        assert!(plan.threads % 32 == 0 && plan.threads <= MAX_THREADS, "{what}");
+                        assert!((1..=MAX_SLOTS).contains(&plan.slots), "{what}");
                         if *variant == NormVariant::Cluster || *variant == NormVariant::Split {
-                            assert!(plan.parts >= 2);
+                            assert!(plan.parts >= 2, "{what}");
                         }
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn depth_puts_the_most_rows_in_flight() {
+        // 512 f32 on one CTA: 32 threads, 2 KiB parts; the model keeps 32 CTAs an SM at any
+        // depth up to 4, so the deepest ring wins.
+        let p = RowsProblem::dense(4096, 512);
+        let plan = force(NormVariant::Block, NormOp::Softmax, p, DType::F32).unwrap();
+        assert_eq!((plan.threads, plan.part_bytes(), plan.stages), (32, 2048, 4), "{plan:?}");
+        // 16 KiB parts: 13 CTAs x 1 stage beat 6 x 2, 4 x 3 and 3 x 4.
+        let plan = choose(NormOp::RmsNorm, 32768, 4096, DType::F32);
+        assert_eq!((plan.part_bytes(), plan.stages), (16384, 1), "{plan:?}");
+        // Element rows stage synchronously.
+        let unaligned =
+            planner(&ROOMY, Tuning::default()).plan(NormVariant::Block, NormOp::Softmax, &p, DType::F32, false);
+        assert_eq!(unaligned.unwrap().stages, 1);
+        let odd = force(NormVariant::Block, NormOp::Softmax, RowsProblem::dense(4096, 510), DType::F32).unwrap();
+        assert!(!odd.vectorized && odd.stages == 1, "{odd:?}");
+        // The tuning caps the depth, or forces one.
+        let capped = Tuning { max_stages: 2, ..Tuning::default() };
+        let plan = planner(&ROOMY, capped).plan(NormVariant::Block, NormOp::Softmax, &p, DType::F32, true).unwrap();
+        assert_eq!(plan.stages, 2);
+        let forced = Tuning { stages: Some(3), ..Tuning::default() };
+        let plan = planner(&ROOMY, forced).plan(NormVariant::Block, NormOp::Softmax, &p, DType::F32, true).unwrap();
+        assert_eq!(plan.stages, 3);
+    }
+
+    #[test]
+    fn slots_are_the_resident_ones() {
+        // 16 KiB f32 parts: the model keeps 13 CTAs an SM (thread limit 16).
+        let plan = choose(NormOp::RmsNorm, 32768, 4096, DType::F32);
+        assert_eq!(plan.slots, 13 * H100_SMS);
+        // Never more slots than rows, nor warp slots than 4-row CTAs.
+        assert_eq!(choose(NormOp::RmsNorm, 100, 4096, DType::F32).slots, 100);
+        assert_eq!(choose(NormOp::Softmax, 10, 100, DType::F32).slots, 3);
+        // Splits wider than the GPU holds run in waves on one slot.
+        let plan = choose(NormOp::SoftmaxBackward, 4, 1 << 30, DType::F16);
+        assert_eq!((plan.variant, plan.parts, plan.slots), (NormVariant::Split, 1 << 17, 1), "{plan:?}");
+        // Clusters: what the device holds at once.
+        let plan = choose(NormOp::Softmax, 8192, 32768, DType::F32);
+        let kernel = StagedKernel {
+            op: NormOp::Softmax,
+            dtype: DType::F32,
+            vectorized: true,
+            threads: plan.threads,
+            smem_bytes: plan.smem_bytes(NormOp::Softmax),
+        };
+        assert_eq!(plan.slots, ROOMY.clusters(&kernel, plan.parts).unwrap());
+    }
+
+    #[test]
+    fn clusters_no_gpc_holds_are_refused_and_the_heuristic_splits() {
+        let none = Model { clusters: false };
+        let planner = planner(&none, Tuning::default());
+        let p = RowsProblem::dense(8192, 32768);
+        match planner.plan(NormVariant::Cluster, NormOp::Softmax, &p, DType::F32, true) {
+            Err(NormError::PlanRefused { reason: Refusal::ClusterNotResident, plan, .. }) => {
+                assert_eq!((plan.variant, plan.parts), (NormVariant::Cluster, 4))
+            }
+            other => panic!("{other:?}"),
+        }
+        let plan = planner.choose(NormOp::Softmax, &p, DType::F32, true).unwrap();
+        assert_eq!((plan.variant, plan.parts), (NormVariant::Split, 2));
+    }
+
+    #[test]
+    fn rings_past_shared_memory_are_refused() {
+        // 300 KiB parts: a 70000-element f32 row (273 KiB) fits one part, not one CTA's memory.
+        let tuning = Tuning { part_bytes: 300 * 1024, ..Tuning::default() };
+        let planner = planner(&ROOMY, tuning);
+        let p = RowsProblem::dense(8, 70000);
+        match planner.plan(NormVariant::Block, NormOp::LayerNorm, &p, DType::F32, true) {
+            Err(NormError::PlanRefused { reason: Refusal::SharedMemory { needed, limit }, .. }) => {
+                assert!(needed > limit && limit == 226 * 1024, "{needed} {limit}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let plan = planner.choose(NormOp::LayerNorm, &p, DType::F32, true).unwrap();
+        assert!(plan.variant != NormVariant::Block && plan.smem_bytes(NormOp::LayerNorm) <= 226 * 1024, "{plan:?}");
+    }
+
+    #[test]
+    fn plans_describe_themselves() {
+        let plan = choose(NormOp::LayerNorm, 512, 262144, DType::BF16);
+        let slots = plan.slots;
+        assert_eq!(
+            plan.to_string(),
+            format!("cluster x8, 256 thr, 64 KiB parts, 1 stage, 16-byte accesses, {slots} slots")
+        );
+        let plan = force(NormVariant::Warp { packs: 2 }, NormOp::Softmax, RowsProblem::new(10, 200, 203), DType::F32);
+        assert_eq!(plan.unwrap().to_string(), "warp-x2, 128 thr (4 rows a CTA), element accesses, 3 slots");
+        let plan = force(NormVariant::Block, NormOp::Softmax, RowsProblem::dense(4096, 512), DType::F32).unwrap();
+        assert_eq!(
+            plan.to_string(),
+            format!("block, 32 thr, 2 KiB parts, 4 stages, 16-byte accesses, {} slots", plan.slots)
+        );
+    }
+
+    #[test]
+    fn tuning_reads_its_variables_and_ignores_bad_values() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            Tuning::from_lookup(move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+        };
+        assert_eq!(env(&[]), Tuning::default());
+        let set = env(&[
+            ("CKB_NORM_PART_KIB", "32"),
+            ("CKB_NORM_THREADS", "128"),
+            ("CKB_NORM_THREAD_ELEMS", "48"),
+            ("CKB_NORM_MAX_STAGES", "2"),
+            ("CKB_NORM_STAGES", "3"),
+        ]);
+        let want =
+            Tuning { part_bytes: 32 * 1024, threads: 128, thread_elems: Some(48), max_stages: 2, stages: Some(3) };
+        assert_eq!(set, want);
+        set.validate().unwrap();
+        let bad = env(&[
+            ("CKB_NORM_PART_KIB", "201"),
+            ("CKB_NORM_THREADS", "512"),
+            ("CKB_NORM_THREAD_ELEMS", "40"),
+            ("CKB_NORM_MAX_STAGES", "0"),
+            ("CKB_NORM_STAGES", "five"),
+        ]);
+        assert_eq!(bad, Tuning::default());
+        for tuning in [
+            Tuning { threads: 48, ..Tuning::default() },
+            Tuning { thread_elems: Some(0), ..Tuning::default() },
+            Tuning { stages: Some(5), ..Tuning::default() },
+            Tuning { part_bytes: 0, ..Tuning::default() },
+        ] {
+            assert!(matches!(tuning.validate(), Err(NormError::BadTuning { .. })), "{tuning:?}");
         }
     }
 

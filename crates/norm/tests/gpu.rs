@@ -6,7 +6,10 @@
 //! only -inf; layernorm a constant row (output exactly beta); rmsnorm a zero row. Outputs
 //! and saved statistics start NaN-poisoned. Bounds: relative Frobenius error below 1e-5 for
 //! f32 (1e-2 for f16/bf16) plus the element-wise bound of `Tolerance`. A variant that cannot
-//! hold a row must refuse it with `NormError::VariantMismatch`; the heuristic never refuses.
+//! hold a row must refuse it with `NormError::VariantMismatch` (or, where the device cannot
+//! run its plan, `NormError::PlanRefused`), and a forced variant that runs returns a plan
+//! naming it; the heuristic never refuses. The plan a call returns equals
+//! `Normalizer::plan`'s, and the inference forms write the training forms' bits.
 //!
 //! Run with `cargo test -p ckb-norm --test gpu -- --ignored` on a Hopper GPU.
 
@@ -14,10 +17,10 @@ use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
 use ckb_common::{bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, GpuError, Tolerance};
 use ckb_norm::reference;
 use ckb_norm::{
-    layernorm, layernorm_backward, layernorm_backward_with_variant, layernorm_with_variant, log_softmax,
-    log_softmax_with_variant, rmsnorm, rmsnorm_backward, rmsnorm_backward_with_variant, rmsnorm_with_variant, softmax,
-    softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement, NormError, NormPlan,
-    NormResult, NormVariant, Normalizer, RowsProblem, NORM_VARIANTS,
+    layernorm, layernorm_backward, layernorm_backward_with_variant, layernorm_inference, layernorm_with_variant,
+    log_softmax, log_softmax_with_variant, rmsnorm, rmsnorm_backward, rmsnorm_backward_with_variant,
+    rmsnorm_with_variant, softmax, softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement,
+    NormError, NormOp, NormPlan, NormResult, NormVariant, Normalizer, Refusal, RowsProblem, Tuning, NORM_VARIANTS,
 };
 
 const LENGTHS: [usize; 7] = [1, 7, 33, 1000, 4096 + 3, 70000, 262144];
@@ -49,12 +52,16 @@ macro_rules! run {
     };
 }
 
-/// A refusal by a forced variant is an outcome; every other error fails the case.
+/// A refusal by a forced variant is an outcome; every other error fails the case, and so
+/// does a forced variant's plan that names another variant.
 fn ran(result: NormResult<Option<NormPlan>>, variant: Option<NormVariant>) -> Result<Option<Outcome>, String> {
     match result {
+        Ok(Some(plan)) if variant.is_some_and(|v| v != plan.variant) => Err(format!("forced, but ran {plan}")),
         Ok(Some(_)) => Ok(None),
         Ok(None) => Err("nothing ran".into()),
-        Err(NormError::VariantMismatch { .. }) if variant.is_some() => Ok(Some(Outcome::Refused)),
+        Err(NormError::VariantMismatch { .. } | NormError::PlanRefused { .. }) if variant.is_some() => {
+            Ok(Some(Outcome::Refused))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -552,6 +559,10 @@ fn single_rows_and_empty_problems() {
     let plan = layernorm(&gpu, &RowsProblem::dense(4, 0), &x, &x, &x, EPS, &mut y, &mut mean, &mut rstd).unwrap();
     assert!(plan.is_none());
     assert!(gpu.download(&mean).unwrap().iter().chain(&gpu.download(&rstd).unwrap()).all(|v| v.is_nan()));
+    assert!(layernorm_inference(&gpu, &RowsProblem::dense(4, 0), &x, &x, &x, EPS, &mut y).unwrap().is_none());
+    let normalizer = Normalizer::new(&gpu).unwrap();
+    assert_eq!(normalizer.plan::<f32>(NormOp::Softmax, &RowsProblem::dense(0, 8), true).unwrap(), None);
+    assert_eq!(normalizer.plan::<f32>(NormOp::LayerNorm, &RowsProblem::dense(4, 0), true).unwrap(), None);
 }
 
 #[test]
@@ -646,4 +657,172 @@ fn cudnn_softmax_baseline_matches_reference() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// --- Plans ----------------------------------------------------------------------------------
+
+/// Every call returns the plan `Normalizer::plan` gives for its buffers' alignment: a forced
+/// variant's plan names it, or the call fails as the planner does; nothing else runs instead.
+#[test]
+#[ignore = "needs a GPU"]
+fn calls_return_the_plan_they_ran() {
+    let gpu = gpu();
+    let mut failures = Vec::new();
+    for (rows, cols) in [(300, 100), (300, 1024), (200, 4096), (64, 32768), (8, 262144), (2, 1 << 20)] {
+        for (off, stride) in [(0, cols), (0, cols + 3), (1, cols)] {
+            let p = RowsProblem::new(rows, cols, stride);
+            let x = gpu.random_normal::<f32>(off + p.input_len(), 1).unwrap();
+            let dy = gpu.random_normal::<f32>(off + p.input_len(), 2).unwrap();
+            let gamma = gpu.random_normal::<f32>(off + cols, 3).unwrap();
+            let beta = gpu.random_normal::<f32>(off + cols, 4).unwrap();
+            let mut out = gpu.poisoned::<f32>(off + p.output_len()).unwrap();
+            let (mut dgamma, mut dbeta) =
+                (gpu.zeros::<f32>(off + cols).unwrap(), gpu.zeros::<f32>(off + cols).unwrap());
+            let (mut mean, mut rstd) = (gpu.zeros::<f32>(rows).unwrap(), gpu.zeros::<f32>(rows).unwrap());
+            let (xv, dyv, gv, bv) = (x.slice(off..), dy.slice(off..), gamma.slice(off..), beta.slice(off..));
+            for variant in variants() {
+                let mut n = Normalizer::new(&gpu).unwrap();
+                n.force_variant(variant);
+                for op in [NormOp::Softmax, NormOp::LayerNorm, NormOp::RmsNorm, NormOp::LayerNormBackward] {
+                    let planned = n.plan::<f32>(op, &p, off == 0);
+                    let (mut outv, mut dgv, mut dbv) =
+                        (out.slice_mut(off..), dgamma.slice_mut(off..), dbeta.slice_mut(off..));
+                    let result = match op {
+                        NormOp::Softmax => n.softmax(&p, &xv, &mut outv),
+                        NormOp::LayerNorm => n.layernorm(&p, &xv, &gv, &bv, EPS, &mut outv, &mut mean, &mut rstd),
+                        NormOp::RmsNorm => n.rmsnorm(&p, &xv, &gv, EPS, &mut outv, &mut rstd),
+                        _ => n.layernorm_backward(&p, &xv, &dyv, &gv, &mean, &rstd, &mut outv, &mut dgv, &mut dbv),
+                    };
+                    match (planned, result) {
+                        (Ok(Some(want)), Ok(Some(got))) if want == got && variant.is_none_or(|v| v == got.variant) => {}
+                        (Err(want), Err(got)) if variant.is_some() && want.to_string() == got.to_string() => {}
+                        (want, got) => failures.push(format!(
+                            "{}: planned {want:?}, ran {got:?}",
+                            label(op.name(), DType::F32, variant, &p, off)
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    gpu.synchronize().unwrap();
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Plans the device cannot run are refused with typed errors and run nothing: a forced
+/// block whose ring exceeds shared memory, and a forced cluster of 16 CTAs of 208 KiB that
+/// either runs as that cluster or is refused as not resident (the heuristic then splits).
+#[test]
+#[ignore = "needs a GPU"]
+fn refused_plans_are_typed_and_run_nothing() {
+    let gpu = gpu();
+    let softmax_of = |x: &cudarc::driver::CudaSlice<f32>, p: &RowsProblem| {
+        reference::softmax(&to_f64_vec(&gpu.download(x).unwrap()), p.reference_rows())
+    };
+    let untouched = |y: &cudarc::driver::CudaSlice<f32>| download(&gpu, y, 0).iter().all(|v| v.is_nan());
+
+    // 300 KiB parts: a 70000-element f32 row (273 KiB) is one part, staged in 288 KiB.
+    let mut n = Normalizer::with_tuning(&gpu, Tuning { part_bytes: 300 * 1024, ..Tuning::default() }).unwrap();
+    let p = RowsProblem::dense(3, 70000);
+    let x = gpu.random_normal::<f32>(p.input_len(), 5).unwrap();
+    let mut y = gpu.poisoned::<f32>(p.output_len()).unwrap();
+    n.force_variant(Some(NormVariant::Block));
+    match n.softmax(&p, &x, &mut y) {
+        Err(NormError::PlanRefused { reason: Refusal::SharedMemory { needed, limit }, plan, .. }) => {
+            assert!(needed > limit && plan.variant == NormVariant::Block, "{plan}: {needed} > {limit}")
+        }
+        other => panic!("a block of 288 KiB: {other:?}"),
+    }
+    assert!(untouched(&y), "a refused plan wrote y");
+    n.force_variant(None);
+    let plan = n.softmax(&p, &x, &mut y).unwrap().unwrap();
+    assert_ne!(plan.variant, NormVariant::Block, "{plan}");
+    expect("y", &download(&gpu, &y, 0), &softmax_of(&x, &p), Tolerance::F32).unwrap();
+
+    // 200 KiB parts: 16 of them hold an 819200-element f32 row, one CTA an SM.
+    let mut n = Normalizer::with_tuning(&gpu, Tuning { part_bytes: 200 * 1024, ..Tuning::default() }).unwrap();
+    let p = RowsProblem::dense(2, 16 * 51200);
+    let x = gpu.random_normal::<f32>(p.input_len(), 6).unwrap();
+    let mut y = gpu.poisoned::<f32>(p.output_len()).unwrap();
+    n.force_variant(Some(NormVariant::Cluster));
+    match n.softmax(&p, &x, &mut y) {
+        Ok(Some(plan)) => {
+            assert_eq!((plan.variant, plan.parts), (NormVariant::Cluster, 16), "{plan}");
+            expect("y", &download(&gpu, &y, 0), &softmax_of(&x, &p), Tolerance::F32).unwrap();
+        }
+        Err(NormError::PlanRefused { reason: Refusal::ClusterNotResident, plan, .. }) => {
+            assert_eq!((plan.variant, plan.parts), (NormVariant::Cluster, 16), "{plan}");
+            assert!(untouched(&y), "a refused plan wrote y");
+            n.force_variant(None);
+            let plan = n.softmax(&p, &x, &mut y).unwrap().unwrap();
+            assert_eq!(plan.variant, NormVariant::Split, "{plan}");
+            expect("y", &download(&gpu, &y, 0), &softmax_of(&x, &p), Tolerance::F32).unwrap();
+        }
+        other => panic!("a cluster of 16 x 208 KiB: {other:?}"),
+    }
+}
+
+/// `layernorm_inference` and `rmsnorm_inference` run the training forms' plans and write
+/// their `y` bit for bit, on every variant, aligned or not.
+#[test]
+#[ignore = "needs a GPU"]
+fn inference_forms_write_the_training_forms_bits() {
+    fn bits<T: Element>(gpu: &Gpu, buf: &cudarc::driver::CudaSlice<T>) -> Vec<u64> {
+        download(gpu, buf, 0).iter().map(|v| v.to_bits()).collect()
+    }
+    fn check<T: NormElement>(
+        gpu: &Gpu,
+        variant: Option<NormVariant>,
+        p: &RowsProblem,
+        off: usize,
+    ) -> Result<(), String> {
+        let x = gpu.random_normal::<T>(off + p.input_len(), 11).unwrap();
+        let gamma = gpu.random_normal::<T>(off + p.cols, 12).unwrap();
+        let beta = gpu.random_normal::<T>(off + p.cols, 13).unwrap();
+        let (xv, gv, bv) = (x.slice(off..), gamma.slice(off..), beta.slice(off..));
+        let mut n = Normalizer::new(gpu).unwrap();
+        n.force_variant(variant);
+        for rms in [false, true] {
+            let mut trained = gpu.poisoned::<T>(off + p.output_len()).unwrap();
+            let mut inferred = gpu.poisoned::<T>(off + p.output_len()).unwrap();
+            let (mut mean, mut rstd) = (gpu.poisoned::<f32>(p.rows).unwrap(), gpu.poisoned::<f32>(p.rows).unwrap());
+            let (mut tv, mut iv) = (trained.slice_mut(off..), inferred.slice_mut(off..));
+            let (train, infer) = if rms {
+                (n.rmsnorm(p, &xv, &gv, EPS, &mut tv, &mut rstd), n.rmsnorm_inference(p, &xv, &gv, EPS, &mut iv))
+            } else {
+                (
+                    n.layernorm(p, &xv, &gv, &bv, EPS, &mut tv, &mut mean, &mut rstd),
+                    n.layernorm_inference(p, &xv, &gv, &bv, EPS, &mut iv),
+                )
+            };
+            let op = if rms { "rmsnorm" } else { "layernorm" };
+            match (train, infer) {
+                (Ok(Some(a)), Ok(Some(b))) if a == b => {}
+                (Err(a), Err(b)) if variant.is_some() && a.to_string() == b.to_string() => return Ok(()),
+                (a, b) => return Err(format!("{op}: training ran {a:?}, inference {b:?}")),
+            }
+            if bits(gpu, &trained) != bits(gpu, &inferred) {
+                return Err(format!("{op}: inference y differs from training y"));
+            }
+        }
+        Ok(())
+    }
+    let gpu = gpu();
+    let mut failures = Vec::new();
+    let problems = [RowsProblem::dense(300, 1000), RowsProblem::new(64, 4096, 4099), RowsProblem::dense(8, 70000)];
+    for p in problems.iter().chain(&[RowsProblem::dense(2, 262144)]) {
+        for off in [0, 1] {
+            for variant in variants() {
+                for (dtype, result) in [
+                    (DType::F32, check::<f32>(&gpu, variant, p, off)),
+                    (DType::BF16, check::<bf16>(&gpu, variant, p, off)),
+                ] {
+                    if let Err(e) = result {
+                        failures.push(format!("{}: {e}", label("norm inference", dtype, variant, p, off)));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
 }

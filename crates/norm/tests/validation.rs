@@ -3,10 +3,26 @@
 
 use ckb_common::DType;
 use ckb_norm::{
-    check_buffers, check_eps, Extent, NormError, NormOp, NormVariant, RowsProblem, MAX_COLS, NORM_VARIANTS,
+    check_buffers, check_eps, DeviceLimits, Extent, NormError, NormOp, NormResult, NormVariant, Planner, Residency,
+    RowsProblem, StagedKernel, Tuning, MAX_COLS, NORM_VARIANTS,
 };
 
-const H100_SMS: usize = 132;
+/// A device where every staged configuration keeps two CTAs an SM and eight clusters.
+struct Roomy;
+
+impl Residency for Roomy {
+    fn ctas_per_sm(&self, _: &StagedKernel) -> NormResult<usize> {
+        Ok(2)
+    }
+    fn clusters(&self, _: &StagedKernel, _: usize) -> NormResult<usize> {
+        Ok(8)
+    }
+}
+
+/// An H100's limits, the default tuning.
+fn planner() -> Planner<'static, Roomy> {
+    Planner { limits: DeviceLimits::new(132, 227 * 1024), tuning: Tuning::default(), residency: &Roomy }
+}
 
 #[test]
 fn strides_below_the_row_length_are_refused() {
@@ -70,7 +86,7 @@ fn eps_must_be_finite_and_non_negative() {
 
 #[test]
 fn variants_refuse_rows_they_cannot_hold() {
-    let plan = |v: NormVariant, op, cols, dtype| v.plan(op, &RowsProblem::dense(4, cols), dtype, H100_SMS);
+    let plan = |v: NormVariant, op, cols, dtype| planner().plan(v, op, &RowsProblem::dense(4, cols), dtype, true);
     let refused = |r: Result<_, NormError>| matches!(r, Err(NormError::VariantMismatch { .. }));
     // A warp holds 32 lanes x packs x 16 bytes.
     assert!(plan(NormVariant::Warp { packs: 1 }, NormOp::Softmax, 128, DType::F32).is_ok());
@@ -97,8 +113,13 @@ fn the_heuristic_always_has_a_plan() {
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             for cols in [1, 100, 1024, 1025, 4096, 16385, 100_000, 262_144, 1 << 22] {
                 let p = RowsProblem::dense(7, cols);
-                let plan = NormVariant::choose(op, &p, dtype, H100_SMS);
-                assert_eq!(plan, plan.variant.plan(op, &p, dtype, H100_SMS).unwrap(), "{op:?} {dtype} {cols}");
+                for aligned in [true, false] {
+                    let plan = planner().choose(op, &p, dtype, aligned).unwrap();
+                    let forced = planner().plan(plan.variant, op, &p, dtype, aligned).unwrap();
+                    assert_eq!(plan, forced, "{op:?} {dtype} {cols}");
+                    let whole_packs = cols % (16 / dtype.size_bytes()) == 0;
+                    assert_eq!(plan.vectorized, aligned && whole_packs, "{op:?} {dtype} {cols}");
+                }
             }
         }
     }

@@ -305,9 +305,9 @@ fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>)
         for &v in &variants {
             norm.force_variant(v);
             let plan = match run.dtype {
-                DType::F32 => norm.plan::<f32>(run.op, &run.problem),
-                DType::BF16 => norm.plan::<bf16>(run.op, &run.problem),
-                _ => norm.plan::<f16>(run.op, &run.problem),
+                DType::F32 => norm.plan::<f32>(run.op, &run.problem, true),
+                DType::BF16 => norm.plan::<bf16>(run.op, &run.problem, true),
+                _ => norm.plan::<f16>(run.op, &run.problem, true),
             };
             if let (Some(v), Err(e)) = (v, &plan) {
                 progress.step(&format!("{}: {} does not hold it ({e})", run.name(), v.name()));
@@ -317,9 +317,9 @@ fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>)
             let bytes = 2 * (run.problem.input_len() + run.problem.output_len()) * run.dtype.size_bytes();
             measure::ensure_fits(&ctx.gpu, &run.name(), bytes)?;
             let row = match run.dtype {
-                DType::F32 => measure::<f32>(ctx, &mut norm, run, v.is_some()),
-                DType::BF16 => measure::<bf16>(ctx, &mut norm, run, v.is_some()),
-                DType::F16 => measure::<f16>(ctx, &mut norm, run, v.is_some()),
+                DType::F32 => measure::<f32>(ctx, &mut norm, run),
+                DType::BF16 => measure::<bf16>(ctx, &mut norm, run),
+                DType::F16 => measure::<f16>(ctx, &mut norm, run),
                 other => bail!("norm dtype {other}"),
             }?;
             progress.step(&row.summary());
@@ -332,18 +332,14 @@ fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>)
 
 /// One forward op: checked, then timed against a copy of the same bytes (one read and one
 /// write of the rows); softmax is also timed against cuDNN's.
-fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run, forced: bool) -> Result<CaseResult> {
+fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run) -> Result<CaseResult> {
     let gpu = &ctx.gpu;
     let (op, p) = (run.op, run.problem);
     let inp = inputs::<T>(gpu, &p, 31)?;
     let check = check_forward(gpu, norm, op, &p, &inp)?;
-    let plan = norm.plan::<T>(op, &p)?;
-    // Gate records name the variant; a forced (bench) run also gives its shape.
-    let variant = if forced {
-        format!("{} {}x{} p{}", plan.variant.name(), plan.parts, plan.threads, plan.packs)
-    } else {
-        plan.variant.name().to_string()
-    };
+    // The plan the calls run (the planner's answer is what the launcher executes).
+    let plan = norm.plan::<T>(op, &p, true)?.ok_or_else(|| anyhow!("{}: empty problem", run.name()))?;
+    let variant = plan.to_string();
     let mut y = gpu.zeros::<T>(p.output_len())?;
     let mut mean = gpu.zeros::<f32>(p.rows)?;
     let mut rstd = gpu.zeros::<f32>(p.rows)?;
