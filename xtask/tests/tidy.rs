@@ -102,7 +102,7 @@ fn paths_named_in_docs_exist() {
             text
         };
         for path in named_paths(&text) {
-            // `crates/x/src/a.rs:120` and `path#anchor` name the file.
+            // A line number (file.rs:120) or an anchor (file.md#part) still names the file.
             let file = path.split([':', '#']).next().unwrap_or(&path);
             if !root.join(file).exists() {
                 missing.push(format!("{}: `{path}`", doc.strip_prefix(&root).unwrap().display()));
