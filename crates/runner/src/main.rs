@@ -92,7 +92,19 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let result: Result<bool> = (|| match cli.command {
+    match run(cli) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Runs one command; Ok(false) when a gate, fuzz or profile found a failure.
+fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
         Command::Info => bench::info(cli.device).map(|_| true),
         Command::Gate { names, out } => gate::run(cli.device, &names, &out),
         Command::Bench { family, variant, only, json } => {
@@ -101,14 +113,6 @@ fn main() {
         Command::Profile { family, args } => profile::run(cli.device, &family, &args),
         Command::Fuzz { family, cases, seed, scope } => {
             fuzz::run(cli.device, &family, &ops::FuzzOptions { cases, seed, scope })
-        }
-    })();
-    match result {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
         }
     }
 }

@@ -226,7 +226,7 @@ impl ProfileArgs {
                     bail!("--out-dtype {output}: f32 or the input type ({input})");
                 }
                 for shape in &self.shape.0 {
-                    if shape.iter().any(|&d| d == 0) {
+                    if shape.contains(&0) {
                         bail!("shape {shape:?} has a zero dimension");
                     }
                     let elements = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
