@@ -159,9 +159,7 @@ impl Family for Elementwise {
     }
 
     fn fuzz(&self, ctx: &Context, options: &FuzzOptions) -> Result<FuzzReport> {
-        if let Some(scope) = &options.scope {
-            bail!("the element-wise fuzzer has no scope {scope:?}");
-        }
+        super::no_fuzz_scope(self.name(), options)?;
         fuzz(&ctx.gpu, options.cases, options.seed)
     }
 

@@ -77,6 +77,14 @@ pub fn find(name: &str) -> Result<&'static dyn Family> {
     })
 }
 
+/// Fails when a fuzz run asks a family that has no kernel subsets for one.
+pub fn no_fuzz_scope(family: &str, options: &FuzzOptions) -> Result<()> {
+    match &options.scope {
+        Some(scope) => anyhow::bail!("the {family} fuzzer has no scope {scope:?}"),
+        None => Ok(()),
+    }
+}
+
 /// Keeps the cases whose `name` contains `only`.
 pub fn filter_only<T>(cases: Vec<T>, only: Option<&str>, name: impl Fn(&T) -> String) -> Result<Vec<T>> {
     let Some(only) = only else { return Ok(cases) };

@@ -199,9 +199,7 @@ impl Family for Norm {
     }
 
     fn fuzz(&self, ctx: &Context, options: &FuzzOptions) -> Result<FuzzReport> {
-        if let Some(scope) = &options.scope {
-            bail!("the norm fuzzer has no scope {scope:?}");
-        }
+        super::no_fuzz_scope(self.name(), options)?;
         fuzz(&ctx.gpu, options.cases, options.seed)
     }
 

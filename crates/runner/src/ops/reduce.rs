@@ -154,9 +154,7 @@ impl Family for Reduce {
     }
 
     fn fuzz(&self, ctx: &Context, options: &FuzzOptions) -> Result<FuzzReport> {
-        if let Some(scope) = &options.scope {
-            bail!("the reduce fuzzer has no scope {scope:?}");
-        }
+        super::no_fuzz_scope(self.name(), options)?;
         fuzz(&ctx.gpu, options.cases, options.seed)
     }
 
