@@ -2,6 +2,11 @@
 //! seeded random inputs, CUDA-event timing, comparison against float64 references, device
 //! facts, typed errors, and the vendor baselines every gate measures against.
 
+// Links the native library of the raw baselines and the CUB shim, whose entry points
+// `baselines::{cub, naive}` declare: no Rust item of it is used, so without this line the
+// library would not be linked.
+extern crate ckb_baselines_cuda;
+
 pub mod baselines;
 pub mod compare;
 pub mod element;
