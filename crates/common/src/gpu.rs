@@ -9,25 +9,41 @@ use crate::element::{DType, Element};
 use crate::error::{GpuError, GpuResult};
 
 /// A context on one GPU and the stream every launch of ours and of the baselines uses.
+///
+/// cudarc's per-buffer event tracking is off (see [`Gpu::open`]): every buffer made through
+/// a `Gpu` is used on its one [`Gpu::stream`], whose order is the only synchronization needed.
+/// A buffer handed to another stream (a second `Gpu`, or a stream made from `ctx`) must be
+/// synchronized by hand: that stream must wait for this one, and this one for it before the
+/// buffer is dropped.
 #[derive(Clone)]
 pub struct Gpu {
+    /// The device's primary context.
     pub ctx: Arc<CudaContext>,
+    /// The stream every launch of this `Gpu` goes on: ours, the baselines', copies and fills.
     pub stream: Arc<CudaStream>,
+    sm_count: usize,
 }
 
 /// What a record needs to say about the card it ran on.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeviceFacts {
+    /// The device's name, e.g. "NVIDIA H200".
     pub name: String,
+    /// (major, minor): (9, 0) for Hopper.
     pub compute_capability: (i32, i32),
+    /// Streaming multiprocessors.
     pub sm_count: i32,
+    /// L2 cache size in bytes.
     pub l2_bytes: i32,
+    /// The most shared memory a block can opt in to, in bytes.
     pub max_smem_per_block_optin: i32,
     /// The driver's version string (`/proc/driver/nvidia/version`), else the CUDA version it supports.
     pub driver: String,
     /// Peak SM clock the driver reports.
     pub sm_clock_max_mhz: i32,
+    /// Peak memory clock the driver reports.
     pub mem_clock_mhz: i32,
+    /// Device memory in bytes.
     pub total_mem_bytes: usize,
 }
 
@@ -65,8 +81,29 @@ impl Gpu {
             return Err(GpuError::NoSuchDevice { ordinal, count });
         }
         let ctx = CudaContext::new(ordinal)?;
+        // Once a context has a non-default stream, cudarc gives every buffer a read and a
+        // write event and, at each use of the buffer (`device_ptr`), makes the using stream
+        // wait on the last write and records a new event after the launch; the buffer's drop
+        // waits on both. That is a cuStreamWaitEvent and a cuEventRecord per operand inside
+        // every timed region, for ordering that one stream already gives. Every launch in
+        // this project (our kernels through `cu_stream()`, cuBLAS/cuDNN/CUB bound to it,
+        // copies, fills and the timer's events) goes on this Gpu's one `stream`, and a
+        // buffer is freed on the stream that allocated it (cuMemFreeAsync), so cudarc's
+        // three conditions for turning tracking off hold: no buffer is freed while another
+        // stream uses it, none is used on another stream before its allocation completes,
+        // none is written by two streams at once. `CudaContext::new` returns a fresh
+        // `Arc` per call, so this flag is this Gpu's alone; it is set before any stream or
+        // buffer exists, so no buffer of this Gpu carries events.
+        // SAFETY: as above; the caveat for buffers handed to other streams is on `Gpu`.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream()?;
-        Ok(Gpu { ctx, stream })
+        let sm_count = read_sm_count(&ctx)?;
+        Ok(Gpu { ctx, stream, sm_count })
+    }
+
+    /// Streaming multiprocessors of this GPU, read once when it was opened.
+    pub fn sm_count(&self) -> usize {
+        self.sm_count
     }
 
     /// The raw stream to hand to an `extern "C"` launcher as `cudaStream_t`.
@@ -74,10 +111,12 @@ impl Gpu {
         self.stream.cu_stream() as *mut std::ffi::c_void
     }
 
+    /// Waits for everything enqueued on the stream.
     pub fn synchronize(&self) -> GpuResult<()> {
         Ok(self.stream.synchronize()?)
     }
 
+    /// The card's name, SMs, caches, clocks, memory and driver version.
     pub fn facts(&self) -> GpuResult<DeviceFacts> {
         use sys::CUdevice_attribute as A;
         let attr = |a| self.ctx.attribute(a);
@@ -94,7 +133,7 @@ impl Gpu {
         Ok(DeviceFacts {
             name: self.ctx.name()?,
             compute_capability: self.ctx.compute_capability()?,
-            sm_count: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+            sm_count: self.sm_count as i32,
             l2_bytes: attr(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?,
             max_smem_per_block_optin: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?,
             driver,
@@ -104,14 +143,17 @@ impl Gpu {
         })
     }
 
+    /// Copies `host` into a new device buffer.
     pub fn upload<T: Element>(&self, host: &[T]) -> GpuResult<CudaSlice<T>> {
         Ok(self.stream.clone_htod(host)?)
     }
 
+    /// Copies a device buffer into a new host vector (waits for the stream).
     pub fn download<T: Element, S: DevicePtr<T>>(&self, dev: &S) -> GpuResult<Vec<T>> {
         Ok(self.stream.clone_dtoh(dev)?)
     }
 
+    /// A buffer of `n` zeros.
     pub fn zeros<T: Element>(&self, n: usize) -> GpuResult<CudaSlice<T>> {
         Ok(self.stream.alloc_zeros(n)?)
     }
@@ -145,6 +187,15 @@ impl Gpu {
         result.result()?;
         Ok(())
     }
+}
+
+/// The device's SM count; an error when the driver cannot say.
+fn read_sm_count(ctx: &CudaContext) -> GpuResult<usize> {
+    let sms = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+    usize::try_from(sms)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(GpuError::Driver(cudarc::driver::DriverError(sys::CUresult::CUDA_ERROR_INVALID_VALUE)))
 }
 
 /// The driver's version in `/proc/driver/nvidia/version`'s first line ("NVRM version: NVIDIA

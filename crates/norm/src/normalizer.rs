@@ -15,7 +15,7 @@ use cudarc::driver::{sys, CudaSlice, DevicePtr, DevicePtrMut};
 
 use crate::launch::{self, check, RowParams, FLAG_LOG_SOFTMAX, FLAG_VECTORIZED};
 use crate::problem::{check_buffers, check_eps, Extent, NormElement, NormOp, NormResult, RowsProblem};
-use crate::variants::{sm_count, NormPlan, NormVariant, StagedShape};
+use crate::variants::{NormPlan, NormVariant, StagedShape};
 
 /// Device addresses of one call's operands (0 where the op has none).
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,7 +49,7 @@ impl Normalizer {
     pub fn new(gpu: &Gpu) -> NormResult<Normalizer> {
         Ok(Normalizer {
             gpu: gpu.clone(),
-            sm_count: sm_count(gpu)?,
+            sm_count: gpu.sm_count(),
             forced: None,
             shape: StagedShape::from_env(),
             row_partials: None,

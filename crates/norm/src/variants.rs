@@ -23,8 +23,7 @@
 //! [`NormVariant::choose`] takes the first of warp (fewest packs that hold the row), block,
 //! cluster, split that holds the row.
 
-use ckb_common::{DType, Gpu, GpuError};
-use cudarc::driver::sys::CUdevice_attribute;
+use ckb_common::DType;
 
 use crate::launch::{LAYOUT_CTA_PER_ROW, LAYOUT_WARP_PER_ROW, MODE_CLUSTER, MODE_SPLIT, MODE_WHOLE};
 use crate::problem::{NormError, NormOp, NormResult, RowsProblem};
@@ -143,13 +142,6 @@ pub struct NormPlan {
     /// Row slots of the grid (gridDim.y). For the staged variants an upper bound: the
     /// launcher keeps as many as are resident at once.
     pub slots: usize,
-}
-
-/// Streaming multiprocessors on the stream's device.
-pub(crate) fn sm_count(gpu: &Gpu) -> NormResult<usize> {
-    let sms =
-        gpu.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(GpuError::from)?;
-    Ok(sms.max(1) as usize)
 }
 
 impl NormVariant {
