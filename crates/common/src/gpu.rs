@@ -1,12 +1,13 @@
 //! The GPU: context and stream, device facts, and typed buffers (upload, download,
 //! random fill, NaN poisoning, alignment checks).
 
+use std::ffi::c_void;
 use std::sync::Arc;
 
 use cudarc::driver::{sys, CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 
 use crate::element::{DType, Element};
-use crate::error::{GpuError, GpuResult};
+use crate::error::{check_launch, GpuError, GpuResult};
 
 /// A context on one GPU and the stream every launch of ours and of the baselines uses.
 ///
@@ -158,9 +159,20 @@ impl Gpu {
         Ok(self.stream.alloc_zeros(n)?)
     }
 
-    /// `n` seeded standard-normal values, generated on the host and uploaded.
+    /// `n` seeded standard-normal values, generated on the host and uploaded (the values of
+    /// [`crate::random::normal`]).
     pub fn random_normal<T: Element>(&self, n: usize, seed: u64) -> GpuResult<CudaSlice<T>> {
         self.upload(&crate::random::normal::<T>(n, seed))
+    }
+
+    /// `n` seeded standard-normal values generated on the GPU (see
+    /// [`Gpu::fill_random_normal`]): for inputs too large to make on the host quickly.
+    pub fn random_normal_on_device<T: Element>(&self, n: usize, seed: u64) -> GpuResult<CudaSlice<T>> {
+        // SAFETY: every element is written by the fill below, on this stream, before any
+        // later use of the buffer can read it.
+        let mut buf = unsafe { self.stream.alloc::<T>(n) }?;
+        self.fill_random_normal(&mut buf, seed)?;
+        Ok(buf)
     }
 
     /// A buffer of `n` NaNs.
@@ -170,23 +182,97 @@ impl Gpu {
         Ok(buf)
     }
 
-    /// Fills a buffer with NaN so that any element a kernel fails to write shows.
+    /// Fills a buffer with NaN so that any element a kernel fails to write shows (`i64`
+    /// buffers: see [`DType::nan_bits`]).
     pub fn poison<T: Element, S: DevicePtrMut<T>>(&self, buf: &mut S) -> GpuResult<()> {
+        let bits = u64::from(T::DTYPE.nan_bits());
+        self.fill_bits(buf, bits | bits << 32)
+    }
+
+    /// Sets every element of `buf` to `value`, on the stream: a driver memset for 1-, 2- and
+    /// 4-byte types, a kernel for 8-byte ones.
+    pub fn fill_constant<T: Element, S: DevicePtrMut<T>>(&self, buf: &mut S, value: T) -> GpuResult<()> {
+        self.fill_bits(buf, element_bits(value))
+    }
+
+    /// Fills `buf` with seeded standard-normal values generated on the GPU, on the stream.
+    ///
+    /// Element `i` of `buf` depends only on `seed` and `i` (a counter-based generator:
+    /// SplitMix64 at position `i`, then Box-Muller; `kernels/runtime.cu`), so a seed gives
+    /// the same values for any length and launch shape, and a shorter buffer gets a prefix. The values are
+    /// not those of the host [`Gpu::random_normal`]. They are rounded to `T` (`i64`: to the
+    /// nearest integer) and lie within about 6.7 of zero.
+    pub fn fill_random_normal<T: Element, S: DevicePtrMut<T>>(&self, buf: &mut S, seed: u64) -> GpuResult<()> {
+        let (name, entry) = fill_normal_entry(T::DTYPE);
         let n = buf.len();
-        let bits = T::DTYPE.nan_bits();
-        let (ptr, _sync) = buf.device_ptr_mut(&self.stream);
+        if n == 0 {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread()?;
+        let (ptr, _record) = buf.device_ptr_mut(&self.stream);
+        // SAFETY: ptr addresses n elements of T (the entry's type) on this context.
+        let code = unsafe { entry(ptr, n as i64, seed, self.sm_count as i32, self.cu_stream()) };
+        check_launch(name, code)
+    }
+
+    /// Writes the low `T::DTYPE.size_bytes()` bytes of `bits` into every element.
+    fn fill_bits<T: Element, S: DevicePtrMut<T>>(&self, buf: &mut S, bits: u64) -> GpuResult<()> {
+        let n = buf.len();
+        if n == 0 {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread()?;
+        let (ptr, _record) = buf.device_ptr_mut(&self.stream);
         let stream = self.stream.cu_stream();
         // SAFETY: ptr addresses n elements of T on this context.
-        let result = unsafe {
+        unsafe {
             match T::DTYPE.size_bytes() {
-                4 => sys::cuMemsetD32Async(ptr, bits, n, stream),
-                2 => sys::cuMemsetD16Async(ptr, bits as u16, n, stream),
-                _ => sys::cuMemsetD8Async(ptr, bits as u8, n, stream),
+                8 => {
+                    check_launch("fill_u64", ckb_fill_u64(ptr, n as i64, bits, self.sm_count as i32, self.cu_stream()))?
+                }
+                4 => sys::cuMemsetD32Async(ptr, bits as u32, n, stream).result()?,
+                2 => sys::cuMemsetD16Async(ptr, bits as u16, n, stream).result()?,
+                _ => sys::cuMemsetD8Async(ptr, bits as u8, n, stream).result()?,
             }
-        };
-        result.result()?;
+        }
         Ok(())
     }
+}
+
+type FillNormalEntry = unsafe extern "C" fn(out: u64, n: i64, seed: u64, sm_count: i32, stream: *mut c_void) -> i32;
+
+extern "C" {
+    fn ckb_fill_u64(out: u64, n: i64, bits: u64, sm_count: i32, stream: *mut c_void) -> i32;
+    fn ckb_fill_normal_f32(out: u64, n: i64, seed: u64, sm_count: i32, stream: *mut c_void) -> i32;
+    fn ckb_fill_normal_f16(out: u64, n: i64, seed: u64, sm_count: i32, stream: *mut c_void) -> i32;
+    fn ckb_fill_normal_bf16(out: u64, n: i64, seed: u64, sm_count: i32, stream: *mut c_void) -> i32;
+    fn ckb_fill_normal_e4m3(out: u64, n: i64, seed: u64, sm_count: i32, stream: *mut c_void) -> i32;
+    fn ckb_fill_normal_e5m2(out: u64, n: i64, seed: u64, sm_count: i32, stream: *mut c_void) -> i32;
+    fn ckb_fill_normal_i64(out: u64, n: i64, seed: u64, sm_count: i32, stream: *mut c_void) -> i32;
+}
+
+/// The device random-normal fill for one element type (`kernels/runtime.cu`).
+fn fill_normal_entry(dtype: DType) -> (&'static str, FillNormalEntry) {
+    match dtype {
+        DType::F32 => ("fill_normal_f32", ckb_fill_normal_f32),
+        DType::F16 => ("fill_normal_f16", ckb_fill_normal_f16),
+        DType::BF16 => ("fill_normal_bf16", ckb_fill_normal_bf16),
+        DType::F8E4M3 => ("fill_normal_e4m3", ckb_fill_normal_e4m3),
+        DType::F8E5M2 => ("fill_normal_e5m2", ckb_fill_normal_e5m2),
+        DType::I64 => ("fill_normal_i64", ckb_fill_normal_i64),
+    }
+}
+
+/// The bytes of an element as the low bytes of a u64 (little-endian, as the GPU stores it).
+pub fn element_bits<T: Element>(value: T) -> u64 {
+    const { assert!(std::mem::size_of::<T>() <= 8, "elements are at most 8 bytes") };
+    let mut bytes = [0u8; 8];
+    // SAFETY: every Element is a plain value type (a float, an fp8 byte or an integer)
+    // without padding; its size_of::<T>() bytes fit in the buffer (checked above).
+    unsafe {
+        std::ptr::copy_nonoverlapping(&value as *const T as *const u8, bytes.as_mut_ptr(), std::mem::size_of::<T>())
+    };
+    u64::from_le_bytes(bytes)
 }
 
 /// The device's SM count; an error when the driver cannot say.
