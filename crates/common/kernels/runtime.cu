@@ -1,5 +1,6 @@
-// Runtime helpers every crate's Rust side calls through common (src/gpu.rs): error strings
-// and device-side fills.
+// Runtime helpers every crate's Rust side calls through common (src/gpu.rs, src/roofline.rs):
+// error strings, device-side fills, and the streaming roofline that memory-bound cases are
+// scored against (and that flushes L2 between timed runs).
 //
 // Every launcher takes the stream and the device's SM count, returns a cudaError_t as int,
 // and sizes its grid to one full wave: SMs times resident blocks per SM, each thread looping
@@ -99,6 +100,101 @@ int launch_fill_normal(void* out, int64_t n, uint64_t seed, int sm_count, cudaSt
   return int(cudaGetLastError());
 }
 
+// ---------------------------------------------------------------------------------------
+// The roofline: streams up to kRooflineStreams input and output buffers of any byte sizes
+// with 16-byte accesses, element i of every stream in the same loop iteration, as a fused
+// element-wise kernel does. Outputs are the XOR of the inputs at the same index (mixed with
+// the index, so a write-only roofline writes more than a constant). The XOR of everything
+// read is compared with a runtime sentinel and written to `sink` only when equal: the loads
+// cannot be optimized away, and nothing else is written. With no outputs it reads only,
+// which is how the timer flushes L2 without leaving dirty lines behind.
+// ---------------------------------------------------------------------------------------
+
+constexpr int kRooflineStreams = 4;
+constexpr int kUnroll = 4;
+
+struct RooflineParams {
+  const uint4* in[kRooflineStreams];
+  int64_t in_bytes[kRooflineStreams];
+  uint4* out[kRooflineStreams];
+  int64_t out_bytes[kRooflineStreams];
+  int n_in;
+  int n_out;
+  int64_t steps;  // 16-byte vectors in the longest stream
+  uint32_t* sink;
+  uint32_t sentinel;
+};
+
+__device__ __forceinline__ void xor_into(uint4& acc, const uint4 v) {
+  acc.x ^= v.x;
+  acc.y ^= v.y;
+  acc.z ^= v.z;
+  acc.w ^= v.w;
+}
+
+__global__ void __launch_bounds__(kThreads) roofline_kernel(const RooflineParams p) {
+  const int64_t stride = thread_count();
+  uint32_t folded = 0;
+  for (int64_t base = thread_index(); base < p.steps; base += stride * kUnroll) {
+    uint4 acc[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const uint64_t i = uint64_t(base + u * stride);
+      // Mirrored by index_vector in src/roofline.rs, which the GPU tests check against.
+      acc[u] = make_uint4(uint32_t(i), uint32_t(i >> 32), 0x9E3779B9u, 0x7F4A7C15u);
+    }
+    // Every load of the iteration first, then every store.
+#pragma unroll
+    for (int k = 0; k < kRooflineStreams; ++k) {
+      if (k < p.n_in) {
+        const int64_t vectors = p.in_bytes[k] / 16;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t i = base + u * stride;
+          if (i < vectors) {
+            xor_into(acc[u], p.in[k][i]);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kRooflineStreams; ++k) {
+      if (k < p.n_out) {
+        const int64_t vectors = p.out_bytes[k] / 16;
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t i = base + u * stride;
+          if (i < vectors) {
+            p.out[k][i] = acc[u];
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      folded ^= acc[u].x ^ acc[u].y ^ acc[u].z ^ acc[u].w;
+    }
+  }
+  // The last bytes of streams whose size is not a multiple of 16.
+  if (blockIdx.x == 0 && threadIdx.x < 16) {
+    for (int k = 0; k < p.n_in; ++k) {
+      const int64_t at = p.in_bytes[k] / 16 * 16 + threadIdx.x;
+      if (at < p.in_bytes[k]) {
+        folded ^= reinterpret_cast<const uint8_t*>(p.in[k])[at];
+      }
+    }
+    for (int k = 0; k < p.n_out; ++k) {
+      const int64_t at = p.out_bytes[k] / 16 * 16 + threadIdx.x;
+      if (at < p.out_bytes[k]) {
+        reinterpret_cast<uint8_t*>(p.out[k])[at] = uint8_t(folded);
+      }
+    }
+  }
+  if (folded == p.sentinel) {
+    *p.sink = folded;
+  }
+}
+
 }  // namespace
 
 extern "C" int ckb_fill_u64(void* out, int64_t n, uint64_t bits, int sm_count, cudaStream_t stream) {
@@ -125,3 +221,45 @@ CKB_FILL_NORMAL(e4m3, __nv_fp8_e4m3)
 CKB_FILL_NORMAL(e5m2, __nv_fp8_e5m2)
 CKB_FILL_NORMAL(i64, long long)
 #undef CKB_FILL_NORMAL
+
+extern "C" int ckb_roofline_max_streams() { return kRooflineStreams; }
+
+// Streams n_in inputs and n_out outputs (device addresses, 16-byte aligned, with their sizes
+// in bytes). `sink` is a device address of 4 writable bytes.
+extern "C" int ckb_roofline(const uint64_t* inputs, const int64_t* input_bytes, int n_in, const uint64_t* outputs,
+                            const int64_t* output_bytes, int n_out, uint64_t sink, uint32_t sentinel, int sm_count,
+                            cudaStream_t stream) {
+  if (n_in < 0 || n_out < 0 || n_in > kRooflineStreams || n_out > kRooflineStreams || sink == 0) {
+    return int(cudaErrorInvalidValue);
+  }
+  RooflineParams p = {};
+  p.n_in = n_in;
+  p.n_out = n_out;
+  p.sink = reinterpret_cast<uint32_t*>(sink);
+  p.sentinel = sentinel;
+  int64_t steps = 0;
+  for (int k = 0; k < n_in; ++k) {
+    if (input_bytes[k] < 0 || inputs[k] % 16 != 0) {
+      return int(cudaErrorInvalidValue);
+    }
+    p.in[k] = reinterpret_cast<const uint4*>(inputs[k]);
+    p.in_bytes[k] = input_bytes[k];
+    steps = input_bytes[k] / 16 > steps ? input_bytes[k] / 16 : steps;
+  }
+  for (int k = 0; k < n_out; ++k) {
+    if (output_bytes[k] < 0 || outputs[k] % 16 != 0) {
+      return int(cudaErrorInvalidValue);
+    }
+    p.out[k] = reinterpret_cast<uint4*>(outputs[k]);
+    p.out_bytes[k] = output_bytes[k];
+    steps = output_bytes[k] / 16 > steps ? output_bytes[k] / 16 : steps;
+  }
+  p.steps = steps;
+  int grid = 0;
+  cudaError_t status = wave_grid(roofline_kernel, (steps + kUnroll - 1) / kUnroll, sm_count, &grid);
+  if (status != cudaSuccess) {
+    return int(status);
+  }
+  roofline_kernel<<<grid, kThreads, 0, stream>>>(p);
+  return int(cudaGetLastError());
+}
