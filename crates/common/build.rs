@@ -1,14 +1,8 @@
-//! Builds common's CUDA pieces: the runtime helpers and the raw baselines in `baselines/`
-//! (the naive CUDA kernels and the CUB shim).
+//! Builds common's CUDA runtime helpers (`kernels/`). The raw baselines and the CUB shim
+//! are their own package, `ckb-baselines-cuda` (the workspace's `baselines/`).
 
-use ckb_cuda_build::{workspace_root, KernelLibrary};
-use std::path::PathBuf;
+use ckb_cuda_build::KernelLibrary;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let baselines = workspace_root(&manifest).join("baselines");
-    KernelLibrary::from_kernels_dir("ckb_common_cuda")
-        .sources_in(baselines.join("cuda"))
-        .sources_in(baselines.join("cub"))
-        .build();
+    KernelLibrary::from_kernels_dir("ckb_common_cuda").build();
 }

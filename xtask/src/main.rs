@@ -70,7 +70,7 @@ enum Task {
     Roadmap,
     /// Per-kernel registers, shared memory, spills and HGMMA/QGMMA/LDL/STL counts from SASS.
     Sass {
-        /// Operator crate (gemm, conv, reduce, norm, common); all when omitted.
+        /// Operator crate (gemm, conv, reduce, norm, common, baselines-cuda); all when omitted.
         krate: Option<String>,
     },
 }

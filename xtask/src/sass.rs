@@ -10,7 +10,7 @@ use ckb_cuda_build::parse_ptxas_report;
 
 use crate::cargo::cargo;
 
-const CRATES: &[&str] = &["common", "gemm", "conv", "reduce", "norm"];
+const CRATES: &[&str] = &["common", "baselines-cuda", "gemm", "conv", "reduce", "norm"];
 const COUNTED: &[&str] = &["HGMMA", "QGMMA", "LDL", "STL"];
 
 #[derive(Default)]

@@ -1,28 +1,43 @@
-//! The element types kernels take, and their conversions to and from f64.
+//! The element types kernels take, and their conversions to and from f64: the float types,
+//! and `i64` for indices (argmax outputs, offsets).
 
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 use float8::{F8E4M3, F8E5M2};
 use half::{bf16, f16};
 
+/// The type of a buffer's elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
+    /// IEEE single precision.
     F32,
+    /// IEEE half precision.
     F16,
+    /// bfloat16: f32's exponent, 8 bits of mantissa.
     BF16,
+    /// fp8 with 4 exponent and 3 mantissa bits (OCP e4m3, no infinities).
     F8E4M3,
+    /// fp8 with 5 exponent and 2 mantissa bits (OCP e5m2).
     F8E5M2,
+    /// A signed 64-bit integer: indices, offsets, counts.
+    I64,
 }
 
 impl DType {
+    /// Every type, in declaration order.
+    pub const ALL: [DType; 6] = [DType::F32, DType::F16, DType::BF16, DType::F8E4M3, DType::F8E5M2, DType::I64];
+
+    /// Bytes per element.
     pub const fn size_bytes(self) -> usize {
         match self {
+            DType::I64 => 8,
             DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
             DType::F8E4M3 | DType::F8E5M2 => 1,
         }
     }
 
+    /// The short name used in case names and records ("f32", "bf16", "e4m3", "i64").
     pub const fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -30,20 +45,30 @@ impl DType {
             DType::BF16 => "bf16",
             DType::F8E4M3 => "e4m3",
             DType::F8E5M2 => "e5m2",
+            DType::I64 => "i64",
         }
     }
 
-    /// The bit pattern of a quiet NaN, used to poison outputs.
+    /// A floating-point type (every type but [`DType::I64`]).
+    pub const fn is_float(self) -> bool {
+        !matches!(self, DType::I64)
+    }
+
+    /// The 32-bit pattern outputs are poisoned with (repeated for each element): a quiet NaN
+    /// for the float types. `i64` has no NaN: its elements are poisoned with the f32 NaN in
+    /// both halves, `0x7FC0_0000_7FC0_0000` (about 9.2e18), which no index, offset or count
+    /// reaches.
     pub const fn nan_bits(self) -> u32 {
         match self {
-            DType::F32 => 0x7FC0_0000,
+            DType::F32 | DType::I64 => 0x7FC0_0000,
             DType::F16 => 0x7E00,
             DType::BF16 => 0x7FC0,
             DType::F8E4M3 | DType::F8E5M2 => 0x7F,
         }
     }
 
-    /// Unit roundoff: half the distance from 1.0 to the next value.
+    /// Unit roundoff: half the distance from 1.0 to the next value; 0 for `i64`, whose
+    /// values (up to 2^53, where f64 stops holding every integer) compare exactly.
     pub const fn epsilon(self) -> f64 {
         match self {
             DType::F32 => 5.96e-8,
@@ -51,6 +76,7 @@ impl DType {
             DType::BF16 => 3.91e-3,
             DType::F8E4M3 => 6.25e-2,
             DType::F8E5M2 => 1.25e-1,
+            DType::I64 => 0.0,
         }
     }
 }
@@ -63,8 +89,12 @@ impl std::fmt::Display for DType {
 
 /// An element a kernel reads or writes.
 pub trait Element: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + std::fmt::Debug + 'static {
+    /// Its [`DType`].
     const DTYPE: DType;
+    /// The value as f64 (exact for every type but i64 beyond 2^53).
     fn to_f64(self) -> f64;
+    /// The value rounded to this type; for `i64` rounded half away from zero and saturated
+    /// (NaN becomes 0).
     fn from_f64(v: f64) -> Self;
 }
 
@@ -88,9 +118,36 @@ element!(f16, DType::F16, |x| x.to_f64(), |v| f16::from_f64(v));
 element!(bf16, DType::BF16, |x| x.to_f64(), |v| bf16::from_f64(v));
 element!(F8E4M3, DType::F8E4M3, |x| F8E4M3::to_f64(&x), |v| F8E4M3::from_f64(v));
 element!(F8E5M2, DType::F8E5M2, |x| F8E5M2::to_f64(&x), |v| F8E5M2::from_f64(v));
+element!(i64, DType::I64, |x| x as f64, |v| v.round() as i64);
 
 /// Converts a slice to f64 for references and comparisons.
 pub fn to_f64_vec<T: Element>(xs: &[T]) -> Vec<f64> {
     use rayon::prelude::*;
     xs.par_iter().map(|x| x.to_f64()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_the_rust_types() {
+        fn size<T: Element>() -> (DType, usize) {
+            (T::DTYPE, std::mem::size_of::<T>())
+        }
+        for (dtype, bytes) in
+            [size::<f32>(), size::<f16>(), size::<bf16>(), size::<F8E4M3>(), size::<F8E5M2>(), size::<i64>()]
+        {
+            assert_eq!(dtype.size_bytes(), bytes, "{dtype}");
+        }
+    }
+
+    #[test]
+    fn i64_rounds_half_away_from_zero_and_saturates() {
+        assert_eq!([2.5, -2.5, 1.4, -0.6].map(i64::from_f64), [3, -3, 1, -1]);
+        assert_eq!(i64::from_f64(1e300), i64::MAX);
+        assert_eq!(i64::from_f64(f64::NAN), 0);
+        assert_eq!((-7i64).to_f64(), -7.0);
+        assert!(!DType::I64.is_float() && DType::F8E5M2.is_float());
+    }
 }

@@ -1,6 +1,12 @@
 //! Shared pieces of cute-kernel-bench: the GPU context and stream, typed device buffers,
-//! seeded random inputs, CUDA-event timing, comparison against float64 references, device
+//! seeded random inputs (host and device), CUDA-event timing, the streaming roofline that
+//! memory-bound cases are scored against, comparison against float64 references, device
 //! facts, typed errors, and the vendor baselines every gate measures against.
+
+// Links the native library of the raw baselines and the CUB shim, whose entry points
+// `baselines::{cub, naive}` declare: no Rust item of it is used, so without this line the
+// library would not be linked.
+extern crate ckb_baselines_cuda;
 
 pub mod baselines;
 pub mod compare;
@@ -9,6 +15,7 @@ pub mod error;
 pub mod gpu;
 pub mod layout;
 pub mod random;
+pub mod roofline;
 pub mod timing;
 
 pub use compare::{compare, Comparison, Tolerance};
@@ -16,7 +23,8 @@ pub use element::{to_f64_vec, DType, Element};
 pub use error::{check_launch, cuda_error_string, GpuError, GpuResult};
 pub use gpu::{device_address, driver_present, require_aligned, require_len, DeviceFacts, Gpu};
 pub use layout::Layout;
-pub use timing::{copy_bandwidth_gbs, Stats, Timer, TimingConfig};
+pub use roofline::{time_against_roofline, Roofline, RooflineTiming};
+pub use timing::{copy_bandwidth_gbs, gb_per_s, Stats, Timer, TimingConfig};
 
 pub use cudarc;
 pub use float8::{F8E4M3, F8E5M2};

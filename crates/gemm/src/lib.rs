@@ -46,17 +46,6 @@ impl GemmOutput for f32 {}
 impl GemmOutput for f16 {}
 impl GemmOutput for bf16 {}
 
-/// Multiprocessors of the GPU, for the shape heuristic (asked once per process).
-fn sm_count(gpu: &Gpu) -> usize {
-    static SMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *SMS.get_or_init(|| {
-        gpu.ctx
-            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .map(|n| n as usize)
-            .unwrap_or(132)
-    })
-}
-
 /// Runs `C = alpha * A * B + beta * C` on the GPU's stream with the variant the shape
 /// heuristic picks, and returns that variant. Nothing is synchronized.
 pub fn gemm<TIn: GemmInput, TOut: GemmOutput>(
@@ -94,7 +83,7 @@ pub fn choose_plan(
 ) -> Result<Plan, GemmError> {
     problem.validate()?;
     let [a, b, c] = addresses;
-    launch::choose(problem, input, output, launch::Addresses { a, b, c }, sm_count(gpu))
+    launch::choose(problem, input, output, launch::Addresses { a, b, c }, gpu.sm_count())
 }
 
 fn run<TIn: GemmInput, TOut: GemmOutput>(
@@ -112,7 +101,7 @@ fn run<TIn: GemmInput, TOut: GemmOutput>(
     let (b_ptr, _b_guard) = b.device_ptr(stream);
     let (c_ptr, _c_guard) = c.device_ptr_mut(stream);
     let addresses = launch::Addresses { a: a_ptr, b: b_ptr, c: c_ptr };
-    let sms = sm_count(gpu);
+    let sms = gpu.sm_count();
     let plan = match forced {
         Some(variant) => launch::plan_for(variant, problem, TIn::DTYPE, TOut::DTYPE, addresses, sms)?,
         None => launch::choose(problem, TIn::DTYPE, TOut::DTYPE, addresses, sms)?,

@@ -226,9 +226,8 @@ impl DeviceLimits {
     /// The limits of the stream's device.
     pub fn query(gpu: &Gpu) -> NormResult<DeviceLimits> {
         let attr = |a| gpu.ctx.attribute(a).map_err(GpuError::from);
-        let sms = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
         let optin = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
-        Ok(DeviceLimits::new(sms.max(1) as usize, optin.max(0) as usize))
+        Ok(DeviceLimits::new(gpu.sm_count(), optin.max(0) as usize))
     }
 }
 

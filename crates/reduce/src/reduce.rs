@@ -28,7 +28,6 @@ use cudarc::driver::{sys, CudaSlice, DevicePtr, DevicePtrMut};
 use crate::launch::{self, check, Kind, ReduceParams, POST_MEAN, POST_NONE, POST_SQRT};
 use crate::problem::{require_exact_len, EwElement, ReduceError, ReduceResult, VECTOR_BYTES};
 pub use crate::problem::{ArgOp, AxisProblem, ReduceOp, ReduceOutput};
-use crate::variants::sm_count;
 pub use crate::variants::{ReducePlan, ReduceVariant, REDUCE_VARIANTS};
 
 /// Runs reductions on one GPU, keeping their scratch memory.
@@ -44,13 +43,7 @@ pub struct Reducer {
 
 impl Reducer {
     pub fn new(gpu: &Gpu) -> ReduceResult<Reducer> {
-        Ok(Reducer {
-            gpu: gpu.clone(),
-            sm_count: sm_count(gpu)? as usize,
-            forced: None,
-            partials: None,
-            counters: None,
-        })
+        Ok(Reducer { gpu: gpu.clone(), sm_count: gpu.sm_count(), forced: None, partials: None, counters: None })
     }
 
     /// Uses `variant` for every later call (None: the heuristic). A call whose problem the

@@ -10,7 +10,6 @@
 //! are how a problem is laid onto it, chosen per call by [`ReduceVariant::choose`].
 
 use ckb_common::Gpu;
-use cudarc::driver::sys::CUdevice_attribute;
 
 use crate::launch::{COMBINE_SINGLE_PASS, COMBINE_TWO_STAGE, LAYOUT_COLUMNS, LAYOUT_ROWS_BLOCK, LAYOUT_ROWS_WARP};
 use crate::problem::{AxisProblem, ReduceError, ReduceResult, VECTOR_BYTES};
@@ -52,18 +51,9 @@ impl EwVariant {
     pub(crate) fn grid_limit(&self, gpu: &Gpu) -> ReduceResult<i64> {
         Ok(match self.grid {
             GridPolicy::OneTilePerBlock => i64::MAX,
-            GridPolicy::Persistent { blocks_per_sm } => i64::from(sm_count(gpu)?) * i64::from(blocks_per_sm),
+            GridPolicy::Persistent { blocks_per_sm } => gpu.sm_count() as i64 * i64::from(blocks_per_sm),
         })
     }
-}
-
-/// Streaming multiprocessors on the stream's device.
-pub(crate) fn sm_count(gpu: &Gpu) -> ReduceResult<u32> {
-    let sms = gpu
-        .ctx
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-        .map_err(ckb_common::GpuError::from)?;
-    Ok(sms.max(1) as u32)
 }
 
 /// How a reduction is laid onto the kernels.

@@ -1,4 +1,5 @@
-//! CUB reductions through the shim in `baselines/cub`: the baseline for the reduction gates.
+//! CUB reductions through the shim in `baselines/cub` (the `ckb-baselines-cuda` package): the
+//! baseline for the reduction gates.
 //!
 //! Types and accumulation (see `baselines/cub/cub_reduce.cu`):
 //! - sums accumulate in f32 for every input type, and write f32 or the input type. For f32

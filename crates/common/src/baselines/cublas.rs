@@ -26,6 +26,7 @@ use cudarc::cublaslt::sys as lt;
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use float8::F8E4M3;
 
+use super::libraries::{ensure_loaded, VendorLibrary};
 use super::spec::{Fp32Math, GemmSpec};
 use super::{all_ok, created, library_error, require_symbols, to_i32, Owned};
 use crate::element::{DType, Element};
@@ -304,20 +305,9 @@ impl Cublas {
     /// Loads cuBLAS and cuBLASLt (a typed [`GpuError::LibraryMissing`] when either is not
     /// installed) and binds both to `gpu`'s stream.
     pub fn new(gpu: &Gpu) -> GpuResult<Cublas> {
-        // SAFETY: only tries to dlopen the libraries; any later call would panic without them.
-        if !unsafe { blas::is_culib_present() } {
-            return Err(GpuError::LibraryMissing {
-                library: "cuBLAS",
-                detail: "libcublas.so could not be loaded; install CUDA's cuBLAS or add it to LD_LIBRARY_PATH".into(),
-            });
-        }
-        // SAFETY: as above.
-        if !unsafe { lt::is_culib_present() } {
-            return Err(GpuError::LibraryMissing {
-                library: "cuBLASLt",
-                detail: "libcublasLt.so could not be loaded; install CUDA's cuBLAS or add it to LD_LIBRARY_PATH".into(),
-            });
-        }
+        // Any cudarc call into a library it cannot load panics; this is a typed error instead.
+        ensure_loaded(VendorLibrary::CublasLt)?;
+        ensure_loaded(VendorLibrary::Cublas)?;
         // SAFETY: the libraries are present; looking names up calls nothing.
         require_symbols("cuBLAS", BLAS_SYMBOLS, |name| unsafe {
             blas::culib().get::<unsafe extern "C" fn()>(name).is_ok()

@@ -27,6 +27,7 @@ use std::rc::Rc;
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 
+use super::libraries::{ensure_loaded, VendorLibrary};
 use super::spec::{ConvLens, ConvSpec, Fp32Math};
 use super::{all_ok, created, library_error, require_symbols, to_i32, Owned};
 use crate::element::{DType, Element};
@@ -37,19 +38,14 @@ use crate::gpu::{device_address, Gpu};
 /// for several GiB; above this they are left out of the search).
 pub const FIND_WORKSPACE_LIMIT: usize = 2 << 30;
 
-/// Every cuDNN function this module calls, checked once at load.
-pub(crate) const LIBRARY: &str = "cuDNN 9";
+/// The name errors about cuDNN carry.
+pub(crate) const LIBRARY: &str = VendorLibrary::Cudnn.name();
 
 /// cuDNN 9 loads, has `symbols`, and reports a 9.x version. Checked before any call:
 /// calling into a missing library or symbol through cudarc panics.
 pub(crate) fn load_cudnn9(symbols: &[&str]) -> GpuResult<()> {
-    // SAFETY: only tries to dlopen the library.
-    if !unsafe { sys::is_culib_present() } {
-        return Err(GpuError::LibraryMissing {
-            library: LIBRARY,
-            detail: "libcudnn.so.9 could not be loaded; install cuDNN 9 or add it to LD_LIBRARY_PATH".into(),
-        });
-    }
+    // Any cudarc call into a library it cannot load panics; this is a typed error instead.
+    ensure_loaded(VendorLibrary::Cudnn)?;
     // SAFETY: the library is present; looking names up calls nothing.
     require_symbols(LIBRARY, symbols, |name| unsafe { sys::culib().get::<unsafe extern "C" fn()>(name).is_ok() })?;
     // SAFETY: takes no arguments.

@@ -5,7 +5,8 @@
 //! - [`cub`]: CUB device-wide and row (segmented) reductions through the shim in `baselines/cub`.
 //! - [`naive`]: raw CUDA kernels from `baselines/cuda` (element-wise add, naive GEMM).
 //!
-//! Problems and their validation live in [`spec`]; it needs no GPU.
+//! Problems and their validation live in [`spec`]; it needs no GPU. Every constructor of a
+//! vendor baseline first makes sure cudarc can load its library ([`libraries`]).
 
 /// Declares C entry points that share one signature, and a fn-pointer type for it:
 /// `extern_c_entries!(type Entry = (params) -> ret; name, ...)`.
@@ -22,6 +23,7 @@ pub mod cub;
 pub mod cublas;
 pub mod cudnn;
 pub mod cudnn_softmax;
+pub mod libraries;
 pub mod naive;
 pub mod spec;
 

@@ -1,4 +1,5 @@
-//! Raw CUDA baselines from `baselines/cuda`: simple kernels with no CuTe.
+//! Raw CUDA baselines from `baselines/cuda` (the `ckb-baselines-cuda` package): simple kernels
+//! with no CuTe.
 
 use std::ffi::c_void;
 
