@@ -1,8 +1,10 @@
 //! Shared pieces of cute-kernel-bench: the GPU context and stream, typed device buffers,
-//! seeded random inputs, CUDA-event timing, comparison against float64 references, device
-//! facts, typed errors, and the vendor baselines every gate measures against.
+//! seeded random inputs, CUDA-event timing, comparison against float64 references and the
+//! checkers built on it, device facts, typed errors, and the vendor baselines every gate
+//! measures against.
 
 pub mod baselines;
+pub mod check;
 pub mod compare;
 pub mod element;
 pub mod error;
@@ -11,6 +13,10 @@ pub mod layout;
 pub mod random;
 pub mod timing;
 
+pub use check::{
+    check_rows, cross_check, plant_extrema, tile_covering_rows, ulp_distance, ulps_away, within_ulps, Planted,
+    RowCheck, UlpCheck, CHECK_TILE_ROWS, CROSS_CHECK_MARGIN,
+};
 pub use compare::{compare, Comparison, Tolerance};
 pub use element::{to_f64_vec, DType, Element};
 pub use error::{check_launch, cuda_error_string, GpuError, GpuResult};
