@@ -35,7 +35,7 @@ pub const FULL_CHECK_MACS: u128 = 1 << 31;
 
 /// The rows of C a [`GemmSample`] checks: all of them up to [`FULL_CHECK_MACS`], else the
 /// first, the last and one seeded random row in every 64-row M tile (whole rows, so every
-/// N tile is seen too): 130 rows at m = 8192, 1/64 of the full reference's cost.
+/// N tile is seen too): about 130 rows at m = 8192, 1/64 of the full reference's cost.
 pub fn sample_rows(problem: &GemmProblem, seed: u64) -> Vec<usize> {
     let macs = problem.m as u128 * problem.n as u128 * problem.k as u128;
     if macs <= FULL_CHECK_MACS {
