@@ -79,6 +79,56 @@ impl DType {
             DType::I64 => 0.0,
         }
     }
+
+    /// The smallest positive normal value; below it the spacing of values stops shrinking
+    /// (subnormals), and kernels that flush subnormals write 0.
+    pub fn min_positive_normal(self) -> f64 {
+        match self {
+            DType::F32 => f64::from(f32::MIN_POSITIVE),
+            DType::F16 => f16::MIN_POSITIVE.to_f64(),
+            DType::BF16 => bf16::MIN_POSITIVE.to_f64(),
+            DType::F8E4M3 => F8E4M3::MIN_POSITIVE.to_f64(),
+            DType::F8E5M2 => F8E5M2::MIN_POSITIVE.to_f64(),
+            DType::I64 => 1.0,
+        }
+    }
+
+    /// `x` rounded to the nearest value of this type (ties to even), as a kernel writes it.
+    pub fn round(self, x: f64) -> f64 {
+        match self {
+            DType::F32 => f64::from(x as f32),
+            DType::F16 => f16::from_f64(x).to_f64(),
+            DType::BF16 => bf16::from_f64(x).to_f64(),
+            DType::F8E4M3 => F8E4M3::from_f64(x).to_f64(),
+            DType::F8E5M2 => F8E5M2::from_f64(x).to_f64(),
+            DType::I64 => x.round_ties_even(),
+        }
+    }
+
+    /// The value whose bit pattern in this type is the low bits of `bits` (the inverse of
+    /// [`DType::bits`]; for `i64`, of values that fit in 32 bits).
+    pub fn from_bits(self, bits: u32) -> f64 {
+        match self {
+            DType::F32 => f64::from(f32::from_bits(bits)),
+            DType::F16 => f16::from_bits(bits as u16).to_f64(),
+            DType::BF16 => bf16::from_bits(bits as u16).to_f64(),
+            DType::F8E4M3 => F8E4M3::from_bits(bits as u8).to_f64(),
+            DType::F8E5M2 => F8E5M2::from_bits(bits as u8).to_f64(),
+            DType::I64 => f64::from(bits as i32),
+        }
+    }
+
+    /// The bit pattern of `x` in this type, after [`DType::round`], in the low bits.
+    pub fn bits(self, x: f64) -> u32 {
+        match self {
+            DType::F32 => (x as f32).to_bits(),
+            DType::F16 => u32::from(f16::from_f64(x).to_bits()),
+            DType::BF16 => u32::from(bf16::from_f64(x).to_bits()),
+            DType::F8E4M3 => u32::from(F8E4M3::from_f64(x).to_bits()),
+            DType::F8E5M2 => u32::from(F8E5M2::from_f64(x).to_bits()),
+            DType::I64 => x.round_ties_even() as i64 as i32 as u32,
+        }
+    }
 }
 
 impl std::fmt::Display for DType {

@@ -1,7 +1,8 @@
 //! Shared pieces of cute-kernel-bench: the GPU context and stream, typed device buffers,
 //! seeded random inputs (host and device), CUDA-event timing, the streaming roofline that
-//! memory-bound cases are scored against, comparison against float64 references, device
-//! facts, typed errors, and the vendor baselines every gate measures against.
+//! memory-bound cases are scored against, comparison against float64 references and the
+//! checkers built on it, device facts, typed errors, and the vendor baselines every gate
+//! measures against.
 
 // Links the native library of the raw baselines and the CUB shim, whose entry points
 // `baselines::{cub, naive}` declare: no Rust item of it is used, so without this line the
@@ -9,6 +10,7 @@
 extern crate ckb_baselines_cuda;
 
 pub mod baselines;
+pub mod check;
 pub mod compare;
 pub mod element;
 pub mod error;
@@ -18,6 +20,10 @@ pub mod random;
 pub mod roofline;
 pub mod timing;
 
+pub use check::{
+    check_rows, cross_check, plant_extrema, tile_covering_rows, ulp_distance, ulps_away, within_ulps, Planted,
+    RowCheck, UlpCheck, CHECK_TILE_ROWS, CROSS_CHECK_MARGIN,
+};
 pub use compare::{compare, Comparison, Tolerance};
 pub use element::{to_f64_vec, DType, Element};
 pub use error::{check_launch, cuda_error_string, GpuError, GpuResult};

@@ -25,6 +25,7 @@ pub mod launch;
 pub mod problem;
 pub mod reference;
 pub mod variants;
+pub mod verify;
 
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 

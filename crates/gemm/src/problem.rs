@@ -4,6 +4,7 @@
 //! stored row- or column-major with its own leading dimension (BLAS conventions, as in
 //! [`crate::reference`]). `beta == 0` overwrites C without reading it.
 
+use ckb_common::baselines::GemmSpec;
 use ckb_common::{DType, GpuError, Layout};
 
 /// Which matrix of the problem an error or a check is about.
@@ -187,6 +188,13 @@ impl GemmProblem {
     /// Floating-point operations of the product, `2 m n k`.
     pub fn flops(&self) -> f64 {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// The same GEMM for the vendor baselines (cuBLAS, the naive CUDA GEMM).
+    pub fn spec(&self) -> GemmSpec {
+        GemmSpec::new(self.m, self.n, self.k, self.a_layout, self.b_layout, self.c_layout)
+            .with_leading_dims(self.lda, self.ldb, self.ldc)
+            .with_scalars(self.alpha, self.beta)
     }
 
     /// "rc" for A row-major x B column-major, and so on.

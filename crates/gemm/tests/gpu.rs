@@ -6,8 +6,10 @@
 //! 16-bit inputs or outputs (1e-5 for f32 end to end), plus an element-wise bound scaled by
 //! sqrt(K). Run with `cargo test -p ckb-gemm --test gpu -- --ignored` on a Hopper GPU.
 
+use ckb_common::baselines::Cublas;
 use ckb_common::{bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, Layout, Tolerance};
 use ckb_gemm::reference::{self, MatRef};
+use ckb_gemm::verify::GemmSample;
 use ckb_gemm::{
     gemm, gemm_with_variant, variants, GemmInput, GemmOutput, GemmProblem, Major, Operand, Orientation, Variant,
 };
@@ -288,4 +290,50 @@ fn short_buffers_are_refused_before_launch() {
     let mut c = gpu.zeros::<bf16>(64 * 64).unwrap();
     let err = gemm(&gpu, &p, &a, &b, &mut c).unwrap_err();
     assert!(matches!(err, ckb_gemm::GemmError::BufferTooSmall { operand: Operand::A, .. }), "{err}");
+}
+
+/// `verify` on a real run at deep K: our output and cuBLAS's pass their sampled rows (one
+/// per 64-row tile) against the float64 reference and agree everywhere; a row zeroed
+/// between the sampled ones passes the sample and fails the cross-check.
+fn verify_on_gpu<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, cublas: &Cublas) -> Option<String> {
+    // 4096 x 1024 x 8192 is above FULL_CHECK_MACS, so rows are sampled.
+    let p = GemmProblem::row_col(4096, 1024, 8192);
+    let label = format!("{}->{}", TIn::DTYPE, TOut::DTYPE);
+    let a = gpu.random_normal::<TIn>(p.required_len(Operand::A).unwrap(), 1).unwrap();
+    let b = gpu.random_normal::<TIn>(p.required_len(Operand::B).unwrap(), 2).unwrap();
+    let c_len = p.required_len(Operand::C).unwrap();
+    let (mut ours, mut theirs) = (gpu.poisoned::<TOut>(c_len).unwrap(), gpu.poisoned::<TOut>(c_len).unwrap());
+    gemm(gpu, &p, &a, &b, &mut ours).unwrap();
+    cublas.gemm(&p.spec(), &a, &b, &mut theirs).unwrap();
+    let sample = GemmSample::new(gpu, &p, &a, &b, None, 5).unwrap();
+    assert!(sample.rows().len() < p.m / 32, "{label}: {} rows", sample.rows().len());
+    let (ours_check, theirs_check) = (sample.check(gpu, &ours).unwrap(), sample.check(gpu, &theirs).unwrap());
+    let agreement = sample.cross_check(gpu, &ours, &ours_check, &theirs, &theirs_check).unwrap();
+    if !(ours_check.comparison.passed && theirs_check.comparison.passed && agreement.passed) {
+        return Some(format!("{label}: ours {ours_check:?}, cuBLAS {theirs_check:?}, agreement {agreement:?}"));
+    }
+    let row = (0..p.m).find(|r| !sample.rows().contains(r)).unwrap();
+    let mut host = gpu.download(&ours).unwrap();
+    host[row * p.ldc..row * p.ldc + p.n].fill(TOut::from_f64(0.0));
+    let bad = gpu.upload(&host).unwrap();
+    let bad_check = sample.check(gpu, &bad).unwrap();
+    let caught = !sample.cross_check(gpu, &bad, &bad_check, &theirs, &theirs_check).unwrap().passed;
+    (!(bad_check.comparison.passed && caught)).then(|| format!("{label}: zeroed row {row} not caught: {bad_check:?}"))
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn verify_accepts_ours_and_cublas_and_catches_a_row_between_samples() {
+    let gpu = gpu();
+    let cublas = Cublas::new(&gpu).unwrap();
+    let failures: Vec<String> = [
+        verify_on_gpu::<bf16, bf16>(&gpu, &cublas),
+        verify_on_gpu::<bf16, f32>(&gpu, &cublas),
+        verify_on_gpu::<f16, f16>(&gpu, &cublas),
+        verify_on_gpu::<f16, f32>(&gpu, &cublas),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    report(failures, 4);
 }

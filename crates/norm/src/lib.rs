@@ -5,7 +5,8 @@
 //! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table
 //! of compiled variants and the planner), [`normalizer`] (buffers, plans, launches),
 //! `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`] (float64 CPU
-//! references, whose conventions for `-inf`, NaN and constant rows the kernels follow).
+//! references, whose conventions for `-inf`, NaN and constant rows the kernels follow),
+//! [`verify`] (device results checked against them, row by row).
 //!
 //! ```no_run
 //! # use ckb_common::{bf16, Gpu};
@@ -32,6 +33,7 @@ pub mod normalizer;
 pub mod problem;
 pub mod reference;
 pub mod variants;
+pub mod verify;
 
 use std::cell::RefCell;
 

@@ -826,3 +826,67 @@ fn inference_forms_write_the_training_forms_bits() {
     }
     assert!(failures.is_empty(), "{} failing cases:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// `verify` on real outputs at a gate row length: softmax and log-softmax in bf16 and f16
+/// (f16 probabilities reach its subnormals), layernorm in f32 and rmsnorm in bf16 pass the
+/// row-wise checks; one row zeroed after the run fails them, and only that row.
+#[test]
+#[ignore = "needs a GPU"]
+fn verify_passes_real_outputs_and_fails_a_zeroed_row() {
+    use ckb_norm::verify::{check_layernorm, check_log_softmax, check_rmsnorm, check_softmax, NormCheck};
+    fn zero_row<T: NormElement>(
+        gpu: &Gpu,
+        y: &cudarc::driver::CudaSlice<T>,
+        row: usize,
+        cols: usize,
+    ) -> cudarc::driver::CudaSlice<T> {
+        let mut host = gpu.download(y).unwrap();
+        host[row * cols..(row + 1) * cols].fill(T::from_f64(0.0));
+        gpu.upload(&host).unwrap()
+    }
+    fn expect(name: &str, good: NormCheck, bad: NormCheck, failures: &mut Vec<String>) {
+        if !good.summary.passed || bad.summary.passed || bad.y.first_failed_row != Some(500) || bad.y.failed_rows != 1 {
+            failures.push(format!("{name}: correct {good:?}\n  zeroed row 500 {bad:?}"));
+        }
+    }
+    fn softmaxes<T: NormElement>(gpu: &Gpu, p: &RowsProblem, failures: &mut Vec<String>) {
+        let x = gpu.random_normal::<T>(p.input_len(), 1).unwrap();
+        let mut y = gpu.poisoned::<T>(p.output_len()).unwrap();
+        softmax(gpu, p, &x, &mut y).unwrap();
+        let (good, bad) = (
+            check_softmax(gpu, p, &x, &y, 1).unwrap(),
+            check_softmax(gpu, p, &x, &zero_row(gpu, &y, 500, p.cols), 1).unwrap(),
+        );
+        expect(&format!("softmax {}", T::DTYPE), good, bad, failures);
+        log_softmax(gpu, p, &x, &mut y).unwrap();
+        let (good, bad) = (
+            check_log_softmax(gpu, p, &x, &y, 1).unwrap(),
+            check_log_softmax(gpu, p, &x, &zero_row(gpu, &y, 500, p.cols), 1).unwrap(),
+        );
+        expect(&format!("log_softmax {}", T::DTYPE), good, bad, failures);
+    }
+    let gpu = gpu();
+    let p = RowsProblem::dense(1024, 4096);
+    let mut failures = Vec::new();
+    softmaxes::<bf16>(&gpu, &p, &mut failures);
+    softmaxes::<f16>(&gpu, &p, &mut failures);
+
+    let x = gpu.random_normal::<f32>(p.input_len(), 2).unwrap();
+    let (gamma, beta) = (gpu.random_normal::<f32>(p.cols, 3).unwrap(), gpu.random_normal::<f32>(p.cols, 4).unwrap());
+    let mut y = gpu.poisoned::<f32>(p.output_len()).unwrap();
+    let (mut mean, mut rstd) = (gpu.poisoned::<f32>(p.rows).unwrap(), gpu.poisoned::<f32>(p.rows).unwrap());
+    layernorm(&gpu, &p, &x, &gamma, &beta, EPS, &mut y, &mut mean, &mut rstd).unwrap();
+    let good = check_layernorm(&gpu, &p, &x, &gamma, &beta, EPS, &y, &mean, &rstd, 1).unwrap();
+    let bad =
+        check_layernorm(&gpu, &p, &x, &gamma, &beta, EPS, &zero_row(&gpu, &y, 500, p.cols), &mean, &rstd, 1).unwrap();
+    expect("layernorm f32", good, bad, &mut failures);
+
+    let x = gpu.random_normal::<bf16>(p.input_len(), 5).unwrap();
+    let gamma = gpu.random_normal::<bf16>(p.cols, 6).unwrap();
+    let mut y = gpu.poisoned::<bf16>(p.output_len()).unwrap();
+    rmsnorm(&gpu, &p, &x, &gamma, EPS, &mut y, &mut rstd).unwrap();
+    let good = check_rmsnorm(&gpu, &p, &x, &gamma, EPS, &y, &rstd, 1).unwrap();
+    let bad = check_rmsnorm(&gpu, &p, &x, &gamma, EPS, &zero_row(&gpu, &y, 500, p.cols), &rstd, 1).unwrap();
+    expect("rmsnorm bf16", good, bad, &mut failures);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

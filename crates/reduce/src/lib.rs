@@ -2,7 +2,7 @@
 //!
 //! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table of
 //! compiled variants), `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`]
-//! (float64 CPU references).
+//! (float64 CPU references), [`verify`] (device results checked against them).
 
 pub mod elementwise;
 mod launch;
@@ -10,6 +10,7 @@ pub mod problem;
 pub mod reduce;
 pub mod reference;
 pub mod variants;
+pub mod verify;
 
 pub use problem::{ArgOp, EwElement, ReduceError, ReduceOp, ReduceOutput, ReduceResult};
 pub use reduce::Reducer;

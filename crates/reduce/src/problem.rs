@@ -16,6 +16,9 @@ pub enum ReduceError {
     EmptyInput { op: &'static str },
     #[error("variant {variant} cannot run {what}")]
     VariantMismatch { variant: &'static str, what: &'static str },
+    /// The float64 reference refused the problem (an empty max, an axis out of range), in a check.
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReduceError),
 }
 
 impl From<ReduceError> for GpuError {

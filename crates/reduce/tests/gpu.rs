@@ -718,3 +718,57 @@ fn row_variants_refuse_strided_axes() {
         assert!(matches!(variant.plan(&cols, 4, 132), Err(ReduceError::VariantMismatch { .. })));
     }
 }
+
+/// `verify` on real results: max and min of planted inputs (both plantings), row sums,
+/// argmax along rows, an add and a cast pass; a max one ulp off and an index one off fail.
+#[test]
+#[ignore = "needs a GPU"]
+fn verify_passes_real_results_and_fails_altered_ones() {
+    use ckb_common::{plant_extrema, ulps_away};
+    use ckb_reduce::verify::{check_arg_reduce_axis, check_binary, check_cast, check_reduce, check_reduce_axis};
+    let gpu = gpu();
+    let mut reducer = Reducer::new(&gpu).unwrap();
+    let n = 1_000_007;
+    for max_at_tail in [true, false] {
+        let mut host: Vec<bf16> = random::normal(n, 1);
+        plant_extrema(&mut host, max_at_tail, 2).unwrap();
+        let x = gpu.upload(&host).unwrap();
+        for op in [ReduceOp::Max, ReduceOp::Min] {
+            let mut out = gpu.poisoned::<bf16>(1).unwrap();
+            reducer.reduce(op, &x, &mut out).unwrap();
+            let c = check_reduce(&gpu, op, &x, &out).unwrap();
+            assert!(c.passed, "{} tail {max_at_tail}: {c:?}", op.name());
+            let off = gpu.upload(&[bf16::from_f64(ulps_away(gpu.download(&out).unwrap()[0].to_f64(), DType::BF16, 1))]);
+            assert!(!check_reduce(&gpu, op, &x, &off.unwrap()).unwrap().passed, "{} one ulp off", op.name());
+        }
+    }
+    let shape = [256, 4096];
+    let x = gpu.random_normal::<f32>(256 * 4096, 3).unwrap();
+    let mut sums = gpu.poisoned::<f32>(256).unwrap();
+    reducer.reduce_axis(ReduceOp::Sum, &x, &shape, 1, &mut sums).unwrap();
+    let c = check_reduce_axis(&gpu, ReduceOp::Sum, &x, &shape, 1, &sums).unwrap();
+    assert!(c.passed, "row sums: {c:?}");
+
+    let shape = [64, 10000];
+    let x = gpu.random_normal::<bf16>(64 * 10000, 4).unwrap();
+    let (mut values, mut indices) = (gpu.poisoned::<f32>(64).unwrap(), gpu.stream.alloc_zeros::<i64>(64).unwrap());
+    reducer.arg_reduce_axis(ArgOp::ArgMax, &x, &shape, 1, &mut values, &mut indices).unwrap();
+    let c = check_arg_reduce_axis(&gpu, ArgOp::ArgMax, &x, &shape, 1, &values, &indices).unwrap();
+    assert!(c.summary.passed, "argmax: {c:?}");
+    let mut shifted = gpu.stream.clone_dtoh(&indices).unwrap();
+    shifted[17] = (shifted[17] + 1) % 10000;
+    let shifted = gpu.stream.clone_htod(&shifted).unwrap();
+    let c = check_arg_reduce_axis(&gpu, ArgOp::ArgMax, &x, &shape, 1, &values, &shifted).unwrap();
+    assert_eq!((c.summary.passed, c.first_index_mismatch), (false, Some(17)));
+
+    let (a, b) = (gpu.random_normal::<bf16>(1 << 20, 5).unwrap(), gpu.random_normal::<bf16>(1 << 20, 6).unwrap());
+    let mut sum = gpu.poisoned::<bf16>(1 << 20).unwrap();
+    ew::add(&gpu, &a, &b, &mut sum).unwrap();
+    let c = check_binary(&gpu, BinaryOp::Add, &a, &b, &sum).unwrap();
+    assert!(c.summary.passed, "add: {c:?}");
+    let wide = gpu.random_normal::<f32>(1 << 20, 7).unwrap();
+    let mut narrow = gpu.poisoned::<bf16>(1 << 20).unwrap();
+    ew::cast(&gpu, &wide, &mut narrow).unwrap();
+    let c = check_cast(&gpu, &wide, &narrow).unwrap();
+    assert!(c.summary.passed, "cast: {c:?}");
+}
