@@ -5,7 +5,8 @@
 //! - [`cub`]: CUB device-wide and row (segmented) reductions through the shim in `baselines/cub`.
 //! - [`naive`]: raw CUDA kernels from `baselines/cuda` (element-wise add, naive GEMM).
 //!
-//! Problems and their validation live in [`spec`]; it needs no GPU.
+//! Problems and their validation live in [`spec`]; it needs no GPU. [`versions`] says which
+//! library versions the process loaded, for gate records.
 
 /// Declares C entry points that share one signature, and a fn-pointer type for it:
 /// `extern_c_entries!(type Entry = (params) -> ret; name, ...)`.
@@ -24,11 +25,13 @@ pub mod cudnn;
 pub mod cudnn_softmax;
 pub mod naive;
 pub mod spec;
+pub mod versions;
 
 pub use cub::{Cub, ReduceOp};
 pub use cublas::{Cublas, Fp8Scales};
 pub use cudnn::{Conv2dForward, ConvAlgorithm, Cudnn};
 pub use spec::{ConvLens, ConvSpec, Fp32Math, GemmLens, GemmSpec};
+pub use versions::{library_versions, LibraryVersion, LibraryVersions};
 
 use crate::error::{GpuError, GpuResult};
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 use ckb_common::{copy_bandwidth_gbs, Gpu};
 
-use crate::record::{CaseResult, Check, DeviceInfo, GateRecord};
+use crate::record::{self, CaseResult, Check, DeviceInfo, GateRecord};
 use crate::table::{self, GateSpec};
 
 /// What every gate measures with.
@@ -38,8 +38,12 @@ const COPY_PROBE_BYTES: usize = 1 << 30;
 
 /// Runs the named gates in one process; returns whether all passed. Gates that share a
 /// shape set and an implementation (2A and 2B, 4A and 4B) are measured once and scored
-/// against each threshold.
+/// against each threshold. Refuses, before touching the GPU, to write into a `bench-results`
+/// folder from a dirty or unknown build, and to run while a `CKB_*` tuning knob is set.
 pub fn run(device: usize, names: &[String], out: &Path) -> Result<bool> {
+    let (commit, dirty) = record::build_commit();
+    record::check_destination(out, &commit, dirty)?;
+    record::check_no_tuning_env(std::env::vars_os())?;
     let mut measured: Vec<((usize, String), (Vec<CaseResult>, Vec<Check>))> = Vec::new();
     let mut context: Option<GateContext> = None;
     let mut all_passed = true;
@@ -82,7 +86,7 @@ pub fn run(device: usize, names: &[String], out: &Path) -> Result<bool> {
         let path = record.write(out)?;
         println!("{}", record.markdown());
         println!("record: {}", path.display());
-        if record.dirty {
+        if dirty {
             eprintln!("note: built from a tree with uncommitted changes (dirty=true); gate records for the repo come from `cargo xtask bundle --clean-head`");
         }
         all_passed &= record.passed;
