@@ -52,7 +52,10 @@ pub fn run(out: &str, clean_head: bool) -> Result<()> {
     };
     let (commit, dirty) = git_state(&src);
     if dirty {
-        tracing::warn!("the tree has uncommitted changes: records from this bundle will say dirty=true (use --clean-head for gate records)");
+        tracing::warn!(
+            "the tree has uncommitted changes: this bundle's gates refuse to write into a bench-results folder \
+             (use --clean-head for gate records)"
+        );
     }
     let runner = build_runner(&src, target.as_deref())?;
     let tests = build_tests(&src, target.as_deref())?;

@@ -39,7 +39,7 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Run one gate of the roadmap (see gates.toml) and write its record under bench-results/.
+    /// Run one gate of gates.toml; its record goes to bench-results/ (committed code only) or --out DIR.
     Gate {
         name: String,
         #[arg(trailing_var_arg = true)]
@@ -87,14 +87,7 @@ fn main() -> Result<()> {
         Task::Setup { force } => setup::run(force).map(|_| ()),
         Task::Test { args } => cargo::test(&args),
         Task::Bench { op, args } => cargo::runner(&[&["bench".to_string(), op], &args[..]].concat()),
-        Task::Gate { name, args } => {
-            let out = cargo::workspace_root().join("bench-results");
-            let mut full = vec!["gate".to_string(), name, "--out".into(), out.display().to_string()];
-            full.extend(args);
-            let result = cargo::runner(&full);
-            roadmap::run()?;
-            result
-        }
+        Task::Gate { name, args } => cargo::gate(&name, &args),
         Task::Profile { family, args } => cargo::runner(&[&["profile".to_string(), family], &args[..]].concat()),
         Task::Fuzz { op, args } => cargo::runner(&[&["fuzz".to_string(), op], &args[..]].concat()),
         Task::Bundle { out, clean_head } => bundle::run(&out, clean_head),

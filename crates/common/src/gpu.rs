@@ -46,6 +46,9 @@ pub struct DeviceFacts {
     pub mem_clock_mhz: i32,
     /// Device memory in bytes.
     pub total_mem_bytes: usize,
+    /// The card's PCI address as nvidia-smi writes it (`00000000:19:00.0`), so a tool that
+    /// numbers GPUs its own way (nvidia-smi's `-i`) can be pointed at this one.
+    pub pci_bus_id: String,
 }
 
 /// Is the driver library loadable at all? Checked before any cudarc call, which would panic.
@@ -141,6 +144,11 @@ impl Gpu {
             sm_clock_max_mhz: attr(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)? / 1000,
             mem_clock_mhz: attr(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)? / 1000,
             total_mem_bytes: self.ctx.total_mem()?,
+            pci_bus_id: pci_bus_id(
+                attr(A::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID)?,
+                attr(A::CU_DEVICE_ATTRIBUTE_PCI_BUS_ID)?,
+                attr(A::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID)?,
+            ),
         })
     }
 
@@ -295,6 +303,12 @@ pub fn driver_version_from_proc(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A PCI address in nvidia-smi's form, `domain:bus:device.function` in hex with an 8-digit
+/// domain; CUDA devices are function 0.
+pub fn pci_bus_id(domain: i32, bus: i32, device: i32) -> String {
+    format!("{domain:08X}:{bus:02X}:{device:02X}.0")
+}
+
 /// The device address of a buffer, for alignment checks and launchers.
 pub fn device_address<T, S: DevicePtr<T>>(buf: &S, stream: &CudaStream) -> u64 {
     let (ptr, _sync) = buf.device_ptr(stream);
@@ -322,4 +336,13 @@ pub fn require_aligned(what: &'static str, address: u64, align: usize) -> GpuRes
 /// Size of `n` elements of `dtype` in bytes.
 pub fn bytes_of(dtype: DType, n: usize) -> usize {
     dtype.size_bytes() * n
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pci_bus_id_in_nvidia_smi_form() {
+        assert_eq!(super::pci_bus_id(0, 0x19, 0), "00000000:19:00.0");
+        assert_eq!(super::pci_bus_id(1, 0xcb, 0x1f), "00000001:CB:1F.0");
+    }
 }

@@ -6,5 +6,6 @@ pub mod toolchain;
 
 pub use compile::{parse_ptxas_report, KernelLibrary, KernelResources, GENCODE};
 pub use toolchain::{
-    pinned_dir, workspace_root, Toolchain, ToolchainError, ToolchainSource, PINNED_PACKAGES, STAMP_FILE,
+    pinned_dir, workspace_root, Toolchain, ToolchainError, ToolchainSource, ToolchainVersions, PINNED_PACKAGES,
+    STAMP_FILE,
 };

@@ -193,6 +193,86 @@ impl Toolchain {
     }
 }
 
+/// The versions a build compiled with, as gate records report them. A version that cannot be
+/// read is `"unknown"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolchainVersions {
+    /// nvcc's release and build (`13.0.88`), from `nvcc --version`.
+    pub nvcc: String,
+    /// CCCL (libcu++, CUB, Thrust) from `cuda/std/__cccl/version.h` (`3.0.1`).
+    pub cccl: String,
+    /// CUTLASS from `cutlass/version.h` (`4.2.0`).
+    pub cutlass: String,
+    /// `pinned` (`cargo xtask setup`'s packages) or `user` (`NVCC`/`CUDA_HOME`/`CUTLASS_DIR`).
+    pub source: &'static str,
+}
+
+const UNKNOWN: &str = "unknown";
+
+impl Toolchain {
+    /// CCCL's version header: under `include/cccl` since CUDA 13, directly under `include` before.
+    fn cccl_version_header(&self) -> PathBuf {
+        let cccl = self.cuda_include.join("cccl/cuda/std/__cccl/version.h");
+        if cccl.exists() {
+            cccl
+        } else {
+            self.cuda_include.join("cuda/std/__cccl/version.h")
+        }
+    }
+
+    /// The files [`Toolchain::versions`] reads (for `rerun-if-changed`).
+    pub fn version_files(&self) -> Vec<PathBuf> {
+        vec![self.nvcc.clone(), self.cccl_version_header(), self.cutlass_include.join("cutlass/version.h")]
+    }
+
+    /// nvcc's, CCCL's and CUTLASS's versions; runs `nvcc --version` and reads two headers.
+    pub fn versions(&self) -> ToolchainVersions {
+        let nvcc = std::process::Command::new(&self.nvcc)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| nvcc_version(&String::from_utf8_lossy(&o.stdout)));
+        let header = |path: PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+        ToolchainVersions {
+            nvcc: nvcc.unwrap_or_else(|| UNKNOWN.into()),
+            cccl: cccl_version(&header(self.cccl_version_header())).unwrap_or_else(|| UNKNOWN.into()),
+            cutlass: cutlass_version(&header(self.cutlass_include.join("cutlass/version.h")))
+                .unwrap_or_else(|| UNKNOWN.into()),
+            source: match self.source {
+                ToolchainSource::Pinned(_) => "pinned",
+                ToolchainSource::User => "user",
+            },
+        }
+    }
+}
+
+/// The version in `nvcc --version`'s "Cuda compilation tools, release 13.0, V13.0.88" line.
+pub fn nvcc_version(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.contains("release"))?;
+    let version = line.split_whitespace().find_map(|w| w.strip_prefix('V'))?;
+    version.chars().all(|c| c.is_ascii_digit() || c == '.').then(|| version.to_string())
+}
+
+/// The integer a header `#define NAME <integer>` gives.
+fn define(header: &str, name: &str) -> Option<u64> {
+    header.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("#define") && words.next() == Some(name)).then(|| words.next()?.parse().ok())?
+    })
+}
+
+/// CCCL's `CCCL_VERSION` (major * 1000000 + minor * 1000 + patch) as `major.minor.patch`.
+pub fn cccl_version(header: &str) -> Option<String> {
+    let v = define(header, "CCCL_VERSION")?;
+    Some(format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000))
+}
+
+/// CUTLASS's `CUTLASS_MAJOR`, `CUTLASS_MINOR` and `CUTLASS_PATCH` as `major.minor.patch`.
+pub fn cutlass_version(header: &str) -> Option<String> {
+    let part = |name| define(header, name);
+    Some(format!("{}.{}.{}", part("CUTLASS_MAJOR")?, part("CUTLASS_MINOR")?, part("CUTLASS_PATCH")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +300,32 @@ mod tests {
         let here = Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = workspace_root(here);
         assert!(root.join("gates.toml").exists(), "{}", root.display());
+    }
+
+    #[test]
+    fn versions_from_nvcc_and_headers() {
+        let nvcc = "nvcc: NVIDIA (R) Cuda compiler driver\nBuilt on Wed_Aug_20_01:58:59_PM_PDT_2025\n\
+                    Cuda compilation tools, release 13.0, V13.0.88\nBuild cuda_13.0.r13.0/compiler.36424714_0\n";
+        assert_eq!(nvcc_version(nvcc).as_deref(), Some("13.0.88"));
+        assert_eq!(nvcc_version("command not found"), None);
+        let cccl = "#ifndef __CCCL_VERSION_H\n#define __CCCL_VERSION_H\n\n#define CCCL_VERSION 3000001\n\
+                    #define CCCL_MAJOR_VERSION (CCCL_VERSION / 1000000)\n";
+        assert_eq!(cccl_version(cccl).as_deref(), Some("3.0.1"));
+        assert_eq!(cccl_version("#define CCCL_VERSION_H\n"), None);
+        // CUTLASS's header has a trailing space after the patch level.
+        let cutlass = "#define CUTLASS_MAJOR 4\n#define CUTLASS_MINOR 2\n#define CUTLASS_PATCH 0 \n";
+        assert_eq!(cutlass_version(cutlass).as_deref(), Some("4.2.0"));
+        assert_eq!(cutlass_version("#define CUTLASS_MAJOR 4\n"), None);
+    }
+
+    #[test]
+    fn the_pinned_toolchain_reports_its_versions() {
+        let root = workspace_root(Path::new(env!("CARGO_MANIFEST_DIR")));
+        // Without an install (a fresh checkout) there is nothing to read.
+        let Ok(toolchain) = Toolchain::find(&root) else { return };
+        let versions = toolchain.versions();
+        for v in [&versions.nvcc, &versions.cccl, &versions.cutlass] {
+            assert!(v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u32>().is_ok()), "{versions:?}");
+        }
     }
 }

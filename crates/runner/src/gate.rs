@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::measure::Context;
 use crate::ops::{self, FuzzOptions, Options};
-use crate::record::{geomean, CaseResult, Check, DeviceInfo, GateRecord};
+use crate::record::{self, geomean, CaseResult, Check, DeviceInfo, GateRecord};
 use crate::table::{self, GateSpec};
 
 /// A fuzz run a gate requires to pass (`fuzz_checks` in gates.toml).
@@ -59,7 +59,12 @@ fn group_check(cases: &[CaseResult], group: &str, threshold: f64) -> Check {
 
 /// Runs the named gates in one process; returns whether all passed. Gates that share a
 /// shape set (2A and 2B, 4A and 4B) are measured once and scored against each threshold.
+/// Refuses, before touching the GPU, to write into a `bench-results` folder from a dirty or
+/// unknown build, and to run while a `CKB_*` tuning knob is set.
 pub fn run(device: usize, names: &[String], out: &Path) -> Result<bool> {
+    let (commit, dirty) = record::build_commit();
+    record::check_destination(out, &commit, dirty)?;
+    record::check_no_tuning_env(std::env::vars_os())?;
     let mut measured: Vec<(String, Vec<CaseResult>, Vec<Check>)> = Vec::new();
     let mut context: Option<Context> = None;
     let mut all_passed = true;
@@ -85,7 +90,7 @@ pub fn run(device: usize, names: &[String], out: &Path) -> Result<bool> {
             context = Some(Context::open(device)?);
         }
         let ctx = context.as_ref().expect("set above");
-        let key = spec.measured_as().to_string();
+        let key = spec.shape_set_name().to_string();
         let (cases, checks) = match measured.iter().find(|(k, _, _)| *k == key) {
             Some((_, cases, checks)) => {
                 tracing::info!("gate {name}: scoring the cases measured for {key} in this run");
@@ -106,7 +111,7 @@ pub fn run(device: usize, names: &[String], out: &Path) -> Result<bool> {
         let path = record.write(out)?;
         println!("{}", record.markdown());
         println!("record: {}", path.display());
-        if record.dirty {
+        if dirty {
             eprintln!("note: built from a tree with uncommitted changes (dirty=true); gate records for the repo come from `cargo xtask bundle --clean-head`");
         }
         all_passed &= record.passed;

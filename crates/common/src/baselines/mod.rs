@@ -6,7 +6,8 @@
 //! - [`naive`]: raw CUDA kernels from `baselines/cuda` (element-wise add, naive GEMM).
 //!
 //! Problems and their validation live in [`spec`]; it needs no GPU. Every constructor of a
-//! vendor baseline first makes sure cudarc can load its library ([`libraries`]).
+//! vendor baseline first makes sure cudarc can load its library ([`libraries`]); [`versions`]
+//! says which library versions the process loaded, for gate records.
 
 /// Declares C entry points that share one signature, and a fn-pointer type for it:
 /// `extern_c_entries!(type Entry = (params) -> ret; name, ...)`.
@@ -26,11 +27,13 @@ pub mod cudnn_softmax;
 pub mod libraries;
 pub mod naive;
 pub mod spec;
+pub mod versions;
 
 pub use cub::{Cub, ReduceOp};
 pub use cublas::{Cublas, Fp8Scales};
 pub use cudnn::{Conv2dForward, ConvAlgorithm, Cudnn};
 pub use spec::{ConvLens, ConvSpec, Fp32Math, GemmLens, GemmSpec};
+pub use versions::{library_versions, LibraryVersion, LibraryVersions};
 
 use crate::error::{GpuError, GpuResult};
 
