@@ -1,11 +1,13 @@
 //! Shared pieces of cute-kernel-bench: the GPU context and stream, typed device buffers,
 //! seeded random inputs, CUDA-event timing, comparison against float64 references, device
-//! facts, typed errors, and the vendor baselines every gate measures against.
+//! facts, typed errors, the GEMM problem ours and the baselines share ([`gemm::GemmSpec`]), and
+//! the vendor baselines every gate measures against.
 
 pub mod baselines;
 pub mod compare;
 pub mod element;
 pub mod error;
+pub mod gemm;
 pub mod gpu;
 pub mod layout;
 pub mod random;
