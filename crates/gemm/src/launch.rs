@@ -7,7 +7,7 @@ use std::ffi::c_void;
 use ckb_common::{check_launch, DType, Layout};
 
 use crate::problem::{GemmError, GemmProblem};
-use crate::variants::{universal_for, variants, Major, Variant};
+use crate::variants::{universal_for, variants, Major, Schedule, Variant};
 
 /// Mirrors `CkbGemmArgs` in `kernels/gemm/args.cuh`; keep the two in step.
 /// The kernel computes `C(m,n) = alpha * sum_k A(m,k) * B(n,k) + beta * C(m,n)` with every
@@ -128,13 +128,18 @@ pub(crate) fn kernel_args(
     }
 }
 
-/// Why `variant` cannot run `args` (the kernel view), or `None` when it can.
+/// Why `variant` cannot run `args` (the kernel view), or `None` when it can. These are the
+/// only can-implement rules: the C++ launchers trust them.
 fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs) -> Option<String> {
     if variant.input != input {
         return Some(format!("it takes {} inputs, not {input}", variant.input));
     }
     if out_code(output).is_err() {
         return Some(format!("it cannot write {output}"));
+    }
+    let tiles = (args.m as u64).div_ceil(variant.tile.m as u64) * (args.n as u64).div_ceil(variant.tile.n as u64);
+    if variant.schedule == Schedule::Universal && tiles > i32::MAX as u64 {
+        return Some(format!("its grid of one CTA per tile cannot hold {tiles} tiles (at most 2^31 - 1)"));
     }
     let (a_major, b_major) = variant.majors?;
     let unit = |major: Major, mn_stride: i64, k_stride: i64| match major {
@@ -326,6 +331,18 @@ mod tests {
         let p = GemmProblem::row_col(64, 64, 64);
         assert_eq!(choose(&p, DType::F16, DType::F16, odd_address, 132).unwrap().variant.name, "universal_f16");
         assert_eq!(choose(&p, DType::F32, DType::F32, ALIGNED, 132).unwrap().variant.name, "universal_f32");
+    }
+
+    #[test]
+    fn a_grid_past_2_31_ctas_is_refused_before_launch() {
+        // k = 1 is no multiple of 16 bytes: only the universal kernel could take it, and its
+        // one-CTA-per-tile grid would need 2^50 CTAs.
+        let huge = GemmProblem::row_col(i32::MAX as usize, i32::MAX as usize, 1);
+        huge.validate().unwrap();
+        match choose(&huge, DType::BF16, DType::BF16, ALIGNED, 132) {
+            Err(GemmError::VariantCannotRun { variant: "universal_bf16", reason }) => assert!(reason.contains("grid")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
