@@ -131,17 +131,18 @@ pub(crate) fn kernel_args(
 /// Why `variant` cannot run `args` (the kernel view), or `None` when it can. These are the
 /// only can-implement rules: the C++ launchers trust them.
 fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs) -> Option<String> {
-    if variant.input != input {
-        return Some(format!("it takes {} inputs, not {input}", variant.input));
+    if variant.input() != input {
+        return Some(format!("it takes {} inputs, not {input}", variant.input()));
     }
     if out_code(output).is_err() {
         return Some(format!("it cannot write {output}"));
     }
-    let tiles = (args.m as u64).div_ceil(variant.tile.m as u64) * (args.n as u64).div_ceil(variant.tile.n as u64);
-    if variant.schedule == Schedule::Universal && tiles > i32::MAX as u64 {
+    let tile = variant.config.tile;
+    let tiles = (args.m as u64).div_ceil(tile.m as u64) * (args.n as u64).div_ceil(tile.n as u64);
+    if variant.config.schedule == Schedule::Universal && tiles > i32::MAX as u64 {
         return Some(format!("its grid of one CTA per tile cannot hold {tiles} tiles (at most 2^31 - 1)"));
     }
-    let (a_major, b_major) = variant.majors?;
+    let (a_major, b_major) = variant.config.majors?;
     let unit = |major: Major, mn_stride: i64, k_stride: i64| match major {
         Major::K => (k_stride == 1).then_some(mn_stride),
         Major::MN => (mn_stride == 1).then_some(k_stride),
@@ -175,13 +176,13 @@ fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs)
 /// (0.83 vs 0.63 of cuBLAS) and at (4096, 4096, 256) (0.53 vs 0.43); with the current one
 /// the two are within 1% there, and the penalty only breaks the tie.
 fn score(variant: &Variant, m: usize, n: usize, k: usize, sms: usize) -> f64 {
-    let (bm, bn) = (variant.tile.m, variant.tile.n);
+    let (bm, bn) = (variant.config.tile.m, variant.config.tile.n);
     let tiles = m.div_ceil(bm) * n.div_ceil(bn);
     let waves = tiles.div_ceil(sms.max(1));
     let covered = (waves * sms * bm * bn) as f64;
     let exposed_epilogue = bm * bn >= 128 * 256 && (k < 1024 || tiles < 2 * sms);
     let penalty = if exposed_epilogue { 0.8 } else { 1.0 };
-    (m as f64 * n as f64) / covered * variant.relative_speed * penalty
+    (m as f64 * n as f64) / covered * variant.config.relative_speed * penalty
 }
 
 /// How `variant` would run `problem` at these addresses, preferring the orientation whose
@@ -207,7 +208,7 @@ pub(crate) fn plan_for(
                 }
             }
         }
-        if variant.majors.is_none() {
+        if !variant.uses_tma() {
             break; // the universal kernel takes any strides as they are
         }
     }
@@ -314,7 +315,7 @@ mod tests {
     fn tiles_follow_the_measured_shapes() {
         let tile = |m, n, k| {
             let plan = choose(&GemmProblem::row_col(m, n, k), DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
-            (plan.variant.tile.m, plan.variant.tile.n)
+            (plan.variant.config.tile.m, plan.variant.config.tile.n)
         };
         assert_eq!(tile(128, 8192, 8192), (64, 128));
         assert_eq!(tile(8192, 8192, 8192), (128, 256));

@@ -32,7 +32,7 @@ use ckb_common::{bf16, f16, DType, Element, Gpu};
 
 pub use launch::{Orientation, Plan};
 pub use problem::{GemmError, GemmProblem, Operand};
-pub use variants::{find_variant, variants, Major, Schedule, TileShape, Variant};
+pub use variants::{find_variant, variants, InputType, KernelConfig, Major, Schedule, TileShape, Variant};
 
 /// Input element types the kernels take.
 pub trait GemmInput: Element {}

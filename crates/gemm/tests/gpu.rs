@@ -137,7 +137,7 @@ fn layout_for(major: Major, operand: Operand) -> Layout {
 /// Problems a TMA variant can take: its majorness directly and swapped, both C layouts,
 /// leading dimensions padded to 16 bytes (so M, N, K themselves can be odd).
 fn tma_problems(variant: &Variant, shape: (usize, usize, usize)) -> Vec<GemmProblem> {
-    let (a_major, b_major) = variant.majors.unwrap();
+    let (a_major, b_major) = variant.config.majors.unwrap();
     let (m, n, k) = shape;
     let direct = (layout_for(a_major, Operand::A), layout_for(b_major, Operand::B));
     // Swapped, the kernel's A is the problem's B: B's majorness is a_major.
@@ -187,7 +187,7 @@ fn every_tma_variant_matches_the_reference() {
     let gpu = gpu();
     let (mut failures, mut cases) = (Vec::new(), 0);
     for variant in variants().iter().filter(|v| v.uses_tma()) {
-        match variant.input {
+        match variant.input() {
             DType::BF16 => check_tma_variant::<bf16>(&gpu, variant, &mut failures, &mut cases),
             DType::F16 => check_tma_variant::<f16>(&gpu, variant, &mut failures, &mut cases),
             other => panic!("TMA variant {} with {other} inputs", variant.name),
@@ -197,7 +197,7 @@ fn every_tma_variant_matches_the_reference() {
 }
 
 fn check_universal<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, failures: &mut Vec<String>, cases: &mut usize) {
-    let variant = variants().iter().find(|v| !v.uses_tma() && v.input == TIn::DTYPE).unwrap();
+    let variant = variants().iter().find(|v| !v.uses_tma() && v.input() == TIn::DTYPE).unwrap();
     for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
         for a_layout in Layout::ALL {
             for b_layout in Layout::ALL {

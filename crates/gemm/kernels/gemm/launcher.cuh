@@ -71,15 +71,3 @@ int launch_universal_gemm(CkbGemmArgs const& args, cudaStream_t stream) {
 }
 
 }  // namespace ckb
-
-// A variant: an extern "C" launcher named after it over one configuration.
-#define CKB_WS_GEMM_VARIANT(name, ...)                                          \
-  extern "C" int name(CkbGemmArgs const* args, cudaStream_t stream) {          \
-    return ckb::launch_ws_gemm<ckb::WsGemmConfig<__VA_ARGS__>>(*args, stream);  \
-  }
-
-// One extern "C" launcher per input type; see launch.rs.
-#define CKB_UNIVERSAL_GEMM(name, TIn)                                          \
-  extern "C" int name(CkbGemmArgs const* args, cudaStream_t stream) {          \
-    return ckb::launch_universal_gemm<TIn>(*args, stream);                     \
-  }
