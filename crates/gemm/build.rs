@@ -4,6 +4,10 @@
 //! name, `OUT_DIR/variants/<name>.cu` (its skeleton instantiated with the row's configuration
 //! behind an `extern "C"` launcher `ckb_gemm_<name>`), and its entry in `OUT_DIR/variants.rs`
 //! (the launcher's declaration and the row's `Variant`), which `src/variants.rs` includes.
+//!
+//! The pieces in `kernels/gemm/` are exported through `links = "ckb_gemm_kernels"`: a crate
+//! that depends on ckb-gemm sees `DEP_CKB_GEMM_KERNELS_INCLUDE` in its build script, and
+//! ckb-cuda-build puts it on nvcc's include path (`#include "gemm/mainloop_tma_wgmma.cuh"`).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -25,6 +29,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("run by cargo"));
     let kernels = manifest.join("kernels");
     println!("cargo:rerun-if-changed=src/variants/table.rs");
+    println!("cargo:include={}", kernels.display());
     refuse_hand_written_variants(&kernels);
 
     let generated = out.join("variants");
