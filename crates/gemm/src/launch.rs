@@ -51,11 +51,29 @@ pub enum Orientation {
     Swapped,
 }
 
-/// A variant and how it runs a problem.
+impl std::fmt::Display for Orientation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Orientation::Direct => "direct",
+            Orientation::Swapped => "swapped",
+        })
+    }
+}
+
+/// What runs a problem: the variant and how the problem is handed to it. Every launch
+/// returns its plan; it prints as `sm90_bf16_128x256_s4_kk, swapped`.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
+    /// The kernel.
     pub variant: &'static Variant,
+    /// The kernel's view of the problem.
     pub orientation: Orientation,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}", self.variant, self.orientation)
+    }
 }
 
 fn out_code(dtype: DType) -> Result<i32, DType> {
@@ -258,9 +276,8 @@ pub(crate) unsafe fn launch(
 ) -> Result<(), GemmError> {
     let args = kernel_args(problem, plan.orientation, addr, output);
     tracing::debug!(
-        variant = plan.variant.name,
+        %plan,
         path = if plan.variant.uses_tma() { "tma" } else { "fallback" },
-        orientation = ?plan.orientation,
         m = problem.m, n = problem.n, k = problem.k,
         layouts = %problem.layout_letters(),
         "gemm launch"
@@ -279,7 +296,7 @@ mod tests {
 
     #[test]
     fn swapped_view_transposes_everything() {
-        let p = GemmProblem::packed(3, 5, 7, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
+        let p = GemmProblem::new(3, 5, 7, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
         let d = kernel_args(&p, Orientation::Direct, ALIGNED, DType::F32);
         assert_eq!(
             (d.a_stride_m, d.a_stride_k, d.b_stride_n, d.b_stride_k, d.c_stride_m, d.c_stride_n),
@@ -304,7 +321,7 @@ mod tests {
                 (Layout::ColMajor, Layout::ColMajor),
                 (Layout::ColMajor, Layout::RowMajor),
             ] {
-                let p = GemmProblem::packed(m, n, k, layouts.0, layouts.1, Layout::RowMajor);
+                let p = GemmProblem::new(m, n, k, layouts.0, layouts.1, Layout::RowMajor);
                 let plan = choose(&p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
                 assert!(plan.variant.uses_tma(), "{m}x{n}x{k} {layouts:?}: {}", plan.variant.name);
             }
@@ -339,11 +356,19 @@ mod tests {
         // k = 1 is no multiple of 16 bytes: only the universal kernel could take it, and its
         // one-CTA-per-tile grid would need 2^50 CTAs.
         let huge = GemmProblem::row_col(i32::MAX as usize, i32::MAX as usize, 1);
-        huge.validate().unwrap();
+        huge.lens().unwrap();
         match choose(&huge, DType::BF16, DType::BF16, ALIGNED, 132) {
             Err(GemmError::VariantCannotRun { variant: "universal_bf16", reason }) => assert!(reason.contains("grid")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn plans_print_variant_and_orientation() {
+        let kn = crate::variants::find_variant("sm90_bf16_128x256_s4_kn").unwrap();
+        let nk = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
+        let plan = plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
+        assert_eq!(plan.to_string(), "sm90_bf16_128x256_s4_kn, swapped");
     }
 
     #[test]
@@ -352,11 +377,11 @@ mod tests {
         let tn = GemmProblem::row_col(256, 512, 64);
         assert_eq!(plan_for(kk, &tn, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation, Orientation::Direct);
         // 512 x 256 output: the swapped view puts the 256-wide tile along the longer side... either way it runs.
-        let nn = GemmProblem::packed(256, 512, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
+        let nn = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
         assert!(plan_for(kk, &nn, DType::BF16, DType::BF16, ALIGNED, 132).is_err());
         let kn = crate::variants::find_variant("sm90_bf16_128x256_s4_kn").unwrap();
         // A column-major x B column-major is the kn kernel swapped.
-        let nk = GemmProblem::packed(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
+        let nk = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
         assert_eq!(
             plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation,
             Orientation::Swapped
