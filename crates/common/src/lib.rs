@@ -1,8 +1,8 @@
 //! Shared pieces of cute-kernel-bench: the GPU context and stream, typed device buffers,
 //! seeded random inputs (host and device), CUDA-event timing, the streaming roofline that
 //! memory-bound cases are scored against, comparison against float64 references and the
-//! checkers built on it, device facts, typed errors, and the vendor baselines every gate
-//! measures against.
+//! checkers built on it, device facts, typed errors, the GEMM problem ours and the baselines
+//! share ([`gemm::GemmSpec`]), and the vendor baselines every gate measures against.
 
 // Links the native library of the raw baselines and the CUB shim, whose entry points
 // `baselines::{cub, naive}` declare: no Rust item of it is used, so without this line the
@@ -14,6 +14,7 @@ pub mod check;
 pub mod compare;
 pub mod element;
 pub mod error;
+pub mod gemm;
 pub mod gpu;
 pub mod layout;
 pub mod random;

@@ -21,15 +21,15 @@ use ckb_common::{
 #[test]
 fn gemm_spec_rejects_zero_dimensions() {
     let spec = GemmSpec::new(0, 4, 4, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
-    assert!(matches!(spec.lens(), Err(GpuError::InvalidShape { what: "GEMM", .. })));
+    assert!(matches!(spec.lens().map_err(GpuError::from), Err(GpuError::InvalidShape { what: "GEMM", .. })));
 }
 
 #[test]
 fn gemm_spec_rejects_leading_dimension_below_minimum() {
     let spec = GemmSpec::new(8, 4, 6, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor).with_leading_dims(5, 6, 4);
-    assert!(matches!(spec.lens(), Err(GpuError::InvalidShape { what: "A", .. })));
+    assert!(matches!(spec.lens().map_err(GpuError::from), Err(GpuError::InvalidShape { what: "A", .. })));
     let spec = GemmSpec::new(8, 4, 6, Layout::RowMajor, Layout::ColMajor, Layout::ColMajor).with_leading_dims(6, 6, 7);
-    assert!(matches!(spec.lens(), Err(GpuError::InvalidShape { what: "C", .. })));
+    assert!(matches!(spec.lens().map_err(GpuError::from), Err(GpuError::InvalidShape { what: "C", .. })));
 }
 
 #[test]
@@ -39,9 +39,18 @@ fn gemm_spec_rejects_short_buffers_with_the_needed_length() {
     let lens = spec.lens().unwrap();
     assert_eq!((lens.a, lens.b, lens.c), (19, 10, 6));
     assert!(spec.validate(19, 10, 6).is_ok());
-    assert!(matches!(spec.validate(18, 10, 6), Err(GpuError::BufferTooSmall { what: "A", needed: 19, got: 18 })));
-    assert!(matches!(spec.validate(19, 9, 6), Err(GpuError::BufferTooSmall { what: "B", needed: 10, got: 9 })));
-    assert!(matches!(spec.validate(19, 10, 5), Err(GpuError::BufferTooSmall { what: "C", needed: 6, got: 5 })));
+    assert!(matches!(
+        spec.validate(18, 10, 6).map_err(GpuError::from),
+        Err(GpuError::BufferTooSmall { what: "A", needed: 19, got: 18 })
+    ));
+    assert!(matches!(
+        spec.validate(19, 9, 6).map_err(GpuError::from),
+        Err(GpuError::BufferTooSmall { what: "B", needed: 10, got: 9 })
+    ));
+    assert!(matches!(
+        spec.validate(19, 10, 5).map_err(GpuError::from),
+        Err(GpuError::BufferTooSmall { what: "C", needed: 6, got: 5 })
+    ));
 }
 
 #[test]
@@ -51,7 +60,7 @@ fn gemm_spec_rejects_overflowing_sizes() {
         3,
         3,
     );
-    assert!(matches!(spec.lens(), Err(GpuError::InvalidShape { what: "A", .. })));
+    assert!(matches!(spec.lens().map_err(GpuError::from), Err(GpuError::InvalidShape { what: "A", .. })));
 }
 
 #[test]

@@ -128,10 +128,12 @@ impl KernelLibrary {
     }
 
     /// Compiles, archives and tells cargo how to link. On a missing toolchain, prints one
-    /// line naming `cargo xtask setup` and exits.
-    pub fn build(self) {
+    /// line naming `cargo xtask setup` and exits. The header folders that dependencies export
+    /// (see [`dependency_includes`]) go on the include path after the library's own.
+    pub fn build(mut self) {
         let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run from build.rs"));
         let root = workspace_root(&manifest);
+        self.includes.extend(dependency_includes(std::env::vars()));
         println!("cargo:rerun-if-env-changed=CKB_LINEINFO");
         for var in TOOLCHAIN_ENV {
             println!("cargo:rerun-if-env-changed={var}");
@@ -279,6 +281,20 @@ impl KernelLibrary {
     }
 }
 
+/// The header folders that a build script's dependencies export: a crate with
+/// `links = "NAME"` whose build script prints `cargo:include=DIR` makes cargo set
+/// `DEP_<NAME>_INCLUDE=DIR` for the build scripts of the crates that depend on it. Sorted by
+/// variable name, so that the command line (and with it every object's freshness) does not
+/// depend on the environment's order.
+pub fn dependency_includes(vars: impl IntoIterator<Item = (String, String)>) -> Vec<PathBuf> {
+    let mut found: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(key, value)| key.starts_with("DEP_") && key.ends_with("_INCLUDE") && !value.is_empty())
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, dir)| PathBuf::from(dir)).collect()
+}
+
 fn object_path(obj_dir: &Path, src: &Path) -> PathBuf {
     obj_dir.join(src.file_stem().expect("source file name")).with_extension("o")
 }
@@ -337,6 +353,19 @@ fn compile_one(toolchain: &Toolchain, args: &[String], src: &Path, obj: &Path, f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependency_include_folders_are_found_and_sorted() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("DEP_CKB_GEMM_KERNELS_INCLUDE", "/src/gemm/kernels"),
+            ("DEP_CKB_COMMON_CUDA_ROOT", "/out"),
+            ("DEP_ABC_INCLUDE", "/abc"),
+            ("DEP_EMPTY_INCLUDE", ""),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(dependency_includes(vars), [PathBuf::from("/abc"), PathBuf::from("/src/gemm/kernels")]);
+    }
 
     #[test]
     fn parses_ptxas_report() {

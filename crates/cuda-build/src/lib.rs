@@ -4,7 +4,7 @@
 pub mod compile;
 pub mod toolchain;
 
-pub use compile::{parse_ptxas_report, KernelLibrary, KernelResources, GENCODE};
+pub use compile::{dependency_includes, parse_ptxas_report, KernelLibrary, KernelResources, GENCODE};
 pub use toolchain::{
     pinned_dir, workspace_root, Toolchain, ToolchainError, ToolchainSource, ToolchainVersions, PINNED_PACKAGES,
     STAMP_FILE,

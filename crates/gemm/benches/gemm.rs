@@ -3,7 +3,7 @@
 //! `CKB_GEMM_VARIANT=NAME` forces one variant (cases it cannot take are skipped).
 //! For the interleaved CUDA-event comparison the gates use, see examples/gemm_vs_cublas.rs.
 
-use ckb_common::baselines::{Cublas, GemmSpec};
+use ckb_common::baselines::Cublas;
 use ckb_common::{bf16, Gpu};
 use ckb_gemm::{find_variant, gemm, gemm_with_variant, GemmProblem};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -43,10 +43,9 @@ fn bench(c: &mut Criterion) {
                 gpu.synchronize().unwrap();
             })
         });
-        let spec = GemmSpec::new(m, n, k, problem.a_layout, problem.b_layout, problem.c_layout);
         group.bench_function(format!("cublas/{id}"), |bench| {
             bench.iter(|| {
-                cublas.gemm(&spec, &a, &b, &mut out).unwrap();
+                cublas.gemm(&problem, &a, &b, &mut out).unwrap();
                 gpu.synchronize().unwrap();
             })
         });

@@ -7,7 +7,7 @@ use std::ffi::c_void;
 use ckb_common::{check_launch, DType, Layout};
 
 use crate::problem::{GemmError, GemmProblem};
-use crate::variants::{universal_for, variants, Major, Variant};
+use crate::variants::{universal_for, variants, Major, Schedule, Variant};
 
 /// Mirrors `CkbGemmArgs` in `kernels/gemm/args.cuh`; keep the two in step.
 /// The kernel computes `C(m,n) = alpha * sum_k A(m,k) * B(n,k) + beta * C(m,n)` with every
@@ -51,11 +51,29 @@ pub enum Orientation {
     Swapped,
 }
 
-/// A variant and how it runs a problem.
+impl std::fmt::Display for Orientation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Orientation::Direct => "direct",
+            Orientation::Swapped => "swapped",
+        })
+    }
+}
+
+/// What runs a problem: the variant and how the problem is handed to it. Every launch
+/// returns its plan; it prints as `sm90_bf16_128x256_s4_kk, swapped`.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
+    /// The kernel.
     pub variant: &'static Variant,
+    /// The kernel's view of the problem.
     pub orientation: Orientation,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}", self.variant, self.orientation)
+    }
 }
 
 fn out_code(dtype: DType) -> Result<i32, DType> {
@@ -128,15 +146,21 @@ pub(crate) fn kernel_args(
     }
 }
 
-/// Why `variant` cannot run `args` (the kernel view), or `None` when it can.
+/// Why `variant` cannot run `args` (the kernel view), or `None` when it can. These are the
+/// only can-implement rules: the C++ launchers trust them.
 fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs) -> Option<String> {
-    if variant.input != input {
-        return Some(format!("it takes {} inputs, not {input}", variant.input));
+    if variant.input() != input {
+        return Some(format!("it takes {} inputs, not {input}", variant.input()));
     }
     if out_code(output).is_err() {
         return Some(format!("it cannot write {output}"));
     }
-    let (a_major, b_major) = variant.majors?;
+    let tile = variant.config.tile;
+    let tiles = (args.m as u64).div_ceil(tile.m as u64) * (args.n as u64).div_ceil(tile.n as u64);
+    if variant.config.schedule == Schedule::Universal && tiles > i32::MAX as u64 {
+        return Some(format!("its grid of one CTA per tile cannot hold {tiles} tiles (at most 2^31 - 1)"));
+    }
+    let (a_major, b_major) = variant.config.majors?;
     let unit = |major: Major, mn_stride: i64, k_stride: i64| match major {
         Major::K => (k_stride == 1).then_some(mn_stride),
         Major::MN => (mn_stride == 1).then_some(k_stride),
@@ -170,13 +194,13 @@ fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs)
 /// (0.83 vs 0.63 of cuBLAS) and at (4096, 4096, 256) (0.53 vs 0.43); with the current one
 /// the two are within 1% there, and the penalty only breaks the tie.
 fn score(variant: &Variant, m: usize, n: usize, k: usize, sms: usize) -> f64 {
-    let (bm, bn) = (variant.tile.m, variant.tile.n);
+    let (bm, bn) = (variant.config.tile.m, variant.config.tile.n);
     let tiles = m.div_ceil(bm) * n.div_ceil(bn);
     let waves = tiles.div_ceil(sms.max(1));
     let covered = (waves * sms * bm * bn) as f64;
     let exposed_epilogue = bm * bn >= 128 * 256 && (k < 1024 || tiles < 2 * sms);
     let penalty = if exposed_epilogue { 0.8 } else { 1.0 };
-    (m as f64 * n as f64) / covered * variant.relative_speed * penalty
+    (m as f64 * n as f64) / covered * variant.config.relative_speed * penalty
 }
 
 /// How `variant` would run `problem` at these addresses, preferring the orientation whose
@@ -202,7 +226,7 @@ pub(crate) fn plan_for(
                 }
             }
         }
-        if variant.majors.is_none() {
+        if !variant.uses_tma() {
             break; // the universal kernel takes any strides as they are
         }
     }
@@ -252,9 +276,8 @@ pub(crate) unsafe fn launch(
 ) -> Result<(), GemmError> {
     let args = kernel_args(problem, plan.orientation, addr, output);
     tracing::debug!(
-        variant = plan.variant.name,
+        %plan,
         path = if plan.variant.uses_tma() { "tma" } else { "fallback" },
-        orientation = ?plan.orientation,
         m = problem.m, n = problem.n, k = problem.k,
         layouts = %problem.layout_letters(),
         "gemm launch"
@@ -273,7 +296,7 @@ mod tests {
 
     #[test]
     fn swapped_view_transposes_everything() {
-        let p = GemmProblem::packed(3, 5, 7, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
+        let p = GemmProblem::new(3, 5, 7, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
         let d = kernel_args(&p, Orientation::Direct, ALIGNED, DType::F32);
         assert_eq!(
             (d.a_stride_m, d.a_stride_k, d.b_stride_n, d.b_stride_k, d.c_stride_m, d.c_stride_n),
@@ -298,7 +321,7 @@ mod tests {
                 (Layout::ColMajor, Layout::ColMajor),
                 (Layout::ColMajor, Layout::RowMajor),
             ] {
-                let p = GemmProblem::packed(m, n, k, layouts.0, layouts.1, Layout::RowMajor);
+                let p = GemmProblem::new(m, n, k, layouts.0, layouts.1, Layout::RowMajor);
                 let plan = choose(&p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
                 assert!(plan.variant.uses_tma(), "{m}x{n}x{k} {layouts:?}: {}", plan.variant.name);
             }
@@ -309,7 +332,7 @@ mod tests {
     fn tiles_follow_the_measured_shapes() {
         let tile = |m, n, k| {
             let plan = choose(&GemmProblem::row_col(m, n, k), DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
-            (plan.variant.tile.m, plan.variant.tile.n)
+            (plan.variant.config.tile.m, plan.variant.config.tile.n)
         };
         assert_eq!(tile(128, 8192, 8192), (64, 128));
         assert_eq!(tile(8192, 8192, 8192), (128, 256));
@@ -329,16 +352,36 @@ mod tests {
     }
 
     #[test]
+    fn a_grid_past_2_31_ctas_is_refused_before_launch() {
+        // k = 1 is no multiple of 16 bytes: only the universal kernel could take it, and its
+        // one-CTA-per-tile grid would need 2^50 CTAs.
+        let huge = GemmProblem::row_col(i32::MAX as usize, i32::MAX as usize, 1);
+        huge.lens().unwrap();
+        match choose(&huge, DType::BF16, DType::BF16, ALIGNED, 132) {
+            Err(GemmError::VariantCannotRun { variant: "universal_bf16", reason }) => assert!(reason.contains("grid")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plans_print_variant_and_orientation() {
+        let kn = crate::variants::find_variant("sm90_bf16_128x256_s4_kn").unwrap();
+        let nk = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
+        let plan = plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
+        assert_eq!(plan.to_string(), "sm90_bf16_128x256_s4_kn, swapped");
+    }
+
+    #[test]
     fn forcing_a_variant_checks_majorness_in_both_orientations() {
         let kk = crate::variants::find_variant("sm90_bf16_128x256_s4_kk").unwrap();
         let tn = GemmProblem::row_col(256, 512, 64);
         assert_eq!(plan_for(kk, &tn, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation, Orientation::Direct);
         // 512 x 256 output: the swapped view puts the 256-wide tile along the longer side... either way it runs.
-        let nn = GemmProblem::packed(256, 512, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
+        let nn = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
         assert!(plan_for(kk, &nn, DType::BF16, DType::BF16, ALIGNED, 132).is_err());
         let kn = crate::variants::find_variant("sm90_bf16_128x256_s4_kn").unwrap();
         // A column-major x B column-major is the kn kernel swapped.
-        let nk = GemmProblem::packed(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
+        let nk = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
         assert_eq!(
             plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation,
             Orientation::Swapped

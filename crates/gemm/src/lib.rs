@@ -12,14 +12,19 @@
 //! let a = gpu.random_normal::<bf16>(4096 * 4096, 1)?;
 //! let b = gpu.random_normal::<bf16>(4096 * 4096, 2)?;
 //! let mut c = gpu.zeros::<bf16>(4096 * 4096)?;
-//! let variant = ckb_gemm::gemm(&gpu, &problem, &a, &b, &mut c)?;
-//! println!("ran {}", variant.name);
+//! let plan = ckb_gemm::gemm(&gpu, &problem, &a, &b, &mut c)?;
+//! println!("ran {plan}"); // e.g. "sm90_bf16_128x256_s4_kk, direct"
 //! # Ok(()) }
 //! ```
 //!
 //! Problems with 16-byte-aligned pointers and leading dimensions take the TMA + WGMMA
-//! kernels; anything else takes the universal kernel, never an error. The choice is logged
-//! through `tracing` at debug level.
+//! kernels; anything else takes the universal kernel, never an error. Every call returns the
+//! [`Plan`] that ran, and logs it through `tracing` at debug level.
+//!
+//! [`GemmProblem`] is the type the cuBLAS baseline takes too (`ckb_common::gemm::GemmSpec`),
+//! so one problem goes to both unchanged. The kernel pieces in `kernels/gemm/` are exported
+//! to dependents' build scripts as `DEP_CKB_GEMM_KERNELS_INCLUDE` (`links`), which
+//! ckb-cuda-build puts on nvcc's include path.
 
 pub mod launch;
 pub mod problem;
@@ -32,8 +37,8 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 use ckb_common::{bf16, f16, DType, Element, Gpu};
 
 pub use launch::{Orientation, Plan};
-pub use problem::{GemmError, GemmProblem, Operand};
-pub use variants::{find_variant, variants, Major, Schedule, TileShape, Variant};
+pub use problem::{GemmError, GemmProblem, GemmShapeError, Operand};
+pub use variants::{find_variant, variants, InputType, KernelConfig, Major, Schedule, TileShape, Variant};
 
 /// Input element types the kernels take.
 pub trait GemmInput: Element {}
@@ -47,16 +52,16 @@ impl GemmOutput for f32 {}
 impl GemmOutput for f16 {}
 impl GemmOutput for bf16 {}
 
-/// Runs `C = alpha * A * B + beta * C` on the GPU's stream with the variant the shape
-/// heuristic picks, and returns that variant. Nothing is synchronized.
+/// Runs `C = alpha * A * B + beta * C` on the GPU's stream with the plan the shape heuristic
+/// picks, and returns that plan. Nothing is synchronized.
 pub fn gemm<TIn: GemmInput, TOut: GemmOutput>(
     gpu: &Gpu,
     problem: &GemmProblem,
     a: &impl DevicePtr<TIn>,
     b: &impl DevicePtr<TIn>,
     c: &mut impl DevicePtrMut<TOut>,
-) -> Result<&'static Variant, GemmError> {
-    run::<TIn, TOut>(gpu, problem, a, b, c, None).map(|plan| plan.variant)
+) -> Result<Plan, GemmError> {
+    run::<TIn, TOut>(gpu, problem, a, b, c, None)
 }
 
 /// As [`gemm`], with the variant forced (bench and gate `--variant`). Fails with
@@ -82,7 +87,7 @@ pub fn choose_plan(
     output: DType,
     addresses: [u64; 3],
 ) -> Result<Plan, GemmError> {
-    problem.validate()?;
+    problem.lens()?;
     let [a, b, c] = addresses;
     launch::choose(problem, input, output, launch::Addresses { a, b, c }, gpu.sm_count())
 }
@@ -95,7 +100,7 @@ fn run<TIn: GemmInput, TOut: GemmOutput>(
     c: &mut impl DevicePtrMut<TOut>,
     forced: Option<&'static Variant>,
 ) -> Result<Plan, GemmError> {
-    problem.check_buffers(a.len(), b.len(), c.len())?;
+    problem.validate(a.len(), b.len(), c.len())?;
     let stream = &gpu.stream;
     // The guards record the buffers' use on the stream when dropped, after the launch.
     let (a_ptr, _a_guard) = a.device_ptr(stream);

@@ -25,7 +25,7 @@ use ckb_common::{check, compare, to_f64_vec, Comparison, Element, Gpu, GpuError,
 use cudarc::driver::DevicePtr;
 use rayon::prelude::*;
 
-use crate::problem::{GemmError, GemmProblem, Operand};
+use crate::problem::{GemmError, GemmProblem, GemmShapeError, Operand};
 use crate::reference::{self, MatRef};
 use crate::{GemmInput, GemmOutput};
 
@@ -79,7 +79,7 @@ impl GemmSample {
         c_before: Option<&[f64]>,
         seed: u64,
     ) -> Result<GemmSample, GemmError> {
-        problem.validate()?;
+        problem.lens()?;
         let (a, b) = (to_f64_vec(&gpu.download(a)?), to_f64_vec(&gpu.download(b)?));
         GemmSample::from_host(problem, &a, &b, c_before, sample_rows(problem, seed))
     }
@@ -94,7 +94,7 @@ impl GemmSample {
         rows: Vec<usize>,
     ) -> Result<GemmSample, GemmError> {
         let p = problem;
-        p.validate()?;
+        p.lens()?;
         p.check_buffer(Operand::A, a.len())?;
         p.check_buffer(Operand::B, b.len())?;
         if let Some(&row) = rows.iter().find(|&&r| r >= p.m) {
@@ -104,11 +104,12 @@ impl GemmSample {
         let c_before = match c_before {
             Some(c) => p.check_buffer(Operand::C, c.len()).map(|_| Some(c))?,
             None if p.beta != 0.0 => {
-                return Err(GemmError::BufferTooSmall {
+                return Err(GemmShapeError::BufferTooSmall {
                     operand: Operand::C,
                     needed: p.required_len(Operand::C)?,
                     got: 0,
-                })
+                }
+                .into())
             }
             None => None,
         };
@@ -253,7 +254,7 @@ mod tests {
         Layout::ALL
             .iter()
             .map(|&lc| {
-                let p = GemmProblem::packed(200, 72, 40, Layout::RowMajor, Layout::ColMajor, lc);
+                let p = GemmProblem::new(200, 72, 40, Layout::RowMajor, Layout::ColMajor, lc);
                 p.with_leading_dims(p.lda, p.ldb + 3, p.ldc + 5).with_scalars(-0.75, 0.5)
             })
             .collect()
@@ -317,7 +318,7 @@ mod tests {
         let c = case(p);
         assert!(matches!(
             GemmSample::from_host(&p, &c.a, &c.b, None, vec![0]),
-            Err(GemmError::BufferTooSmall { operand: Operand::C, got: 0, .. })
+            Err(GemmError::Shape(GemmShapeError::BufferTooSmall { operand: Operand::C, got: 0, .. }))
         ));
         assert!(GemmSample::from_host(&p, &c.a, &c.b, Some(&c.c0), vec![200]).is_err());
         assert!(GemmSample::from_host(&p, &c.a[1..], &c.b, Some(&c.c0), vec![0]).is_err());

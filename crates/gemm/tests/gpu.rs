@@ -49,10 +49,10 @@ fn run_case<TIn: GemmInput, TOut: GemmOutput>(
     let b = gpu.upload(&b_host).unwrap();
     let mut c = gpu.upload(&c_host).unwrap();
     let ran = match variant {
-        Some(v) => gemm_with_variant(gpu, v, problem, &a, &b, &mut c)
-            .map(|plan| format!("{} {:?}", plan.variant.name, plan.orientation)),
-        None => gemm(gpu, problem, &a, &b, &mut c).map(|v| v.name.to_string()),
-    };
+        Some(v) => gemm_with_variant(gpu, v, problem, &a, &b, &mut c),
+        None => gemm(gpu, problem, &a, &b, &mut c),
+    }
+    .map(|plan| plan.to_string());
     let label = format!(
         "{} m{} n{} k{} {}->{} C{} ld({},{},{}) alpha {} beta {}",
         problem.layout_letters(),
@@ -139,7 +139,7 @@ fn layout_for(major: Major, operand: Operand) -> Layout {
 /// Problems a TMA variant can take: its majorness directly and swapped, both C layouts,
 /// leading dimensions padded to 16 bytes (so M, N, K themselves can be odd).
 fn tma_problems(variant: &Variant, shape: (usize, usize, usize)) -> Vec<GemmProblem> {
-    let (a_major, b_major) = variant.majors.unwrap();
+    let (a_major, b_major) = variant.config.majors.unwrap();
     let (m, n, k) = shape;
     let direct = (layout_for(a_major, Operand::A), layout_for(b_major, Operand::B));
     // Swapped, the kernel's A is the problem's B: B's majorness is a_major.
@@ -147,7 +147,7 @@ fn tma_problems(variant: &Variant, shape: (usize, usize, usize)) -> Vec<GemmProb
     let mut problems = Vec::new();
     for (a_layout, b_layout) in [direct, swapped] {
         for c_layout in Layout::ALL {
-            let p = GemmProblem::packed(m, n, k, a_layout, b_layout, c_layout);
+            let p = GemmProblem::new(m, n, k, a_layout, b_layout, c_layout);
             problems.push(p.with_leading_dims(round_up(p.lda, 8), round_up(p.ldb, 8), round_up(p.ldc, 8)));
         }
     }
@@ -189,7 +189,7 @@ fn every_tma_variant_matches_the_reference() {
     let gpu = gpu();
     let (mut failures, mut cases) = (Vec::new(), 0);
     for variant in variants().iter().filter(|v| v.uses_tma()) {
-        match variant.input {
+        match variant.input() {
             DType::BF16 => check_tma_variant::<bf16>(&gpu, variant, &mut failures, &mut cases),
             DType::F16 => check_tma_variant::<f16>(&gpu, variant, &mut failures, &mut cases),
             other => panic!("TMA variant {} with {other} inputs", variant.name),
@@ -199,12 +199,12 @@ fn every_tma_variant_matches_the_reference() {
 }
 
 fn check_universal<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, failures: &mut Vec<String>, cases: &mut usize) {
-    let variant = variants().iter().find(|v| !v.uses_tma() && v.input == TIn::DTYPE).unwrap();
+    let variant = variants().iter().find(|v| !v.uses_tma() && v.input() == TIn::DTYPE).unwrap();
     for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
         for a_layout in Layout::ALL {
             for b_layout in Layout::ALL {
                 for c_layout in Layout::ALL {
-                    let p = GemmProblem::packed(m, n, k, a_layout, b_layout, c_layout);
+                    let p = GemmProblem::new(m, n, k, a_layout, b_layout, c_layout);
                     // Odd padding: nothing is aligned.
                     let p = p.with_leading_dims(p.lda + 1, p.ldb + 3, p.ldc + 1);
                     for (alpha, beta) in [(1.0, 0.0), (0.5, -1.25)] {
@@ -248,7 +248,7 @@ fn automatic_choice_is_correct_for_every_layout() {
         for a_layout in Layout::ALL {
             for b_layout in Layout::ALL {
                 for c_layout in Layout::ALL {
-                    let p = GemmProblem::packed(m, n, k, a_layout, b_layout, c_layout).with_scalars(1.5, 0.0);
+                    let p = GemmProblem::new(m, n, k, a_layout, b_layout, c_layout).with_scalars(1.5, 0.0);
                     cases += 2;
                     failures.extend(run_case::<bf16, bf16>(&gpu, None, &p, 50 + i as u64));
                     failures.extend(run_case::<f16, f32>(&gpu, None, &p.with_scalars(1.0, 1.0), 60 + i as u64));
@@ -262,7 +262,7 @@ fn automatic_choice_is_correct_for_every_layout() {
     let a = gpu.random_normal::<bf16>(256 * 128, 1).unwrap();
     let b = gpu.random_normal::<bf16>(512 * 128, 2).unwrap();
     let mut c = gpu.zeros::<bf16>(256 * 512).unwrap();
-    assert!(gemm(&gpu, &p, &a, &b, &mut c).unwrap().uses_tma());
+    assert!(gemm(&gpu, &p, &a, &b, &mut c).unwrap().variant.uses_tma());
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn automatic_choice_is_correct_for_every_layout() {
 fn forced_variant_refuses_what_it_cannot_run() {
     let gpu = gpu();
     let kk = ckb_gemm::find_variant("sm90_bf16_128x256_s4_kk").unwrap();
-    let p = GemmProblem::packed(64, 64, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
+    let p = GemmProblem::new(64, 64, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
     let a = gpu.random_normal::<bf16>(64 * 64, 1).unwrap();
     let b = gpu.random_normal::<bf16>(64 * 64, 2).unwrap();
     let mut c = gpu.zeros::<bf16>(64 * 64).unwrap();
@@ -289,7 +289,10 @@ fn short_buffers_are_refused_before_launch() {
     let b = gpu.random_normal::<bf16>(64 * 64, 2).unwrap();
     let mut c = gpu.zeros::<bf16>(64 * 64).unwrap();
     let err = gemm(&gpu, &p, &a, &b, &mut c).unwrap_err();
-    assert!(matches!(err, ckb_gemm::GemmError::BufferTooSmall { operand: Operand::A, .. }), "{err}");
+    assert!(
+        matches!(err, ckb_gemm::GemmError::Shape(ckb_gemm::GemmShapeError::BufferTooSmall { operand: Operand::A, .. })),
+        "{err}"
+    );
 }
 
 /// `verify` on a real run at deep K: our output and cuBLAS's pass their sampled rows (one
@@ -304,7 +307,7 @@ fn verify_on_gpu<TIn: GemmInput, TOut: GemmOutput>(gpu: &Gpu, cublas: &Cublas) -
     let c_len = p.required_len(Operand::C).unwrap();
     let (mut ours, mut theirs) = (gpu.poisoned::<TOut>(c_len).unwrap(), gpu.poisoned::<TOut>(c_len).unwrap());
     gemm(gpu, &p, &a, &b, &mut ours).unwrap();
-    cublas.gemm(&p.spec(), &a, &b, &mut theirs).unwrap();
+    cublas.gemm(&p, &a, &b, &mut theirs).unwrap();
     let sample = GemmSample::new(gpu, &p, &a, &b, None, 5).unwrap();
     assert!(sample.rows().len() < p.m / 32, "{label}: {} rows", sample.rows().len());
     let (ours_check, theirs_check) = (sample.check(gpu, &ours).unwrap(), sample.check(gpu, &theirs).unwrap());

@@ -4,6 +4,9 @@
 use crate::error::{GpuError, GpuResult};
 use crate::layout::Layout;
 
+/// The GEMM problem lives in [`crate::gemm`], shared with the GEMM crate.
+pub use crate::gemm::{GemmLens, GemmSpec};
+
 /// How f32 inputs are multiplied. Half-precision inputs always run on tensor cores with
 /// fp32 accumulation; this choice applies to f32 inputs only and is ignored otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
@@ -14,99 +17,6 @@ pub enum Fp32Math {
     /// Inputs rounded to TF32 on tensor cores, fp32 accumulation
     /// (`CUBLAS_COMPUTE_32F_FAST_TF32`, cuDNN `CUDNN_DEFAULT_MATH`).
     Tf32,
-}
-
-/// `C = alpha * A * B + beta * C` with A of `m x k`, B of `k x n` and C of `m x n`, each
-/// stored row- or column-major with its own leading dimension (see [`Layout`]).
-/// Accumulation is in fp32. As in BLAS, `beta == 0` does not read C.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GemmSpec {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub a_layout: Layout,
-    pub lda: usize,
-    pub b_layout: Layout,
-    pub ldb: usize,
-    pub c_layout: Layout,
-    pub ldc: usize,
-    pub alpha: f32,
-    pub beta: f32,
-    pub fp32_math: Fp32Math,
-}
-
-/// Elements each GEMM operand's buffer must hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemmLens {
-    pub a: usize,
-    pub b: usize,
-    pub c: usize,
-}
-
-impl GemmSpec {
-    /// Densely packed operands (smallest leading dimensions), alpha = 1, beta = 0, IEEE fp32.
-    pub fn new(m: usize, n: usize, k: usize, a_layout: Layout, b_layout: Layout, c_layout: Layout) -> GemmSpec {
-        GemmSpec {
-            m,
-            n,
-            k,
-            a_layout,
-            lda: a_layout.min_ld(m, k),
-            b_layout,
-            ldb: b_layout.min_ld(k, n),
-            c_layout,
-            ldc: c_layout.min_ld(m, n),
-            alpha: 1.0,
-            beta: 0.0,
-            fp32_math: Fp32Math::Ieee,
-        }
-    }
-
-    pub fn with_leading_dims(self, lda: usize, ldb: usize, ldc: usize) -> GemmSpec {
-        GemmSpec { lda, ldb, ldc, ..self }
-    }
-
-    pub fn with_scalars(self, alpha: f32, beta: f32) -> GemmSpec {
-        GemmSpec { alpha, beta, ..self }
-    }
-
-    pub fn with_fp32_math(self, fp32_math: Fp32Math) -> GemmSpec {
-        GemmSpec { fp32_math, ..self }
-    }
-
-    /// Floating-point operations of the product, `2 m n k`.
-    pub fn flops(&self) -> f64 {
-        2.0 * self.m as f64 * self.n as f64 * self.k as f64
-    }
-
-    /// Checks the dimensions and leading dimensions, and returns the elements each operand
-    /// needs. Fails on a zero dimension, a leading dimension below the minimum, or a size
-    /// that overflows.
-    pub fn lens(&self) -> GpuResult<GemmLens> {
-        if self.m == 0 || self.n == 0 || self.k == 0 {
-            return Err(GpuError::InvalidShape {
-                what: "GEMM",
-                detail: format!("m, n and k must be at least 1, got m={} n={} k={}", self.m, self.n, self.k),
-            });
-        }
-        Ok(GemmLens {
-            a: matrix_len("A", self.m, self.k, self.a_layout, self.lda)?,
-            b: matrix_len("B", self.k, self.n, self.b_layout, self.ldb)?,
-            c: matrix_len("C", self.m, self.n, self.c_layout, self.ldc)?,
-        })
-    }
-
-    /// [`GemmSpec::lens`], then checks that the buffers hold enough elements.
-    pub fn validate(&self, len_a: usize, len_b: usize, len_c: usize) -> GpuResult<GemmLens> {
-        let lens = self.lens()?;
-        require_each([("A", len_a, lens.a), ("B", len_b, lens.b), ("C", len_c, lens.c)])?;
-        Ok(lens)
-    }
-
-    /// The largest dimension or leading dimension, for APIs that take 32-bit ints.
-    pub fn largest_extent(&self) -> usize {
-        [self.m, self.n, self.k, self.lda, self.ldb, self.ldc].into_iter().max().unwrap_or(0)
-    }
 }
 
 /// Elements a `rows x cols` matrix with leading dimension `ld` spans, with overflow checked.

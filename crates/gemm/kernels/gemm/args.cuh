@@ -73,17 +73,4 @@ __device__ inline void axpby_store4(TOut* c, float4 acc, float alpha, float beta
   *vec = out;
 }
 
-inline bool args_are_sane(CkbGemmArgs const& args) {
-  return args.m > 0 && args.n > 0 && args.k > 0 && args.a && args.b && args.c &&
-         args.out_dtype >= CKB_OUT_F32 && args.out_dtype <= CKB_OUT_BF16;
-}
-
-// Multiprocessors of the current device, for persistent grids.
-inline int device_sm_count() {
-  int device = 0, sms = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) return 0;
-  return sms;
-}
-
 }  // namespace ckb

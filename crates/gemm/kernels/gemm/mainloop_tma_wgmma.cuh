@@ -7,8 +7,8 @@
 // and release a stage once the WGMMAs that read it have retired.
 //
 // TMA descriptors cover the real M, N, K: loads past the edges are zero-filled, so any shape
-// works as long as base addresses and leading dimensions are 16-byte aligned (checked by the
-// launcher and by Rust).
+// works as long as base addresses and leading dimensions are 16-byte aligned (checked by
+// Rust's launch.rs, which the launchers trust).
 #pragma once
 
 #include <cute/tensor.hpp>

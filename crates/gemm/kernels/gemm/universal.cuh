@@ -4,7 +4,8 @@
 // cannot take (misaligned pointers or leading dimensions, f32 inputs). Operands are read
 // element by element with predicates from identity tensors, staged through padded shared
 // memory, multiplied with SM80 tensor-core atoms (FMA for f32), and the tile goes back out
-// through shared memory with predicates. Speed is secondary: one 64x64 tile per CTA.
+// through shared memory with predicates. Speed is secondary: one 64x64 tile per CTA. Its host
+// launcher is in launcher.cuh.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -12,6 +13,7 @@
 #include <cute/arch/mma_sm80.hpp>
 
 #include "gemm/args.cuh"
+#include "gemm/tile_scheduler.cuh"
 
 namespace ckb {
 
@@ -74,14 +76,15 @@ __device__ inline void load_tile(GTile const& g, CTile const& coord, STile& s, B
   }
 }
 
+// One CTA per (BM,BN) tile of C: all of K, then the epilogue.
 template <class TIn>
 __global__ void __launch_bounds__(UniversalGemm<TIn>::Threads)
-    universal_gemm_kernel(CkbGemmArgs const args, int tiles_m) {
+    universal_gemm_kernel(CkbGemmArgs const args, OneTilePerCtaScheduler const scheduler) {
   using G = UniversalGemm<TIn>;
   constexpr int BM = G::BM, BN = G::BN, BK = G::BK;
 
-  int const m_blk = int(blockIdx.x % tiles_m);
-  int const n_blk = int(blockIdx.x / tiles_m);
+  TileCoord const tile = scheduler.tile();
+  int const m_blk = tile.m_blk, n_blk = tile.n_blk;
   auto const shape_mk = make_shape(args.m, args.k);
   auto const shape_nk = make_shape(args.n, args.k);
   auto const shape_mn = make_shape(args.m, args.n);
@@ -144,23 +147,4 @@ __global__ void __launch_bounds__(UniversalGemm<TIn>::Threads)
   });
 }
 
-template <class TIn>
-int launch_universal_gemm(CkbGemmArgs const* args, cudaStream_t stream) {
-  if (!args || !args_are_sane(*args)) return int(cudaErrorInvalidValue);
-  using G = UniversalGemm<TIn>;
-  int64_t const tiles_m = (args->m + G::BM - 1) / G::BM;
-  int64_t const tiles = tiles_m * ((args->n + G::BN - 1) / G::BN);
-  if (tiles > INT32_MAX) return int(cudaErrorInvalidConfiguration);
-  constexpr int smem = int(sizeof(typename G::SharedStorage));
-  static_assert(smem <= 48 * 1024, "no opt-in shared memory needed");
-  universal_gemm_kernel<TIn><<<dim3(unsigned(tiles)), dim3(G::Threads), smem, stream>>>(*args, int(tiles_m));
-  return int(cudaGetLastError());
-}
-
 }  // namespace ckb
-
-// One extern "C" launcher per input type; see launch.rs.
-#define CKB_UNIVERSAL_GEMM(name, TIn)                                          \
-  extern "C" int name(CkbGemmArgs const* args, cudaStream_t stream) {          \
-    return ckb::launch_universal_gemm<TIn>(args, stream);                      \
-  }

@@ -1,4 +1,0 @@
-// bf16 inputs, 128x256x64 tile, 4 stages, K-major A (row-major) x K-major B (column-major); see variants.rs.
-#include "gemm/kernel_ws.cuh"
-
-CKB_WS_GEMM_VARIANT(ckb_gemm_sm90_bf16_128x256_s4_kk, cutlass::bfloat16_t, 128, 256, 64, 4, true, true)
