@@ -5,8 +5,8 @@
 
 use anyhow::{anyhow, bail, Result};
 use ckb_common::baselines::cub::{Cub, ReduceOp as CubOp};
-use ckb_common::{bf16, compare, f16, to_f64_vec, Comparison, DType, Gpu, Tolerance};
-use ckb_reduce::reference as cpu;
+use ckb_common::{bf16, f16, plant_extrema, Comparison, DType, Gpu};
+use ckb_reduce::verify;
 use ckb_reduce::{ArgOp, EwElement, ReduceOp, ReduceOutput, Reducer};
 use clap::Parser;
 use cudarc::driver::CudaSlice;
@@ -77,11 +77,6 @@ impl Run {
     /// How many results the reduction writes.
     fn outputs(&self) -> usize {
         self.axis.map_or(1, |a| self.elements() / self.shape[a].max(1))
-    }
-
-    /// Length of each reduced lane.
-    fn lane(&self) -> usize {
-        self.axis.map_or(self.elements(), |a| self.shape[a])
     }
 }
 
@@ -242,20 +237,6 @@ impl ProfileArgs {
     }
 }
 
-/// Sums are checked against ||x||_2 as well as the result (they may cancel); extrema are exact.
-fn tolerance(op: ReduceOp, lane_len: usize) -> Tolerance {
-    match op {
-        ReduceOp::Max | ReduceOp::Min => Tolerance { rel_frobenius: 0.0, elementwise: 0.0, scale: 0.0 },
-        _ => Tolerance { rel_frobenius: 1e-5, elementwise: 1e-5, scale: (lane_len as f64).sqrt() },
-    }
-}
-
-/// The output as f64 against the reference rounded to O.
-fn check_values<O: EwElement>(gpu: &Gpu, out: &CudaSlice<O>, reference: &[f64], tol: Tolerance) -> Result<Comparison> {
-    let expected: Vec<f64> = reference.iter().map(|&x| O::from_f64(x).to_f64()).collect();
-    Ok(compare(&to_f64_vec(&gpu.download(out)?), &expected, tol))
-}
-
 fn measure_runs(ctx: &Context, label: &str, runs: &[Run]) -> Result<Vec<CaseResult>> {
     let mut reducer = Reducer::new(&ctx.gpu)?;
     let mut cub = Cub::new(&ctx.gpu);
@@ -283,8 +264,21 @@ fn cub_op(run: &Run) -> Option<CubOp> {
     }
 }
 
-/// One run: checked against the float64 reference, then timed interleaved with its CUB
-/// counterpart (full reductions, row sums into f32, f32 argmax) or a same-bytes copy.
+/// Whether `op` picks one element (max, min and the arg forms): those are checked on inputs
+/// with planted extremes, once at the tail and once inside.
+fn picks_an_element(op: AnyOp) -> bool {
+    matches!(op, AnyOp::Value(ReduceOp::Max | ReduceOp::Min) | AnyOp::Arg(_))
+}
+
+/// Whether `op` looks for the largest element (its extreme goes to the tail first).
+fn looks_for_max(op: AnyOp) -> bool {
+    matches!(op, AnyOp::Value(ReduceOp::Max) | AnyOp::Arg(ArgOp::ArgMax))
+}
+
+/// One run: checked against the float64 reference ([`ckb_reduce::verify`]; extrema planted
+/// at the tail and inside for the ops that pick an element), then timed interleaved with
+/// its CUB counterpart (full reductions, row sums into f32, f32 argmax) or a same-bytes
+/// copy, and the last timed output checked too.
 fn measure_run<T: EwElement, O: ReduceOutput<T>>(
     ctx: &Context,
     reducer: &mut Reducer,
@@ -296,74 +290,64 @@ where
 {
     let gpu = &ctx.gpu;
     let n = run.elements();
-    let x = gpu.random_normal::<T>(n, 21)?;
-    let host = to_f64_vec(&gpu.download(&x)?);
+    let mut x = gpu.random_normal::<T>(n, 21)?;
     let (shape, axis) = match run.axis {
         Some(a) => (run.shape.clone(), a),
         None => (vec![n], 0),
     };
-    let view = cpu::StridedView::contiguous(&host, &shape)?;
     let outputs = run.outputs();
     let plan_problem = ckb_reduce::reduce::AxisProblem::along(run.op.name(), &shape, axis)?;
     let variant = reducer.plan::<T>(&plan_problem)?.variant.name().to_string();
     let bytes = n * T::DTYPE.size_bytes();
-    let (check, ours_us, baseline_us) = match run.op {
-        AnyOp::Value(op) => {
-            let mut ours = gpu.poisoned::<O>(outputs)?;
-            reducer.reduce_axis(op, &x, &shape, axis, &mut ours)?;
-            let want = cpu::reduce_axis(op, &view, axis)?;
-            let check = check_values(gpu, &ours, &want, tolerance(op, run.lane()))?;
-            let mut theirs = gpu.zeros::<O>(outputs)?;
-            let mut theirs_f32 = gpu.zeros::<f32>(outputs)?;
-            let mut ours_run = |_| reducer.reduce_axis(op, &x, &shape, axis, &mut ours).map_err(Into::into);
-            let (o, b) = match cub_op(run) {
-                Some(c) => measure::against_vendor(gpu, &mut ours_run, &mut |_| cub.reduce(c, &x, &mut theirs))?,
-                None if op == ReduceOp::Sum
-                    && axis == shape.len() - 1
-                    && shape.len() == 2
-                    && O::DTYPE == DType::F32 =>
-                {
-                    let (rows, cols) = (shape[0], shape[1]);
-                    measure::against_vendor(gpu, &mut ours_run, &mut |_| {
-                        cub.row_sum(&x, rows, cols, cols, &mut theirs_f32)
-                    })?
-                }
-                None => measure::against_copy(gpu, bytes, &mut ours_run)?,
-            };
-            (check, o, b)
-        }
-        AnyOp::Arg(op) => {
-            let mut values = gpu.poisoned::<O>(outputs)?;
-            let mut indices = gpu.stream.alloc_zeros::<i64>(outputs)?;
-            reducer.arg_reduce_axis(op, &x, &shape, axis, &mut values, &mut indices)?;
-            let want = cpu::arg_reduce_axis(op, &view, axis)?;
-            let got_idx = gpu.stream.clone_dtoh(&indices)?;
-            let got_val = to_f64_vec(&gpu.download(&values)?);
-            let wrong = want
-                .iter()
-                .enumerate()
-                .filter(|(j, w)| got_idx[*j] != w.index as i64 || got_val[*j] != O::from_f64(w.value).to_f64())
-                .count();
-            let check = Comparison {
-                rel_err: wrong as f64 / outputs.max(1) as f64,
-                max_abs_err: 0.0,
-                max_elementwise: 0.0,
-                nan_count: 0,
-                passed: wrong == 0,
-            };
-            let mut ours_run =
-                |_| reducer.arg_reduce_axis(op, &x, &shape, axis, &mut values, &mut indices).map_err(Into::into);
-            let f32_input = (&x as &dyn std::any::Any).downcast_ref::<CudaSlice<f32>>();
-            let (o, b) = match f32_input {
-                Some(xf) if run.axis.is_none() && op == ArgOp::ArgMax && O::DTYPE == DType::F32 => {
-                    let (mut v, mut i) = (gpu.zeros::<f32>(1)?, gpu.stream.alloc_zeros::<i64>(1)?);
-                    measure::against_vendor(gpu, &mut ours_run, &mut |_| cub.argmax_f32(xf, &mut v, &mut i))?
-                }
-                _ => measure::against_copy(gpu, bytes, &mut ours_run)?,
-            };
-            (check, o, b)
-        }
+    let mut values = gpu.poisoned::<O>(outputs)?;
+    let mut indices = gpu.poisoned::<i64>(outputs)?;
+    let mut run_ours = |x: &CudaSlice<T>, values: &mut CudaSlice<O>, indices: &mut CudaSlice<i64>| match run.op {
+        AnyOp::Value(op) => reducer.reduce_axis(op, x, &shape, axis, values),
+        AnyOp::Arg(op) => reducer.arg_reduce_axis(op, x, &shape, axis, values, indices),
     };
+    let check = |x: &CudaSlice<T>, values: &CudaSlice<O>, indices: &CudaSlice<i64>| -> Result<Comparison> {
+        Ok(match run.op {
+            AnyOp::Value(op) => verify::check_reduce_axis(gpu, op, x, &shape, axis, values)?,
+            AnyOp::Arg(op) => verify::check_arg_reduce_axis(gpu, op, x, &shape, axis, values, indices)?.summary,
+        })
+    };
+    let mut first = Comparison { rel_err: 0.0, max_abs_err: 0.0, max_elementwise: 0.0, nan_count: 0, passed: true };
+    let plantings: &[bool] = if picks_an_element(run.op) && n >= 2 { &[true, false] } else { &[] };
+    for &at_tail in plantings {
+        let mut host = gpu.download(&x)?;
+        plant_extrema(&mut host, at_tail == looks_for_max(run.op), 9)?;
+        x = gpu.upload(&host)?;
+        run_ours(&x, &mut values, &mut indices)?;
+        first = first.and(check(&x, &values, &indices)?);
+    }
+    if plantings.is_empty() {
+        run_ours(&x, &mut values, &mut indices)?;
+        first = check(&x, &values, &indices)?;
+    }
+
+    let mut theirs = gpu.zeros::<O>(outputs)?;
+    let mut theirs_f32 = gpu.zeros::<f32>(outputs)?;
+    let mut ours_timed = |_| run_ours(&x, &mut values, &mut indices).map_err(Into::into);
+    let (ours_us, baseline_us) = match (run.op, cub_op(run)) {
+        (_, Some(c)) => measure::against_vendor(gpu, &mut ours_timed, &mut |_| cub.reduce(c, &x, &mut theirs))?,
+        (AnyOp::Value(ReduceOp::Sum), None)
+            if axis == shape.len() - 1 && shape.len() == 2 && O::DTYPE == DType::F32 =>
+        {
+            let (rows, cols) = (shape[0], shape[1]);
+            measure::against_vendor(gpu, &mut ours_timed, &mut |_| cub.row_sum(&x, rows, cols, cols, &mut theirs_f32))?
+        }
+        (AnyOp::Arg(ArgOp::ArgMax), None) if run.axis.is_none() && O::DTYPE == DType::F32 => {
+            match (&x as &dyn std::any::Any).downcast_ref::<CudaSlice<f32>>() {
+                Some(xf) => {
+                    let (mut v, mut i) = (gpu.zeros::<f32>(1)?, gpu.zeros::<i64>(1)?);
+                    measure::against_vendor(gpu, &mut ours_timed, &mut |_| cub.argmax_f32(xf, &mut v, &mut i))?
+                }
+                None => measure::against_copy(gpu, bytes, &mut ours_timed)?,
+            }
+        }
+        _ => measure::against_copy(gpu, bytes, &mut ours_timed)?,
+    };
+    let check = first.and(check(&x, &values, &indices)?);
     Ok(measure::streaming_case(run.name(), variant, bytes, ours_us, baseline_us, ctx.copy_gbs, check))
 }
 
@@ -413,49 +397,37 @@ where
     let n: usize = c.shape.iter().product();
     let x = gpu.random_normal::<T>(n + c.offset, n as u64)?;
     let view = x.slice(c.offset..);
-    let host = to_f64_vec(&gpu.download(&view)?);
     let (shape, axis) = match c.axis {
         Some(a) => (c.shape.clone(), a),
         None => (vec![n], 0),
     };
     let outputs = n / shape[axis];
-    let strided = cpu::StridedView::contiguous(&host, &shape)?;
+    let detail = |what: &str, got: Comparison| {
+        format!(
+            "{what} {} {shape:?} axis {axis}: rel err {:.2e}, worst {:.2e}, {} NaN",
+            T::DTYPE,
+            got.rel_err,
+            got.max_elementwise,
+            got.nan_count
+        )
+    };
     if c.op < 6 {
         let op = ReduceOp::ALL[c.op];
         let mut out = gpu.poisoned::<f32>(outputs)?;
         reducer.reduce_axis(op, &view, &shape, axis, &mut out)?;
-        let want = cpu::reduce_axis(op, &strided, axis)?;
-        let got = check_values(gpu, &out, &want, tolerance(op, shape[axis]))?;
+        let got = verify::check_reduce_axis(gpu, op, &view, &shape, axis, &out)?;
         if !got.passed {
-            bail!(
-                "{} {} {shape:?} axis {axis}: rel err {:.2e}, worst {:.2e}, {} NaN",
-                op.name(),
-                T::DTYPE,
-                got.rel_err,
-                got.max_elementwise,
-                got.nan_count
-            );
+            bail!(detail(op.name(), got));
         }
     } else {
-        let op = if c.op == 6 { ckb_reduce::ArgOp::ArgMax } else { ckb_reduce::ArgOp::ArgMin };
+        let op = if c.op == 6 { ArgOp::ArgMax } else { ArgOp::ArgMin };
         let mut values = gpu.poisoned::<f32>(outputs)?;
-        let mut indices = gpu.stream.alloc_zeros::<i64>(outputs)?;
+        let mut indices = gpu.poisoned::<i64>(outputs)?;
         reducer.arg_reduce_axis(op, &view, &shape, axis, &mut values, &mut indices)?;
-        let want = cpu::arg_reduce_axis(op, &strided, axis)?;
-        let got_idx = gpu.stream.clone_dtoh(&indices)?;
-        let got_val = to_f64_vec(&gpu.download(&values)?);
-        for (j, w) in want.iter().enumerate() {
-            if got_idx[j] != w.index as i64 || got_val[j] != w.value {
-                bail!(
-                    "{} {} {shape:?} axis {axis} output {j}: got ({}, {}), want ({}, {})",
-                    op.name(),
-                    T::DTYPE,
-                    got_idx[j],
-                    got_val[j],
-                    w.index,
-                    w.value
-                );
-            }
+        let got = verify::check_arg_reduce_axis(gpu, op, &view, &shape, axis, &values, &indices)?;
+        if !got.summary.passed {
+            let at = got.first_index_mismatch.map(|j| format!(", first wrong index at output {j}")).unwrap_or_default();
+            bail!("{}{at}", detail(op.name(), got.summary));
         }
     }
     Ok(())
