@@ -74,7 +74,7 @@ where
             cases.push(Case {
                 name: format!("{} {} n={n}", op.name(), T::DTYPE),
                 bytes: n * size,
-                run: Box::new(move || reducer.reduce(op, &x, &mut out)),
+                run: Box::new(move || reducer.reduce(op, &x, &mut out).map(|_| ())),
             });
         }
     }
@@ -92,7 +92,7 @@ where
     Case {
         name: format!("{what} sum {} {}x{}", T::DTYPE, shape[0], shape[1]),
         bytes: shape[0] * shape[1] * T::DTYPE.size_bytes(),
-        run: Box::new(move || reducer.reduce_axis(ReduceOp::Sum, &x, &shape, axis, &mut out)),
+        run: Box::new(move || reducer.reduce_axis(ReduceOp::Sum, &x, &shape, axis, &mut out).map(|_| ())),
     }
 }
 

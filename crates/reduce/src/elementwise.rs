@@ -23,7 +23,7 @@ use cudarc::driver::{sys, DevicePtr, DevicePtrMut};
 
 pub use crate::launch::BinaryOp;
 use crate::launch::{self, check};
-use crate::problem::{aligned_head, pack_elems, require_exact_len, BiasAddProblem, EwElement, ReduceResult};
+use crate::problem::{aligned_head, pack_elems, require_len, BiasAddProblem, EwElement, ReduceResult};
 pub use crate::variants::{EwVariant, GridPolicy, EW_VARIANTS};
 
 /// out = a + b
@@ -76,8 +76,8 @@ pub fn binary_with<T: EwElement>(
     out: &mut impl DevicePtrMut<T>,
 ) -> ReduceResult<()> {
     let n = a.len();
-    require_exact_len(op.name(), "b", n, b.len())?;
-    require_exact_len(op.name(), "out", n, out.len())?;
+    require_len(op.name(), "b", n, b.len())?;
+    require_len(op.name(), "out", n, out.len())?;
     if n == 0 {
         return Ok(());
     }
@@ -125,7 +125,7 @@ fn with_alpha<T: EwElement>(
     out: &mut impl DevicePtrMut<T>,
 ) -> ReduceResult<()> {
     let n = x.len();
-    require_exact_len(name, out_name, n, out.len())?;
+    require_len(name, out_name, n, out.len())?;
     if n == 0 {
         return Ok(());
     }
@@ -146,7 +146,7 @@ pub fn cast<S: EwElement, D: EwElement>(
     dst: &mut impl DevicePtrMut<D>,
 ) -> ReduceResult<()> {
     let n = src.len();
-    require_exact_len("cast", "dst", n, dst.len())?;
+    require_len("cast", "dst", n, dst.len())?;
     if n == 0 {
         return Ok(());
     }
@@ -177,9 +177,9 @@ pub fn bias_add<T: EwElement>(
     out: &mut impl DevicePtrMut<T>,
 ) -> ReduceResult<()> {
     let len = BiasAddProblem { m, n }.validate()?;
-    require_exact_len("bias_add", "x", len, x.len())?;
-    require_exact_len("bias_add", "bias", n, bias.len())?;
-    require_exact_len("bias_add", "out", len, out.len())?;
+    require_len("bias_add", "x", len, x.len())?;
+    require_len("bias_add", "bias", n, bias.len())?;
+    require_len("bias_add", "out", len, out.len())?;
     if len == 0 {
         return Ok(());
     }

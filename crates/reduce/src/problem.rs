@@ -8,7 +8,7 @@ use ckb_common::{bf16, f16, DType, Element, GpuError};
 pub enum ReduceError {
     #[error(transparent)]
     Gpu(#[from] GpuError),
-    #[error("{op}: {what} holds {got} elements, the problem needs {expected}")]
+    #[error("{op}: {what} holds {got} elements, the problem needs at least {expected}")]
     LengthMismatch { op: &'static str, what: &'static str, expected: usize, got: usize },
     #[error("{op}: shape {shape:?} has {what}")]
     BadShape { op: &'static str, shape: Vec<usize>, what: &'static str },
@@ -148,9 +148,10 @@ impl AxisProblem {
     }
 }
 
-/// Fails unless a buffer holds exactly `expected` elements.
-pub(crate) fn require_exact_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> ReduceResult<()> {
-    if got == expected {
+/// Fails unless a buffer holds at least `expected` elements (the rule of every crate:
+/// elements past the problem's are neither read nor written).
+pub(crate) fn require_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> ReduceResult<()> {
+    if got >= expected {
         Ok(())
     } else {
         Err(ReduceError::LengthMismatch { op, what, expected, got })

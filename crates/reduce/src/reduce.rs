@@ -26,7 +26,7 @@ use ckb_common::{DType, Gpu, GpuError};
 use cudarc::driver::{sys, CudaSlice, DevicePtr, DevicePtrMut};
 
 use crate::launch::{self, check, Kind, ReduceParams, POST_MEAN, POST_NONE, POST_SQRT};
-use crate::problem::{require_exact_len, EwElement, ReduceError, ReduceResult, VECTOR_BYTES};
+use crate::problem::{require_len, EwElement, ReduceError, ReduceResult, VECTOR_BYTES};
 pub use crate::problem::{ArgOp, AxisProblem, ReduceOp, ReduceOutput};
 pub use crate::variants::{ReducePlan, ReduceVariant, REDUCE_VARIANTS};
 
@@ -68,8 +68,8 @@ impl Reducer {
         op: ReduceOp,
         x: &impl DevicePtr<T>,
         out: &mut impl DevicePtrMut<O>,
-    ) -> ReduceResult<()> {
-        require_exact_len(op.name(), "out", 1, out.len())?;
+    ) -> ReduceResult<Option<ReducePlan>> {
+        require_len(op.name(), "out", 1, out.len())?;
         self.reduce_problem(op, AxisProblem::full(x.len()), x, out)
     }
 
@@ -82,10 +82,10 @@ impl Reducer {
         shape: &[usize],
         axis: usize,
         out: &mut impl DevicePtrMut<O>,
-    ) -> ReduceResult<()> {
+    ) -> ReduceResult<Option<ReducePlan>> {
         let problem = AxisProblem::along(op.name(), shape, axis)?;
-        require_exact_len(op.name(), "x", problem.elements(), x.len())?;
-        require_exact_len(op.name(), "out", problem.outputs(), out.len())?;
+        require_len(op.name(), "x", problem.elements(), x.len())?;
+        require_len(op.name(), "out", problem.outputs(), out.len())?;
         self.reduce_problem(op, problem, x, out)
     }
 
@@ -96,9 +96,9 @@ impl Reducer {
         x: &impl DevicePtr<T>,
         value: &mut impl DevicePtrMut<O>,
         index: &mut impl DevicePtrMut<i64>,
-    ) -> ReduceResult<()> {
-        require_exact_len(op.name(), "value", 1, value.len())?;
-        require_exact_len(op.name(), "index", 1, index.len())?;
+    ) -> ReduceResult<Option<ReducePlan>> {
+        require_len(op.name(), "value", 1, value.len())?;
+        require_len(op.name(), "index", 1, index.len())?;
         self.arg_problem(op, AxisProblem::full(x.len()), x, value, index)
     }
 
@@ -111,11 +111,11 @@ impl Reducer {
         axis: usize,
         values: &mut impl DevicePtrMut<O>,
         indices: &mut impl DevicePtrMut<i64>,
-    ) -> ReduceResult<()> {
+    ) -> ReduceResult<Option<ReducePlan>> {
         let problem = AxisProblem::along(op.name(), shape, axis)?;
-        require_exact_len(op.name(), "x", problem.elements(), x.len())?;
-        require_exact_len(op.name(), "values", problem.outputs(), values.len())?;
-        require_exact_len(op.name(), "indices", problem.outputs(), indices.len())?;
+        require_len(op.name(), "x", problem.elements(), x.len())?;
+        require_len(op.name(), "values", problem.outputs(), values.len())?;
+        require_len(op.name(), "indices", problem.outputs(), indices.len())?;
         self.arg_problem(op, problem, x, values, indices)
     }
 
@@ -125,13 +125,13 @@ impl Reducer {
         problem: AxisProblem,
         x: &impl DevicePtr<T>,
         out: &mut impl DevicePtrMut<O>,
-    ) -> ReduceResult<()> {
+    ) -> ReduceResult<Option<ReducePlan>> {
         if problem.len == 0 {
             let value = op.empty_value().ok_or(ReduceError::EmptyInput { op: op.name() })?;
-            return fill(&self.gpu, out, value);
+            return fill(&self.gpu, out, problem.outputs(), value).map(|()| None);
         }
         if problem.outputs() == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let (kind, post) = match op {
             ReduceOp::Sum => (Kind::Sum, POST_NONE),
@@ -153,12 +153,12 @@ impl Reducer {
         x: &impl DevicePtr<T>,
         values: &mut impl DevicePtrMut<O>,
         indices: &mut impl DevicePtrMut<i64>,
-    ) -> ReduceResult<()> {
+    ) -> ReduceResult<Option<ReducePlan>> {
         if problem.len == 0 {
             return Err(ReduceError::EmptyInput { op: op.name() });
         }
         if problem.outputs() == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let kind = match op {
             ArgOp::ArgMax => Kind::ArgMax,
@@ -180,7 +180,7 @@ impl Reducer {
         x: &impl DevicePtr<T>,
         out_ptr: u64,
         index_ptr: u64,
-    ) -> ReduceResult<()> {
+    ) -> ReduceResult<Option<ReducePlan>> {
         let plan = self.plan::<T>(&problem)?;
         let stream = self.gpu.stream.clone();
         if plan.uses_partials() {
@@ -222,13 +222,13 @@ impl Reducer {
         // arg kinds) hold outer * inner elements; partials and counters are sized for the
         // plan above; all on this stream's context.
         let code = unsafe { launcher(&params, stream.cu_stream() as launch::Stream) };
-        check(code, || format!("reduce_{}_{} ({})", kind.name(), T::DTYPE, plan.variant.name()))
+        check(code, || format!("reduce_{}_{} ({})", kind.name(), T::DTYPE, plan.variant.name()))?;
+        Ok(Some(plan))
     }
 }
 
-/// Writes `value` (0 or NaN) to every element of `out`.
-fn fill<O: EwElement>(gpu: &Gpu, out: &mut impl DevicePtrMut<O>, value: f64) -> ReduceResult<()> {
-    let n = out.len();
+/// Writes `value` (0 or NaN) to the first `n` elements of `out` (which holds at least `n`).
+fn fill<O: EwElement>(gpu: &Gpu, out: &mut impl DevicePtrMut<O>, n: usize, value: f64) -> ReduceResult<()> {
     if n == 0 {
         return Ok(());
     }

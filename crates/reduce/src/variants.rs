@@ -101,6 +101,17 @@ pub struct ReducePlan {
     pub splits: usize,
 }
 
+impl std::fmt::Display for ReducePlan {
+    /// `split-single-pass x12`: the variant, and its split where it splits.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.variant.name())?;
+        if self.splits > 1 {
+            write!(f, " x{}", self.splits)?;
+        }
+        Ok(())
+    }
+}
+
 impl ReduceVariant {
     pub fn name(self) -> &'static str {
         REDUCE_VARIANTS.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).expect("every variant is in the table")

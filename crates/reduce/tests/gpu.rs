@@ -252,13 +252,16 @@ fn element_wise_length_mismatches_are_typed_errors() {
     let gpu = gpu();
     let a = gpu.zeros::<f32>(10).unwrap();
     let b = gpu.zeros::<f32>(11).unwrap();
+    let short = gpu.zeros::<f32>(9).unwrap();
     let mut out = gpu.zeros::<f32>(10).unwrap();
     let mut half = gpu.zeros::<bf16>(9).unwrap();
-    assert!(matches!(ew::add(&gpu, &a, &b, &mut out), Err(ReduceError::LengthMismatch { what: "b", .. })));
+    // Longer buffers are fine (at least the needed length); shorter ones are refused.
+    ew::add(&gpu, &a, &b, &mut out).unwrap();
+    assert!(matches!(ew::add(&gpu, &a, &short, &mut out), Err(ReduceError::LengthMismatch { what: "b", .. })));
     assert!(matches!(ew::axpy(&gpu, 1.0, &b, &mut out), Err(ReduceError::LengthMismatch { what: "y", .. })));
     assert!(matches!(ew::cast(&gpu, &a, &mut half), Err(ReduceError::LengthMismatch { what: "dst", .. })));
     assert!(matches!(
-        ew::bias_add(&gpu, 2, 5, &a, &a, &mut out),
+        ew::bias_add(&gpu, 2, 5, &a, &a.slice(0..4), &mut out),
         Err(ReduceError::LengthMismatch { what: "bias", .. })
     ));
     assert!(matches!(
@@ -553,7 +556,7 @@ fn empty_inputs_follow_the_reference_rules() {
     let empty = gpu.zeros::<bf16>(0).unwrap();
     let value = |reducer: &mut Reducer, op| {
         let mut out = gpu.poisoned::<f32>(1).unwrap();
-        reducer.reduce(op, &empty, &mut out).map(|()| gpu.download(&out).unwrap()[0])
+        reducer.reduce(op, &empty, &mut out).map(|_| gpu.download(&out).unwrap()[0])
     };
     assert_eq!(value(&mut reducer, ReduceOp::Sum).unwrap(), 0.0);
     assert_eq!(value(&mut reducer, ReduceOp::SumOfSquares).unwrap(), 0.0);
@@ -589,13 +592,16 @@ fn reduction_shape_and_length_errors_are_typed() {
     let mut reducer = Reducer::new(&gpu).unwrap();
     let x = gpu.zeros::<f32>(12).unwrap();
     let mut one = gpu.zeros::<f32>(1).unwrap();
+    let mut none = gpu.zeros::<f32>(0).unwrap();
     let mut two = gpu.zeros::<f32>(2).unwrap();
     let mut three = gpu.zeros::<f32>(3).unwrap();
     let mut idx = gpu.stream.alloc_zeros::<i64>(3).unwrap();
     assert!(matches!(
-        reducer.reduce(ReduceOp::Sum, &x, &mut two),
+        reducer.reduce(ReduceOp::Sum, &x, &mut none),
         Err(ReduceError::LengthMismatch { what: "out", .. })
     ));
+    // Longer outputs are fine: only the problem's elements are written.
+    reducer.reduce(ReduceOp::Sum, &x, &mut two).unwrap();
     assert!(matches!(
         reducer.reduce_axis(ReduceOp::Sum, &x, &[3, 5], 1, &mut three),
         Err(ReduceError::LengthMismatch { what: "x", .. })
@@ -771,4 +777,26 @@ fn verify_passes_real_results_and_fails_altered_ones() {
     ew::cast(&gpu, &wide, &mut narrow).unwrap();
     let c = check_cast(&gpu, &wide, &narrow).unwrap();
     assert!(c.summary.passed, "cast: {c:?}");
+}
+
+/// Every call returns the plan `Reducer::plan` gives for its problem, and None when nothing
+/// ran (no outputs).
+#[test]
+#[ignore = "needs a GPU"]
+fn calls_return_the_plan_they_ran() {
+    let gpu = gpu();
+    let mut reducer = Reducer::new(&gpu).unwrap();
+    for (shape, axis) in [(vec![1 << 20], 0), (vec![64, 4096], 1), (vec![4096, 64], 0), (vec![3, 0, 5], 2)] {
+        let problem = ckb_reduce::reduce::AxisProblem::along("sum", &shape, axis).unwrap();
+        let x = gpu.random_normal::<f32>(problem.elements().max(1), 1).unwrap();
+        let mut out = gpu.poisoned::<f32>(problem.outputs().max(1)).unwrap();
+        let ran = reducer.reduce_axis(ReduceOp::Sum, &x, &shape, axis, &mut out).unwrap();
+        let want = (problem.outputs() > 0).then(|| reducer.plan::<f32>(&problem).unwrap());
+        assert_eq!(ran, want, "{shape:?} axis {axis}");
+        let mut indices = gpu.poisoned::<i64>(problem.outputs().max(1)).unwrap();
+        let ran = reducer.arg_reduce_axis(ArgOp::ArgMax, &x, &shape, axis, &mut out, &mut indices);
+        if problem.len > 0 {
+            assert_eq!(ran.unwrap(), want, "argmax {shape:?} axis {axis}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! and the memory check a case makes before it allocates.
 
 use anyhow::{bail, Result};
+use ckb_common::roofline::Roofline;
 use ckb_common::timing::Candidate;
 use ckb_common::{Comparison, Gpu, Timer, TimingConfig};
 
@@ -35,30 +36,50 @@ pub fn against_vendor(gpu: &Gpu, ours: Candidate<'_>, theirs: Candidate<'_>) -> 
     Ok((stats[0].median_us, stats[1].median_us))
 }
 
-/// Median times of `ours` and of a device-to-device copy that moves `bytes` (half read,
-/// half written), timed interleaved.
-pub fn against_copy(gpu: &Gpu, bytes: usize, ours: Candidate<'_>) -> Result<(f64, f64)> {
-    let (ours_us, copy_us, _) = against_copy_and(gpu, bytes, ours, None)?;
-    Ok((ours_us, copy_us))
+/// The bytes a memory-bound case moves, stream by stream: what its roofline reads and
+/// writes (an add reads two streams and writes one; a full reduction reads one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes of each stream read.
+    pub reads: Vec<usize>,
+    /// Bytes of each stream written.
+    pub writes: Vec<usize>,
 }
 
-/// As [`against_copy`], with a vendor call timed in the same interleaved rotation (cuDNN's
-/// softmax beside the copy roofline); returns the three medians.
-pub fn against_copy_and(
+impl Traffic {
+    /// Streams of `reads` and `writes` bytes; empty (zero-byte) streams are left out.
+    pub fn new(reads: &[usize], writes: &[usize]) -> Traffic {
+        let nonzero = |v: &[usize]| v.iter().copied().filter(|&b| b > 0).collect();
+        Traffic { reads: nonzero(reads), writes: nonzero(writes) }
+    }
+
+    /// Every byte read or written.
+    pub fn bytes(&self) -> usize {
+        self.reads.iter().chain(&self.writes).sum()
+    }
+}
+
+/// Median times of `ours` and of the streaming roofline of `traffic` (the same bytes, the
+/// same read/write mix, random inputs: [`ckb_common::roofline`]), timed interleaved.
+pub fn against_roofline(gpu: &Gpu, traffic: &Traffic, ours: Candidate<'_>) -> Result<(f64, f64)> {
+    let (ours_us, roofline_us, _) = against_roofline_and(gpu, traffic, ours, None)?;
+    Ok((ours_us, roofline_us))
+}
+
+/// As [`against_roofline`], with a vendor call timed in the same interleaved rotation
+/// (cuDNN's softmax beside the roofline); returns the three medians.
+pub fn against_roofline_and(
     gpu: &Gpu,
-    bytes: usize,
+    traffic: &Traffic,
     ours: Candidate<'_>,
     vendor: Option<Candidate<'_>>,
 ) -> Result<(f64, f64, Option<f64>)> {
-    // A random source: low-entropy data draws less power and runs faster.
-    let words = (bytes / 2).div_ceil(4);
-    let src = gpu.random_normal::<f32>(words, 0xC0)?;
-    let mut dst = gpu.zeros::<f32>(words)?;
-    let mut copy = |_| Ok(gpu.stream.memcpy_dtod(&src, &mut dst)?);
+    let mut roofline = Roofline::new(gpu, &traffic.reads, &traffic.writes)?;
+    let mut roofline_run = |_| roofline.run();
     let mut timer = Timer::new(gpu, TimingConfig::default())?;
     let stats = match vendor {
-        Some(v) => timer.time_interleaved(&mut [ours, &mut copy, v])?,
-        None => timer.time_interleaved(&mut [ours, &mut copy])?,
+        Some(v) => timer.time_interleaved(&mut [ours, &mut roofline_run, v])?,
+        None => timer.time_interleaved(&mut [ours, &mut roofline_run])?,
     };
     Ok((stats[0].median_us, stats[1].median_us, stats.get(2).map(|s| s.median_us)))
 }

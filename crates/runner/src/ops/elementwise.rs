@@ -1,5 +1,5 @@
 //! The element-wise family (add, sub, mul, add+ReLU, axpy, scale, casts, bias add) against
-//! the copy roofline measured in the same run: phase 1, its bench, `ckb profile
+//! the streaming roofline of its read/write mix, measured in the same run: phase 1, its bench, `ckb profile
 //! elementwise` and the fuzzer.
 
 use anyhow::{anyhow, bail, Result};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{Family, FuzzOptions, Options};
 use crate::cli::{self, OutputArgs};
 use crate::fuzzing::FuzzReport;
-use crate::measure::{self, size_label, Context};
+use crate::measure::{self, size_label, Context, Traffic};
 use crate::record::CaseResult;
 use crate::sweep::Sizes;
 
@@ -60,14 +60,19 @@ impl EwOp {
     }
 
     /// The fewest bytes the op moves for `n` outputs of `d` bytes from inputs of `s` bytes.
-    fn bytes(self, n: usize, s: usize, d: usize, bias_cols: usize) -> usize {
+    /// The streams the op reads and writes, for `n` elements of `s` bytes in and `d` out.
+    fn traffic(self, n: usize, s: usize, d: usize, bias_cols: usize) -> Traffic {
         match self {
-            EwOp::Binary(_) => 3 * n * d,
-            EwOp::Axpy => 3 * n * d,
-            EwOp::Scale => 2 * n * d,
-            EwOp::BiasAdd => 2 * n * d + bias_cols * d,
-            EwOp::Cast => n * (s + d),
+            EwOp::Binary(_) | EwOp::Axpy => Traffic::new(&[n * d, n * d], &[n * d]),
+            EwOp::Scale => Traffic::new(&[n * d], &[n * d]),
+            EwOp::BiasAdd => Traffic::new(&[n * d, bias_cols * d], &[n * d]),
+            EwOp::Cast => Traffic::new(&[n * s], &[n * d]),
         }
+    }
+
+    /// Every byte the op moves.
+    fn bytes(self, n: usize, s: usize, d: usize, bias_cols: usize) -> usize {
+        self.traffic(n, s, d, bias_cols).bytes()
     }
 }
 
@@ -113,7 +118,7 @@ impl Family for Elementwise {
     }
 
     fn about(&self) -> &'static str {
-        "add, sub, mul, add_relu, axpy, scale, cast, bias_add against the copy roofline"
+        "add, sub, mul, add_relu, axpy, scale, cast, bias_add against the streaming roofline of each op's read/write mix"
     }
 
     fn measure_cases(
@@ -167,7 +172,7 @@ impl Family for Elementwise {
         let parsed: ProfileArgs = cli::parse(args)?;
         let runs = parsed.runs()?;
         let rows = measure_runs(ctx, "profile elementwise", &runs, variant(parsed.variant.as_deref())?)?;
-        let title = format!("element-wise against a same-bytes copy (copy {:.0} GB/s)", ctx.copy_gbs);
+        let title = format!("element-wise against its streaming roofline (copy {:.0} GB/s)", ctx.copy_gbs);
         crate::output::emit(
             &title,
             &rows,
@@ -198,7 +203,7 @@ fn variant(name: Option<&str>) -> Result<EwVariant> {
 
 /// `ckb profile elementwise`.
 #[derive(Debug, Parser)]
-#[command(name = "ckb profile elementwise", about = "An element-wise op on any length, against a same-bytes copy")]
+#[command(name = "ckb profile elementwise", about = "An element-wise op on any length, against its streaming roofline")]
 struct ProfileArgs {
     /// add, sub, mul, add_relu, axpy, scale, cast or bias_add; a list.
     #[arg(long, value_delimiter = ',')]
@@ -301,7 +306,7 @@ fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: EwVariant) ->
 }
 
 /// One op: checked against the float64 reference rounded once to the output type, then
-/// timed interleaved with a copy of the bytes it must move.
+/// timed interleaved with the streaming roofline of the bytes it must move (reads and writes as the op has them).
 fn measure_run<S: EwElement, D: EwElement>(ctx: &Context, run: &Run, variant: EwVariant) -> Result<CaseResult> {
     let gpu = &ctx.gpu;
     let (n, off) = (run.n, run.offset);
@@ -349,8 +354,9 @@ fn measure_run<S: EwElement, D: EwElement>(ctx: &Context, run: &Run, variant: Ew
             hx.iter().enumerate().map(|(i, a)| a + hb[i % run.cols]).collect()
         }
     };
-    let bytes = run.op.bytes(n, S::DTYPE.size_bytes(), D::DTYPE.size_bytes(), run.cols);
-    let (ours, copy) = measure::against_copy(gpu, bytes, &mut |_| launch(&mut y).map_err(Into::into))?;
+    let traffic = run.op.traffic(n, S::DTYPE.size_bytes(), D::DTYPE.size_bytes(), run.cols);
+    let bytes = traffic.bytes();
+    let (ours, copy) = measure::against_roofline(gpu, &traffic, &mut |_| launch(&mut y).map_err(Into::into))?;
     // The last timed run's output too; axpy's timed runs each updated the last one's y, so
     // y is put back and updated once more.
     if run.op == EwOp::Axpy {

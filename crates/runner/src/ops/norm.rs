@@ -1,4 +1,4 @@
-//! The norm family: softmax, LayerNorm and RMSNorm against the memory roofline (a same-bytes copy in the same
+//! The norm family: softmax, LayerNorm and RMSNorm against the memory roofline (a streaming kernel reading and writing the rows' bytes, in the same
 //! run), with cuDNN's softmax timed beside; gates, benches, `ckb profile norm`, and the
 //! fuzzer, forward and backward.
 
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{Family, FuzzOptions, Options};
 use crate::cli::{self, OutputArgs};
 use crate::fuzzing::FuzzReport;
-use crate::measure::{self, Context};
+use crate::measure::{self, Context, Traffic};
 use crate::record::CaseResult;
 use crate::sweep::{combinations, Sizes};
 
@@ -186,7 +186,7 @@ impl Family for Norm {
     }
 
     fn about(&self) -> &'static str {
-        "softmax, log_softmax, layernorm, rmsnorm forward over rows, against a same-bytes copy (cuDNN softmax beside)"
+        "softmax, log_softmax, layernorm, rmsnorm forward over rows, against the streaming roofline (cuDNN softmax beside)"
     }
 
     fn measure_cases(
@@ -214,7 +214,7 @@ impl Family for Norm {
     fn profile(&self, ctx: &Context, args: &[String]) -> Result<Vec<CaseResult>> {
         let parsed: ProfileArgs = cli::parse(args)?;
         let rows = measure_runs(ctx, "profile norm", &parsed.runs()?, parsed.variant.as_deref())?;
-        let title = format!("row ops against a same-bytes copy (copy {:.0} GB/s)", ctx.copy_gbs);
+        let title = format!("row ops against the streaming roofline (copy {:.0} GB/s)", ctx.copy_gbs);
         crate::output::emit(
             &title,
             &rows,
@@ -233,7 +233,7 @@ impl Family for Norm {
 
 /// `ckb profile norm`.
 #[derive(Debug, Parser)]
-#[command(name = "ckb profile norm", about = "A row op on any row count and length, against a same-bytes copy")]
+#[command(name = "ckb profile norm", about = "A row op on any row count and length, against the streaming roofline")]
 struct ProfileArgs {
     /// softmax, log_softmax, layernorm or rmsnorm; a list.
     #[arg(long, value_delimiter = ',')]
@@ -336,7 +336,7 @@ fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>)
     Ok(rows)
 }
 
-/// One forward op: checked, then timed against a copy of the same bytes (one read and one
+/// One forward op: checked, then timed against the streaming roofline of the same bytes (one read and one
 /// write of the rows); softmax is also timed against cuDNN's.
 fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run) -> Result<CaseResult> {
     let gpu = &ctx.gpu;
@@ -347,7 +347,11 @@ fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run) -> R
     let plan = norm.plan::<T>(op, &p, true)?.ok_or_else(|| anyhow!("{}: empty problem", run.name()))?;
     let variant = plan.to_string();
     let mut out = Outputs::poisoned(gpu, &p)?;
-    let bytes = 2 * p.rows * p.cols * T::DTYPE.size_bytes();
+    // The gate's bytes: one read and one write of the matrix (gamma, beta and the
+    // statistics are left out).
+    let matrix = p.rows * p.cols * T::DTYPE.size_bytes();
+    let traffic = Traffic::new(&[matrix], &[matrix]);
+    let bytes = traffic.bytes();
     // cuDNN's softmax, where the installed cuDNN takes this type, timed in the same rotation.
     let vendor = match op {
         NormOp::Softmax | NormOp::LogSoftmax => {
@@ -363,9 +367,9 @@ fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run) -> R
     };
     let x = &inp.x;
     let mut vendor_run = vendor.map(|(v, mut out)| move |_: usize| v.run(x, &mut out));
-    let (ours_us, copy_us, vendor_us) = measure::against_copy_and(
+    let (ours_us, copy_us, vendor_us) = measure::against_roofline_and(
         gpu,
-        bytes,
+        &traffic,
         &mut |_| {
             run_forward(norm, op, &p, &inp, &mut out)
                 .map_err(|e| ckb_common::GpuError::Operator { operator: "ckb-norm", detail: format!("{e:#}") })
