@@ -15,9 +15,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("{} SMs", gpu.sm_count());
     let mut all_passed = true;
 
-    // A linear layer x W^T with K not a multiple of 8 and alpha/beta.
-    let problem = GemmProblem::new(2304, 6144, 1000, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor)
-        .with_scalars(0.5, 1.0);
+    // A linear layer x W^T with K = 1000 (no multiple of the 64-deep K tile), alpha and beta.
+    let problem =
+        GemmProblem::new(2304, 6144, 1000, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor).with_scalars(0.5, 1.0);
     let lens = problem.lens()?;
     let a = gpu.random_normal_on_device::<bf16>(lens.a, 1)?;
     let b = gpu.random_normal_on_device::<bf16>(lens.b, 2)?;
