@@ -15,7 +15,7 @@
 //!   and inside a random block.
 //!
 //! Dense outputs and references are f64 slices holding values of the output type
-//! ([`crate::to_f64_vec`]); tolerances are [`Tolerance`]s from [`crate::compare`].
+//! ([`crate::to_f64_vec`]); tolerances are [`Tolerance`]s from [`crate::compare`](mod@crate::compare).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,4 +1,4 @@
-//! Checking a GEMM result: against the float64 [`reference`](crate::reference) on sampled
+//! Checking a GEMM result: against the float64 [`reference`](mod@crate::reference) on sampled
 //! rows that cover every 64-row M tile, and over the whole output against cuBLAS's result
 //! for the same inputs from the same run.
 //!

@@ -4,7 +4,7 @@
 //!
 //! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table
 //! of compiled variants and the planner), [`normalizer`] (buffers, plans, launches),
-//! `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`] (float64 CPU
+//! `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`](mod@reference) (float64 CPU
 //! references, whose conventions for `-inf`, NaN and constant rows the kernels follow),
 //! [`verify`] (device results checked against them, row by row).
 //!

@@ -167,7 +167,7 @@ pub fn cast<S: EwElement, D: EwElement>(
     check(code, || format!("ew_cast_{}_{}", S::DTYPE, D::DTYPE))
 }
 
-/// out[i, j] = x[i, j] + bias[j] for an m x n row-major matrix x (contiguous, m * n elements).
+/// `out[i, j] = x[i, j] + bias[j]` for an m x n row-major matrix x (contiguous, m * n elements).
 pub fn bias_add<T: EwElement>(
     gpu: &Gpu,
     m: usize,

@@ -1,7 +1,7 @@
 //! Memory-bound streaming kernels: reductions and the element-wise family.
 //!
 //! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table of
-//! compiled variants), `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`]
+//! compiled variants), `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`](mod@reference)
 //! (float64 CPU references), [`verify`] (device results checked against them).
 
 pub mod elementwise;

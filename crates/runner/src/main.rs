@@ -44,7 +44,7 @@ enum Command {
     Gate {
         #[arg(required = true)]
         names: Vec<String>,
-        /// Records go to OUT/<device-slug>/NAME.{json,md,svg}.
+        /// Records go to `OUT/<device-slug>/NAME.{json,md,svg}`.
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
@@ -58,7 +58,7 @@ enum Command {
         /// Only the cases whose name contains this ("layernorm f32 512x262144").
         #[arg(long)]
         only: Option<String>,
-        /// Where to write the JSON (default: bench-<family>.json in the working folder).
+        /// Where to write the JSON (default: `bench-<family>.json` in the working folder).
         #[arg(long)]
         json: Option<PathBuf>,
     },

@@ -1,4 +1,4 @@
-//! Gate records: bench-results/<device-slug>/<gate>.json, with a Markdown table and an SVG
+//! Gate records: `bench-results/<device-slug>/<gate>.json`, with a Markdown table and an SVG
 //! plot beside it. Written only here, from a real GPU run; never by hand.
 //!
 //! A record says what made it: the commit and whether the tree was clean, the toolchain the

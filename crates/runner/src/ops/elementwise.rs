@@ -31,7 +31,7 @@ enum EwOp {
     Scale,
     /// y = x as the output type
     Cast,
-    /// y[i, j] = x[i, j] + bias[j]
+    /// `y[i, j] = x[i, j] + bias[j]`
     BiasAdd,
 }
 
