@@ -1,4 +1,4 @@
 // Forward row kernels for bf16 rows: softmax (and log-softmax), layernorm, rmsnorm.
 #include "rows_kernel.cuh"
 
-CKB_NORM_FORWARD(ckb::norm::bf16, bf16)
+CKB_NORM_FORWARD(ckb::bf16, bf16)

@@ -1,4 +1,4 @@
 // Forward row kernels for f32 rows: softmax (and log-softmax), layernorm, rmsnorm.
 #include "rows_kernel.cuh"
 
-CKB_NORM_FORWARD(ckb::norm::f32, f32)
+CKB_NORM_FORWARD(ckb::f32, f32)

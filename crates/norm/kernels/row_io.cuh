@@ -1,29 +1,13 @@
-// How one thread of a row kernel reaches its share of a row: element types, the 16-byte pack,
-// the pack-to-column map, and pack loads and stores (16-byte vectors where the row allows,
-// element by element otherwise).
+// How one thread of a row kernel reaches its share of a row: the pack-to-column map, and pack
+// loads and stores (16-byte vectors where the row allows, element by element otherwise).
+// Element types, packs and the vector accesses come from ckb-common's headers.
 #pragma once
 
-#include <cstdint>
-#include <cuda_runtime.h>
-
-#include <cute/tensor.hpp>
-#include <cutlass/bfloat16.h>
-#include <cutlass/half.h>
+#include "common/vector_io.cuh"
 
 namespace ckb::norm {
 
 using namespace cute;
-
-using f32 = float;
-using f16 = cutlass::half_t;
-using bf16 = cutlass::bfloat16_t;
-
-// One memory transaction per thread and access: 16 bytes (LDG.E.128 / STG.E.128).
-constexpr int kVectorBytes = 16;
-
-// Elements of T in a 16-byte pack: 4 for f32, 8 for f16 and bf16.
-template <class T>
-constexpr int kPackElems = kVectorBytes / int(sizeof(T));
 
 // One thread's register share of a row part: N packs, pack j at columns col(j) .. col(j)+PACK.
 template <class T, int N>
@@ -62,32 +46,6 @@ CUTE_DEVICE PackMap<P, A> pack_map_from(int cols, int first_col, int group, int 
 template <int P, int N, Access A>
 CUTE_DEVICE PackMap<P, A> pack_map(int cols, int part, int group, int lane) {
   return pack_map_from<P, A>(cols, part * group * N * P, group, lane);
-}
-
-// 16-byte global accesses as explicit PTX vectors, which NVVM cannot split.
-// Streamed row data is read once: keep it out of L1, where gamma and beta live.
-CUTE_DEVICE void ld_stream_128(void const* gmem, uint4& r) {
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(gmem));
-}
-// Per-column parameters are read by every row: let L1 keep them.
-CUTE_DEVICE void ld_cached_128(void const* gmem, uint4& r) {
-  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(gmem));
-}
-CUTE_DEVICE void st_128(void* gmem, uint4 const& r) {
-  asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(gmem), "r"(r.x), "r"(r.y), "r"(r.z), "r"(r.w)
-               : "memory");
-}
-
-// The 16 bytes of a register pack (PACK) as one vector.
-template <class Pack>
-CUTE_DEVICE uint4& as_vector(Pack&& pack) {
-  static_assert(decltype(size(pack))::value * sizeof(typename std::decay_t<Pack>::value_type) == kVectorBytes,
-                "a pack is 16 bytes");
-  return reinterpret_cast<uint4&>(recast<uint128_t>(pack)(0));
 }
 
 enum class Cache { kStream, kKeep };
@@ -129,10 +87,7 @@ CUTE_DEVICE void load_packs(T const* row, PackMap<P, A> const& m, Frag& r, T fil
 template <int P, Access A, class T, class Pack>
 CUTE_DEVICE void load_pack_smem(T const* part, int part_begin, PackMap<P, A> const& m, int j, Pack&& r, T fill) {
   static_assert(A != Access::kStrided, "staged parts are read a pack at a time");
-  uint4& v = as_vector(r);
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "r"(cast_smem_ptr_to_uint(part + (m.col(j, 0) - part_begin))));
+  ld_shared_128(part + (m.col(j, 0) - part_begin), as_vector(r));
   CUTE_UNROLL
   for (int k = 0; k < P; ++k) {
     r(k) = m.valid(j, k) ? r(k) : fill;

@@ -6,6 +6,7 @@
 
 #include <cooperative_groups.h>
 
+#include "common/warp_reduce.cuh"
 #include "row_io.cuh"
 
 namespace ckb::norm {
@@ -101,11 +102,7 @@ struct MeanM2Combine {
 // bit between lanes for a non-commutative rule).
 template <class C, int K>
 CUTE_DEVICE Stat<K> warp_reduce(Stat<K> s) {
-  CUTE_UNROLL
-  for (int mask = 16; mask > 0; mask /= 2) {
-    s = C::combine(s, shfl_xor(s, mask));
-  }
-  return shfl_from(s, 0);
+  return shfl_from(warp_butterfly<C>(s), 0);
 }
 
 // The CTA's statistics, in every thread: warps' results through shared memory, folded in
@@ -113,17 +110,7 @@ CUTE_DEVICE Stat<K> warp_reduce(Stat<K> s) {
 // again before every thread has passed another __syncthreads (callers alternate two).
 template <class C, int K>
 CUTE_DEVICE Stat<K> cta_reduce(Stat<K> s, Stat<K>* slots) {
-  s = warp_reduce<C>(s);
-  const int warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  if (threadIdx.x % 32 == 0) {
-    slots[warp] = s;
-  }
-  __syncthreads();
-  Stat<K> acc = slots[0];
-  for (int w = 1; w < warps; ++w) {
-    acc = C::combine(acc, slots[w]);
-  }
-  return acc;
+  return cta_fold_warps<C>(warp_reduce<C>(s), slots);
 }
 
 // `load(0) ⊕ load(1) ⊕ ... ⊕ load(count - 1)`, left to right, in every lane of the warp:

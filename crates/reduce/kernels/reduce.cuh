@@ -15,6 +15,7 @@
 // Mean is Sum and L2 norm is SumSquares with a final step (Post).
 #pragma once
 
+#include "common/warp_reduce.cuh"
 #include "streaming.cuh"
 
 namespace ckb::red {
@@ -117,7 +118,6 @@ constexpr int kColRows = kThreads / kColLanes;  // rows of the reduced axis per 
 
 // --- Thread, warp and block combining ----------------------------------------------------
 
-CUTE_DEVICE float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
 CUTE_DEVICE ValIdx shfl_xor(ValIdx a, int mask) {
   ValIdx r;
   r.v = __shfl_xor_sync(0xffffffffu, a.v, mask);
@@ -131,33 +131,19 @@ CUTE_DEVICE ValIdx load_l2(ValIdx const* p) {
   return {__ldcg(&p->v), 0, static_cast<int64_t>(__ldcg(reinterpret_cast<long long const*>(&p->i)))};
 }
 
-// Butterfly: every lane ends with the warp's result, in a fixed order.
+// The warp's result, in every lane (lane 0's bits are the ones the CTA fold uses).
 template <class R>
 CUTE_DEVICE typename R::Acc warp_reduce(typename R::Acc acc) {
-  CUTE_UNROLL
-  for (int mask = 16; mask > 0; mask /= 2) {
-    acc = R::combine(acc, shfl_xor(acc, mask));
-  }
-  return acc;
+  return warp_butterfly<R>(acc);
 }
 
-// The block's result, valid in thread 0. Every thread of the block must call it.
+// The block's result, in every thread. Every thread of the block must call it.
 template <class R>
 CUTE_DEVICE typename R::Acc block_reduce(typename R::Acc acc) {
-  using Acc = typename R::Acc;
-  constexpr int kWarps = kThreads / 32;
-  __shared__ Acc warp_results[kWarps];
+  __shared__ typename R::Acc warp_results[kThreads / 32];
   acc = warp_reduce<R>(acc);
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   __syncthreads();  // a previous call may still be reading warp_results
-  if (lane == 0) {
-    warp_results[warp] = acc;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    acc = warp_reduce<R>(lane < kWarps ? warp_results[lane] : R::identity());
-  }
-  return acc;
+  return cta_fold_warps<R>(acc, warp_results);
 }
 
 // Output o * inner + i from its `splits` partials, by one warp (all lanes call; lane 0 has
