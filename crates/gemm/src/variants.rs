@@ -34,7 +34,7 @@ pub(crate) type Launcher = unsafe extern "C" fn(args: *const KernelArgs, stream:
 /// One compiled kernel: its name, its table row and its launcher.
 #[derive(Debug)]
 pub struct Variant {
-    /// `universal_bf16`, `sm90_bf16_128x256_s4_kk`, ...: what [`find_variant`] and the
+    /// `universal_bf16`, `sm90_bf16_128x256_s4_rc`, ...: what [`find_variant`] and the
     /// runner's `--variant` take.
     pub name: &'static str,
     /// The kernel's configuration, its row of [`table::TABLE`].
@@ -84,7 +84,7 @@ pub fn variants() -> &'static [Variant] {
     &VARIANTS
 }
 
-/// The variant named `name` (as listed by [`variants`], e.g. `sm90_bf16_128x256_s4_kk`).
+/// The variant named `name` (as listed by [`variants`], e.g. `sm90_bf16_128x256_s4_rc`).
 pub fn find_variant(name: &str) -> Option<&'static Variant> {
     VARIANTS.iter().find(|v| v.name == name)
 }
@@ -104,7 +104,7 @@ mod tests {
             assert_eq!(find_variant(v.name).map(|f| f.name), Some(v.name));
             assert_eq!(variants().iter().filter(|w| w.name == v.name).count(), 1, "{}", v.name);
         }
-        assert!(find_variant("sm90_bf16_128x256_s4_kk").is_some());
+        assert!(find_variant("sm90_bf16_128x256_s4_rc").is_some());
         assert!(find_variant("nope").is_none());
     }
 

@@ -97,7 +97,7 @@ use InputType::{BF16, F16, F32};
 use Major::{K, MN};
 
 /// Every compiled kernel. Names are derived from the rows (`universal_bf16`,
-/// `sm90_bf16_128x256_s4_kk`); so are the launcher symbols (`ckb_gemm_` + name).
+/// `sm90_bf16_128x256_s4_rc`); so are the launcher symbols (`ckb_gemm_` + name).
 pub const TABLE: [KernelConfig; 15] = [
     KernelConfig::universal(F32),
     KernelConfig::universal(F16),
