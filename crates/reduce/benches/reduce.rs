@@ -30,33 +30,33 @@ fn elementwise_cases<'a, T: ckb_reduce::EwElement>(gpu: &'a Gpu, n: usize) -> Ve
         cases.push(Case {
             name: label(op.name()),
             bytes: 3 * n * size,
-            run: Box::new(move || ew::binary_with(gpu, Default::default(), op, &a, &b, &mut out)),
+            run: Box::new(move || ew::binary_with(gpu, Default::default(), op, &a, &b, &mut out).map(drop)),
         });
     }
     let (x, mut y) = (a.clone(), b.clone());
     cases.push(Case {
         name: label("axpy"),
         bytes: 3 * n * size,
-        run: Box::new(move || ew::axpy(gpu, 0.5, &x, &mut y)),
+        run: Box::new(move || ew::axpy(gpu, 0.5, &x, &mut y).map(drop)),
     });
     let (x, mut out) = (a.clone(), gpu.zeros::<T>(n).unwrap());
     cases.push(Case {
         name: label("scale"),
         bytes: 2 * n * size,
-        run: Box::new(move || ew::scale(gpu, 0.5, &x, &mut out)),
+        run: Box::new(move || ew::scale(gpu, 0.5, &x, &mut out).map(drop)),
     });
     let (x, mut out) = (a.clone(), gpu.zeros::<f32>(n).unwrap());
     cases.push(Case {
         name: label("cast to f32"),
         bytes: n * (size + 4),
-        run: Box::new(move || ew::cast(gpu, &x, &mut out)),
+        run: Box::new(move || ew::cast(gpu, &x, &mut out).map(drop)),
     });
     let cols = 4096;
     let (x, bias, mut out) = (a, gpu.random_normal::<T>(cols, 5).unwrap(), gpu.zeros::<T>(n).unwrap());
     cases.push(Case {
         name: label("bias_add (rows of 4096)"),
         bytes: 2 * n * size,
-        run: Box::new(move || ew::bias_add(gpu, n / cols, cols, &x, &bias, &mut out)),
+        run: Box::new(move || ew::bias_add(gpu, n / cols, cols, &x, &bias, &mut out).map(drop)),
     });
     cases
 }

@@ -14,7 +14,8 @@
 //! let a = gpu.random_normal::<f32>(1 << 20, 1)?;
 //! let b = gpu.random_normal::<f32>(1 << 20, 2)?;
 //! let mut c = gpu.zeros::<f32>(1 << 20)?;
-//! ckb_reduce::elementwise::add(&gpu, &a, &b, &mut c)?;
+//! let plan = ckb_reduce::elementwise::add(&gpu, &a, &b, &mut c)?;
+//! println!("ran {plan}"); // "vec16-tile-per-block"
 //! # Ok(()) }
 //! ```
 
@@ -24,7 +25,7 @@ use cudarc::driver::{sys, DevicePtr, DevicePtrMut};
 pub use crate::launch::BinaryOp;
 use crate::launch::{self, check};
 use crate::problem::{aligned_head, pack_elems, require_len, BiasAddProblem, EwElement, ReduceResult};
-pub use crate::variants::{EwVariant, GridPolicy, EW_VARIANTS};
+pub use crate::variants::{EwPath, EwPlan, EwVariant, GridPolicy, EW_VARIANTS};
 
 /// out = a + b
 pub fn add<T: EwElement>(
@@ -32,7 +33,7 @@ pub fn add<T: EwElement>(
     a: &impl DevicePtr<T>,
     b: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     binary_with(gpu, EwVariant::default(), BinaryOp::Add, a, b, out)
 }
 
@@ -42,7 +43,7 @@ pub fn sub<T: EwElement>(
     a: &impl DevicePtr<T>,
     b: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     binary_with(gpu, EwVariant::default(), BinaryOp::Sub, a, b, out)
 }
 
@@ -52,7 +53,7 @@ pub fn mul<T: EwElement>(
     a: &impl DevicePtr<T>,
     b: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     binary_with(gpu, EwVariant::default(), BinaryOp::Mul, a, b, out)
 }
 
@@ -62,11 +63,12 @@ pub fn add_relu<T: EwElement>(
     a: &impl DevicePtr<T>,
     b: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     binary_with(gpu, EwVariant::default(), BinaryOp::AddRelu, a, b, out)
 }
 
 /// A two-operand op with a chosen variant (benches and gates compare variants through this).
+/// Every call returns the plan that ran.
 pub fn binary_with<T: EwElement>(
     gpu: &Gpu,
     variant: EwVariant,
@@ -74,12 +76,12 @@ pub fn binary_with<T: EwElement>(
     a: &impl DevicePtr<T>,
     b: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     let n = a.len();
     require_len(op.name(), "b", n, b.len())?;
     require_len(op.name(), "out", n, out.len())?;
     if n == 0 {
-        return Ok(());
+        return Ok(EwPlan::without_kernel(EwPath::Empty));
     }
     let grid_limit = variant.grid_limit(gpu)?;
     let (pa, _ra) = a.device_ptr(&gpu.stream);
@@ -91,7 +93,8 @@ pub fn binary_with<T: EwElement>(
     // SAFETY: the three addresses hold n elements of T on this stream's context (checked
     // above); out is exclusively borrowed, so it aliases neither input.
     let code = unsafe { launcher(pa, pb, po, n as i64, head as i64, grid_limit, gpu.cu_stream()) };
-    check(code, || format!("ew_{}_{}", op.name(), T::DTYPE))
+    check(code, || format!("ew_{}_{}", op.name(), T::DTYPE))?;
+    Ok(EwPlan::launched(variant, head, n))
 }
 
 /// y = alpha * x + y, in place.
@@ -100,7 +103,7 @@ pub fn axpy<T: EwElement>(
     alpha: f32,
     x: &impl DevicePtr<T>,
     y: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     // The kernel reads y[i] before writing it, in the same thread.
     with_alpha(gpu, ("axpy", "y"), launch::axpy_launcher(T::DTYPE), alpha, x, y)
 }
@@ -111,7 +114,7 @@ pub fn scale<T: EwElement>(
     alpha: f32,
     x: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     with_alpha(gpu, ("scale", "out"), launch::scale_launcher(T::DTYPE), alpha, x, out)
 }
 
@@ -123,20 +126,22 @@ fn with_alpha<T: EwElement>(
     alpha: f32,
     x: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     let n = x.len();
     require_len(name, out_name, n, out.len())?;
     if n == 0 {
-        return Ok(());
+        return Ok(EwPlan::without_kernel(EwPath::Empty));
     }
-    let grid_limit = EwVariant::default().grid_limit(gpu)?;
+    let variant = EwVariant::default();
+    let grid_limit = variant.grid_limit(gpu)?;
     let (px, _rx) = x.device_ptr(&gpu.stream);
     let (po, _ro) = out.device_ptr_mut(&gpu.stream);
     let size = T::DTYPE.size_bytes();
     let head = aligned_head(&[(px, size), (po, size)], pack_elems(&[T::DTYPE]), n);
     // SAFETY: both addresses hold n elements of T on this stream's context.
     let code = unsafe { launcher(alpha, px, po, n as i64, head as i64, grid_limit, gpu.cu_stream()) };
-    check(code, || format!("ew_{name}_{}", T::DTYPE))
+    check(code, || format!("ew_{name}_{}", T::DTYPE))?;
+    Ok(EwPlan::launched(variant, head, n))
 }
 
 /// dst = src converted to D, rounding to nearest even. A cast to the same type is a copy.
@@ -144,13 +149,14 @@ pub fn cast<S: EwElement, D: EwElement>(
     gpu: &Gpu,
     src: &impl DevicePtr<S>,
     dst: &mut impl DevicePtrMut<D>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     let n = src.len();
     require_len("cast", "dst", n, dst.len())?;
     if n == 0 {
-        return Ok(());
+        return Ok(EwPlan::without_kernel(EwPath::Empty));
     }
-    let grid_limit = EwVariant::default().grid_limit(gpu)?;
+    let variant = EwVariant::default();
+    let grid_limit = variant.grid_limit(gpu)?;
     let (ps, _rs) = src.device_ptr(&gpu.stream);
     let (pd, _rd) = dst.device_ptr_mut(&gpu.stream);
     let Some(launcher) = launch::cast_launcher(S::DTYPE, D::DTYPE) else {
@@ -158,13 +164,14 @@ pub fn cast<S: EwElement, D: EwElement>(
         unsafe { sys::cuMemcpyDtoDAsync_v2(pd, ps, n * S::DTYPE.size_bytes(), gpu.stream.cu_stream()) }
             .result()
             .map_err(GpuError::from)?;
-        return Ok(());
+        return Ok(EwPlan::without_kernel(EwPath::Copy));
     };
     let head =
         aligned_head(&[(ps, S::DTYPE.size_bytes()), (pd, D::DTYPE.size_bytes())], pack_elems(&[S::DTYPE, D::DTYPE]), n);
     // SAFETY: src holds n elements of S and dst n elements of D on this context.
     let code = unsafe { launcher(ps, pd, n as i64, head as i64, grid_limit, gpu.cu_stream()) };
-    check(code, || format!("ew_cast_{}_{}", S::DTYPE, D::DTYPE))
+    check(code, || format!("ew_cast_{}_{}", S::DTYPE, D::DTYPE))?;
+    Ok(EwPlan::launched(variant, head, n))
 }
 
 /// `out[i, j] = x[i, j] + bias[j]` for an m x n row-major matrix x (contiguous, m * n elements).
@@ -175,15 +182,16 @@ pub fn bias_add<T: EwElement>(
     x: &impl DevicePtr<T>,
     bias: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> ReduceResult<()> {
+) -> ReduceResult<EwPlan> {
     let len = BiasAddProblem { m, n }.validate()?;
     require_len("bias_add", "x", len, x.len())?;
     require_len("bias_add", "bias", n, bias.len())?;
     require_len("bias_add", "out", len, out.len())?;
     if len == 0 {
-        return Ok(());
+        return Ok(EwPlan::without_kernel(EwPath::Empty));
     }
-    let grid_limit = EwVariant::default().grid_limit(gpu)?;
+    let variant = EwVariant::default();
+    let grid_limit = variant.grid_limit(gpu)?;
     let (px, _rx) = x.device_ptr(&gpu.stream);
     let (pb, _rb) = bias.device_ptr(&gpu.stream);
     let (po, _ro) = out.device_ptr_mut(&gpu.stream);
@@ -195,7 +203,8 @@ pub fn bias_add<T: EwElement>(
     let code = unsafe {
         launch::bias_add_launcher(T::DTYPE)(px, pb, po, len as i64, n as i64, head as i64, grid_limit, gpu.cu_stream())
     };
-    check(code, || format!("ew_bias_add_{}", T::DTYPE))
+    check(code, || format!("ew_bias_add_{}", T::DTYPE))?;
+    Ok(EwPlan::launched(variant, head, len))
 }
 
 /// Which dtypes an op takes, for tables and benches.

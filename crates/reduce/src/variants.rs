@@ -56,6 +56,52 @@ impl EwVariant {
     }
 }
 
+/// What an element-wise call ran. Prints as `vec16-tile-per-block, head 3`,
+/// `vec16-tile-per-block, scalar`, `copy` or `empty`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EwPlan {
+    pub variant: EwVariant,
+    pub path: EwPath,
+}
+
+/// How an element-wise launch covered its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EwPath {
+    /// `head` leading elements one at a time, then 16-byte vectors.
+    Vector { head: usize },
+    /// Every element one at a time: the operands sit at different offsets from a 16-byte
+    /// boundary, or the range is shorter than its scalar head.
+    Scalar,
+    /// A cast to the same type: a device-to-device copy, no kernel.
+    Copy,
+    /// Nothing to do: the range is empty.
+    Empty,
+}
+
+impl EwPlan {
+    /// The plan of a kernel launch over `n` elements whose first `head` take the scalar path.
+    pub(crate) fn launched(variant: EwVariant, head: usize, n: usize) -> EwPlan {
+        let path = if head >= n { EwPath::Scalar } else { EwPath::Vector { head } };
+        EwPlan { variant, path }
+    }
+
+    pub(crate) fn without_kernel(path: EwPath) -> EwPlan {
+        EwPlan { variant: EwVariant::default(), path }
+    }
+}
+
+impl std::fmt::Display for EwPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.path {
+            EwPath::Vector { head: 0 } => f.write_str(self.variant.name),
+            EwPath::Vector { head } => write!(f, "{}, head {head}", self.variant.name),
+            EwPath::Scalar => write!(f, "{}, scalar", self.variant.name),
+            EwPath::Copy => f.write_str("copy"),
+            EwPath::Empty => f.write_str("empty"),
+        }
+    }
+}
+
 /// How a reduction is laid onto the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReduceVariant {
@@ -193,6 +239,17 @@ mod tests {
     use super::*;
 
     const H100_SMS: usize = 132;
+
+    #[test]
+    fn element_wise_plans_say_what_ran() {
+        let variant = EwVariant::default();
+        assert_eq!(EwPlan::launched(variant, 0, 100).to_string(), "vec16-tile-per-block");
+        assert_eq!(EwPlan::launched(variant, 3, 100).to_string(), "vec16-tile-per-block, head 3");
+        // A head that covers the whole range (misaligned operands, or a short one) is scalar.
+        assert_eq!(EwPlan::launched(variant, 5, 5).path, EwPath::Scalar);
+        assert_eq!(EwPlan::launched(variant, 5, 5).to_string(), "vec16-tile-per-block, scalar");
+        assert_eq!(EwPlan::without_kernel(EwPath::Copy).to_string(), "copy");
+    }
 
     #[test]
     fn heuristic_picks_by_shape() {

@@ -271,8 +271,14 @@ fn element_wise_length_mismatches_are_typed_errors() {
     // Empty inputs are no-ops.
     let empty = gpu.zeros::<f32>(0).unwrap();
     let mut empty_out = gpu.zeros::<f32>(0).unwrap();
-    ew::add(&gpu, &empty, &empty, &mut empty_out).unwrap();
-    ew::bias_add(&gpu, 0, 5, &empty, &a.slice(0..5), &mut empty_out).unwrap();
+    assert_eq!(ew::add(&gpu, &empty, &empty, &mut empty_out).unwrap().path, ew::EwPath::Empty);
+    assert_eq!(ew::bias_add(&gpu, 0, 5, &empty, &a.slice(0..5), &mut empty_out).unwrap().path, ew::EwPath::Empty);
+    // What ran: aligned views take vectors from the start, views one element apart in their
+    // alignment take the scalar path, a same-type cast is a copy.
+    assert_eq!(ew::add(&gpu, &a, &b, &mut out).unwrap().path, ew::EwPath::Vector { head: 0 });
+    assert_eq!(ew::add(&gpu, &a.slice(1..9), &b.slice(1..9), &mut out).unwrap().path, ew::EwPath::Vector { head: 3 });
+    assert_eq!(ew::add(&gpu, &a.slice(1..9), &b.slice(0..8), &mut out).unwrap().path, ew::EwPath::Scalar);
+    assert_eq!(ew::cast(&gpu, &a, &mut out).unwrap().path, ew::EwPath::Copy);
 }
 
 // --- Reductions -----------------------------------------------------------------------------

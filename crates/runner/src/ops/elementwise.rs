@@ -321,7 +321,7 @@ fn measure_run<S: EwElement, D: EwElement>(ctx: &Context, run: &Run, variant: Ew
     if run.op == EwOp::Axpy {
         gpu.stream.memcpy_dtod(&y0_full.slice(off..), &mut y)?;
     }
-    let launch = |y: &mut cudarc::driver::CudaViewMut<'_, D>| -> ckb_reduce::ReduceResult<()> {
+    let launch = |y: &mut cudarc::driver::CudaViewMut<'_, D>| -> ckb_reduce::ReduceResult<ew::EwPlan> {
         match run.op {
             EwOp::Binary(op) => ew::binary_with(gpu, variant, op, &xd, &b, y),
             EwOp::Axpy => ew::axpy(gpu, ALPHA, &xd, y),
@@ -330,7 +330,7 @@ fn measure_run<S: EwElement, D: EwElement>(ctx: &Context, run: &Run, variant: Ew
             EwOp::BiasAdd => ew::bias_add(gpu, n / run.cols, run.cols, &xd, &bias, y),
         }
     };
-    launch(&mut y)?;
+    let plan = launch(&mut y)?;
     let first = to_f64_vec(&gpu.download(&y)?);
     let hx = to_f64_vec(&gpu.download(&xd)?);
     let exact: Vec<f64> = match run.op {
@@ -356,7 +356,7 @@ fn measure_run<S: EwElement, D: EwElement>(ctx: &Context, run: &Run, variant: Ew
     };
     let traffic = run.op.traffic(n, S::DTYPE.size_bytes(), D::DTYPE.size_bytes(), run.cols);
     let bytes = traffic.bytes();
-    let (ours, copy) = measure::against_roofline(gpu, &traffic, &mut |_| launch(&mut y).map_err(Into::into))?;
+    let (ours, copy) = measure::against_roofline(gpu, &traffic, &mut |_| launch(&mut y).map(drop).map_err(Into::into))?;
     // The last timed run's output too; axpy's timed runs each updated the last one's y, so
     // y is put back and updated once more.
     if run.op == EwOp::Axpy {
@@ -365,7 +365,7 @@ fn measure_run<S: EwElement, D: EwElement>(ctx: &Context, run: &Run, variant: Ew
     }
     let last = to_f64_vec(&gpu.download(&y)?);
     let check = check_output(run.op, D::DTYPE, &first, &exact)?.and(check_output(run.op, D::DTYPE, &last, &exact)?);
-    Ok(measure::streaming_case(run.name(), variant.name.to_string(), bytes, ours, copy, ctx.copy_gbs, check))
+    Ok(measure::streaming_case(run.name(), plan.to_string(), bytes, ours, copy, ctx.copy_gbs, check))
 }
 
 /// Random binary ops, dtypes, lengths and misaligned views against the CPU reference.
