@@ -2,7 +2,7 @@
 //! random fill, NaN poisoning, alignment checks).
 
 use std::ffi::c_void;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{sys, CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice};
 
@@ -23,6 +23,8 @@ pub struct Gpu {
     /// The stream every launch of this `Gpu` goes on: ours, the baselines', copies and fills.
     pub stream: Arc<CudaStream>,
     sm_count: usize,
+    /// Scratch that calls on `stream` borrow (see [`Gpu::with_workspace`]); shared by clones.
+    workspace: Arc<Mutex<Option<CudaSlice<u8>>>>,
 }
 
 /// What a record needs to say about the card it ran on.
@@ -102,7 +104,7 @@ impl Gpu {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream()?;
         let sm_count = read_sm_count(&ctx)?;
-        Ok(Gpu { ctx, stream, sm_count })
+        Ok(Gpu { ctx, stream, sm_count, workspace: Arc::default() })
     }
 
     /// Streaming multiprocessors of this GPU, read once when it was opened.
@@ -113,6 +115,22 @@ impl Gpu {
     /// The raw stream to hand to an `extern "C"` launcher as `cudaStream_t`.
     pub fn cu_stream(&self) -> *mut std::ffi::c_void {
         self.stream.cu_stream() as *mut std::ffi::c_void
+    }
+
+    /// Runs `f` with at least `bytes` of device scratch, for work enqueued on [`Gpu::stream`]
+    /// (a GEMM's operands repacked for TMA, say). The scratch grows to the largest request
+    /// and is kept, so a call allocates once, not per launch. Work enqueued by `f` may still
+    /// be running when the next caller gets the same bytes: that is safe because both are on
+    /// the one stream, in order. Do not hand the scratch to another stream.
+    pub fn with_workspace<R>(&self, bytes: usize, f: impl FnOnce(&mut CudaSlice<u8>) -> R) -> GpuResult<R> {
+        // A poisoned lock only means a caller panicked; the buffer itself is still valid.
+        let mut cached = self.workspace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cached.as_ref().is_none_or(|w| w.len() < bytes) {
+            *cached = None; // freed (stream-ordered) before the larger one is allocated
+                            // SAFETY: scratch contents are never read before the caller writes them.
+            *cached = Some(unsafe { self.stream.alloc::<u8>(bytes.max(1)) }?);
+        }
+        Ok(f(cached.as_mut().expect("allocated above")))
     }
 
     /// Waits for everything enqueued on the stream.

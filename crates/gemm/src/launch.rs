@@ -60,20 +60,122 @@ impl std::fmt::Display for Orientation {
     }
 }
 
-/// What runs a problem: the variant and how the problem is handed to it. Every launch
-/// returns its plan; it prints as `sm90_bf16_128x256_s4_kk, swapped`.
+/// What runs a problem: the variant, how the problem is handed to it, and which operands are
+/// staged first. Every launch returns its plan; it prints as `sm90_bf16_128x256_s4_rc,
+/// swapped` or `sm90_bf16_128x256_s4_rc, direct, A and B staged`.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     /// The kernel.
     pub variant: &'static Variant,
     /// The kernel's view of the problem.
     pub orientation: Orientation,
+    /// Operands copied into 16-byte-aligned scratch before the kernel reads them.
+    pub staging: Staging,
 }
 
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}, {}", self.variant, self.orientation)
+        write!(f, "{}, {}", self.variant, self.orientation)?;
+        match (self.staging.a, self.staging.b) {
+            (true, true) => f.write_str(", A and B staged"),
+            (true, false) => f.write_str(", A staged"),
+            (false, true) => f.write_str(", B staged"),
+            (false, false) => Ok(()),
+        }
     }
+}
+
+/// Operands that TMA cannot describe where they are (a start or a line pitch that is not a
+/// multiple of 16 bytes, as with K = 4095 in row-major A) and that are therefore copied into
+/// scratch with aligned lines (`Gpu::with_workspace`) before the kernel runs. The copy reads
+/// and writes each staged operand once; the universal kernel, the alternative, runs at about
+/// a tenth of the TMA kernels' rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Staging {
+    pub a: bool,
+    pub b: bool,
+}
+
+impl Staging {
+    /// Whether anything is staged.
+    pub fn any(self) -> bool {
+        self.a || self.b
+    }
+}
+
+/// Below this many multiply-adds the universal kernel is kept: two staging launches would
+/// cost more than they save.
+const STAGING_MIN_MACS: u128 = 1 << 21;
+
+/// One operand seen as lines along its contiguous dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lines {
+    lines: usize,
+    line_len: usize,
+    pitch: usize,
+}
+
+impl Lines {
+    /// A `rows x cols` matrix stored with `layout` and leading dimension `pitch`.
+    fn of(layout: Layout, pitch: usize, rows: usize, cols: usize) -> Lines {
+        match layout {
+            Layout::RowMajor => Lines { lines: rows, line_len: cols, pitch },
+            Layout::ColMajor => Lines { lines: cols, line_len: rows, pitch },
+        }
+    }
+
+    /// Whether TMA can read the operand where it is: a 16-byte-aligned start, and lines
+    /// 16 bytes apart unless there is only one line or every line is one element (those
+    /// are described as contiguous, see [`strides`]).
+    fn tma_describes(self, address: u64, elem_bytes: usize) -> bool {
+        let pitch_ok = self.lines == 1 || self.line_len == 1 || (self.pitch * elem_bytes).is_multiple_of(16);
+        address.is_multiple_of(16) && pitch_ok
+    }
+
+    /// The pitch of the staged copy: the line rounded up to 16 bytes of 16-bit elements.
+    fn staged_pitch(self) -> usize {
+        self.line_len.next_multiple_of(8)
+    }
+
+    /// Bytes of the staged copy, rounded up to 256 so that the next one starts aligned.
+    fn staged_bytes(self, elem_bytes: usize) -> usize {
+        (self.lines * self.staged_pitch() * elem_bytes).next_multiple_of(256)
+    }
+}
+
+fn a_lines(p: &GemmProblem) -> Lines {
+    Lines::of(p.a_layout, p.lda, p.m, p.k)
+}
+
+fn b_lines(p: &GemmProblem) -> Lines {
+    Lines::of(p.b_layout, p.ldb, p.k, p.n)
+}
+
+/// The problem the kernel sees once `staging`'s operands are in scratch (their leading
+/// dimensions become the staged pitch), and the addresses to plan with (scratch is
+/// 256-byte aligned; the real ones are known at launch).
+fn staged_view(problem: &GemmProblem, staging: Staging, addr: Addresses) -> (GemmProblem, Addresses) {
+    let (mut p, mut a) = (*problem, addr);
+    if staging.a {
+        p.lda = a_lines(problem).staged_pitch();
+        a.a = 0;
+    }
+    if staging.b {
+        p.ldb = b_lines(problem).staged_pitch();
+        a.b = 0;
+    }
+    (p, a)
+}
+
+/// The operands TMA cannot read in place, for 16-bit inputs; `None` when nothing needs it
+/// or the inputs are f32 (which has no TMA kernel).
+fn staging_needed(problem: &GemmProblem, input: DType, addr: Addresses) -> Option<Staging> {
+    if input.size_bytes() != 2 {
+        return None;
+    }
+    let staging =
+        Staging { a: !a_lines(problem).tma_describes(addr.a, 2), b: !b_lines(problem).tma_describes(addr.b, 2) };
+    staging.any().then_some(staging)
 }
 
 fn out_code(dtype: DType) -> Result<i32, DType> {
@@ -85,8 +187,17 @@ fn out_code(dtype: DType) -> Result<i32, DType> {
     }
 }
 
-/// (stride along rows, stride along columns) of a matrix stored with `layout` and `ld`.
-fn strides(layout: Layout, ld: usize) -> (i64, i64) {
+/// (stride along rows, stride along columns) of a `rows x cols` matrix stored with `layout`
+/// and `ld`. A dimension of extent 1 is never stepped along, so its stride is free: a single
+/// row or column is described as contiguous with a 16-byte-multiple pitch, whatever layout it
+/// came in. That lets TMA take an M = 1 column-major A, or a K = 1 row-major one.
+fn strides(layout: Layout, ld: usize, rows: usize, cols: usize) -> (i64, i64) {
+    if rows == 1 {
+        return (cols.next_multiple_of(8) as i64, 1);
+    }
+    if cols == 1 {
+        return (1, rows.next_multiple_of(8) as i64);
+    }
     match layout {
         Layout::RowMajor => (ld as i64, 1),
         Layout::ColMajor => (1, ld as i64),
@@ -100,11 +211,12 @@ pub(crate) fn kernel_args(
     addr: Addresses,
     output: DType,
 ) -> KernelArgs {
-    let (a_m, a_k) = strides(problem.a_layout, problem.lda); // A(m,k)
-    let (b_k, b_n) = strides(problem.b_layout, problem.ldb); // B(k,n)
-    let (c_m, c_n) = strides(problem.c_layout, problem.ldc); // C(m,n)
+    let (m, n, k) = (problem.m, problem.n, problem.k);
+    let (a_m, a_k) = strides(problem.a_layout, problem.lda, m, k); // A(m,k)
+    let (b_k, b_n) = strides(problem.b_layout, problem.ldb, k, n); // B(k,n)
+    let (c_m, c_n) = strides(problem.c_layout, problem.ldc, m, n); // C(m,n)
     let out_dtype = out_code(output).expect("output dtype checked by the caller");
-    let (m, n, k) = (problem.m as i32, problem.n as i32, problem.k as i32);
+    let (m, n, k) = (m as i32, n as i32, k as i32);
     let common = |a, b, c| KernelArgs {
         a,
         b,
@@ -171,16 +283,16 @@ fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs)
     let Some(ldb) = unit(b_major, args.b_stride_n, args.b_stride_k) else {
         return Some(format!("its B is {b_major:?}-major"));
     };
-    let ldc = if args.c_stride_n == 1 { args.c_stride_m } else { args.c_stride_n };
+    // Only A and B go through TMA; the epilogue writes any C (vectors where it can).
     let tma_ok = |ld: i64, bytes: usize| {
         ld > 0 && (ld as i128 * bytes as i128) % 16 == 0 && (ld as i128 * bytes as i128) < (1 << 40)
     };
     let in_bytes = input.size_bytes();
-    if (args.a | args.b | args.c) & 15 != 0 {
-        return Some("TMA needs 16-byte-aligned base addresses".into());
+    if (args.a | args.b) & 15 != 0 {
+        return Some("TMA needs 16-byte-aligned A and B".into());
     }
-    if !tma_ok(lda, in_bytes) || !tma_ok(ldb, in_bytes) || !(ldc == 1 || tma_ok(ldc, output.size_bytes())) {
-        return Some("TMA needs leading dimensions that are multiples of 16 bytes".into());
+    if !tma_ok(lda, in_bytes) || !tma_ok(ldb, in_bytes) {
+        return Some("TMA needs A and B leading dimensions that are multiples of 16 bytes".into());
     }
     None
 }
@@ -203,9 +315,31 @@ fn score(variant: &Variant, m: usize, n: usize, k: usize, sms: usize) -> f64 {
     (m as f64 * n as f64) / covered * variant.config.relative_speed * penalty
 }
 
-/// How `variant` would run `problem` at these addresses, preferring the orientation whose
-/// tiles cover the output better.
+/// How `variant` would run `problem` at these addresses: in place if it can, else with the
+/// operands TMA cannot read staged. Fails with the in-place reasons.
 pub(crate) fn plan_for(
+    variant: &'static Variant,
+    problem: &GemmProblem,
+    input: DType,
+    output: DType,
+    addr: Addresses,
+    sms: usize,
+) -> Result<Plan, GemmError> {
+    let in_place = plan_in_place(variant, problem, input, output, addr, sms);
+    if in_place.is_ok() || !variant.uses_tma() {
+        return in_place;
+    }
+    let Some(staging) = staging_needed(problem, input, addr) else { return in_place };
+    let (staged, staged_addr) = staged_view(problem, staging, addr);
+    match plan_in_place(variant, &staged, input, output, staged_addr, sms) {
+        Ok(plan) => Ok(Plan { staging, ..plan }),
+        Err(_) => in_place,
+    }
+}
+
+/// How `variant` would run `problem` at these addresses as they are, preferring the
+/// orientation whose tiles cover the output better.
+fn plan_in_place(
     variant: &'static Variant,
     problem: &GemmProblem,
     input: DType,
@@ -231,7 +365,7 @@ pub(crate) fn plan_for(
         }
     }
     match best {
-        Some((_, orientation)) => Ok(Plan { variant, orientation }),
+        Some((_, orientation)) => Ok(Plan { variant, orientation, staging: Staging::default() }),
         None => Err(GemmError::VariantCannotRun { variant: variant.name, reason: reasons.join("; ") }),
     }
 }
@@ -245,9 +379,25 @@ pub(crate) fn choose(
     addr: Addresses,
     sms: usize,
 ) -> Result<Plan, GemmError> {
+    if let Some(plan) = best_tma_plan(problem, input, output, addr, sms) {
+        return Ok(plan);
+    }
+    let macs = problem.m as u128 * problem.n as u128 * problem.k as u128;
+    if let Some(staging) = staging_needed(problem, input, addr).filter(|_| macs >= STAGING_MIN_MACS) {
+        let (staged, staged_addr) = staged_view(problem, staging, addr);
+        if let Some(plan) = best_tma_plan(&staged, input, output, staged_addr, sms) {
+            return Ok(Plan { staging, ..plan });
+        }
+    }
+    let fallback = universal_for(input).ok_or(GemmError::UnsupportedTypes { input, output })?;
+    plan_in_place(fallback, problem, input, output, addr, sms)
+}
+
+/// The best-covering TMA plan that runs `problem` in place, if any.
+fn best_tma_plan(problem: &GemmProblem, input: DType, output: DType, addr: Addresses, sms: usize) -> Option<Plan> {
     let mut best: Option<(f64, Plan)> = None;
     for variant in variants().iter().filter(|v| v.uses_tma()) {
-        if let Ok(plan) = plan_for(variant, problem, input, output, addr, sms) {
+        if let Ok(plan) = plan_in_place(variant, problem, input, output, addr, sms) {
             let args = kernel_args(problem, plan.orientation, addr, output);
             let s = score(variant, args.m as usize, args.n as usize, args.k as usize, sms);
             if best.as_ref().is_none_or(|(b, _)| s > *b) {
@@ -255,19 +405,81 @@ pub(crate) fn choose(
             }
         }
     }
-    if let Some((_, plan)) = best {
-        return Ok(plan);
-    }
-    let fallback = universal_for(input).ok_or(GemmError::UnsupportedTypes { input, output })?;
-    plan_for(fallback, problem, input, output, addr, sms)
+    best.map(|(_, plan)| plan)
 }
 
-/// Enqueues the plan's kernel on `stream`.
+extern "C" {
+    fn ckb_gemm_stage_lines(
+        src: u64,
+        src_pitch: i64,
+        dst: u64,
+        dst_pitch: i64,
+        lines: i64,
+        line_len: i64,
+        sms: i32,
+        stream: *mut c_void,
+    ) -> i32;
+}
+
+/// Enqueues the plan on `gpu`'s stream: the staging copies, if any, then the kernel.
 ///
 /// # Safety
 /// The addresses must point to device buffers of the stream's context holding at least what
 /// `problem` needs (checked by the callers in lib.rs), alive until the kernel has run.
 pub(crate) unsafe fn launch(
+    plan: Plan,
+    problem: &GemmProblem,
+    addr: Addresses,
+    output: DType,
+    gpu: &ckb_common::Gpu,
+) -> Result<(), GemmError> {
+    if !plan.staging.any() {
+        // SAFETY: the caller's contract.
+        return unsafe { launch_kernel(plan, problem, addr, output, gpu.cu_stream()) };
+    }
+    let (staged, _) = staged_view(problem, plan.staging, addr);
+    let (a, b) = (a_lines(problem), b_lines(problem));
+    let a_bytes = if plan.staging.a { a.staged_bytes(2) } else { 0 };
+    let b_bytes = if plan.staging.b { b.staged_bytes(2) } else { 0 };
+    gpu.with_workspace(a_bytes + b_bytes, |scratch| {
+        let base = ckb_common::device_address(scratch, &gpu.stream);
+        let mut kernel_addr = addr;
+        let b_dst = base + a_bytes as u64;
+        for (staged_here, lines, src, dst, kernel_side) in [
+            (plan.staging.a, a, addr.a, base, &mut kernel_addr.a),
+            (plan.staging.b, b, addr.b, b_dst, &mut kernel_addr.b),
+        ] {
+            if !staged_here {
+                continue;
+            }
+            // SAFETY: src holds the operand's lines (validated by the caller); dst is scratch
+            // of at least lines x staged pitch elements, on the same stream.
+            let code = unsafe {
+                ckb_gemm_stage_lines(
+                    src,
+                    lines.pitch as i64,
+                    dst,
+                    lines.staged_pitch() as i64,
+                    lines.lines as i64,
+                    lines.line_len as i64,
+                    gpu.sm_count() as i32,
+                    gpu.cu_stream(),
+                )
+            };
+            check_launch("ckb_gemm_stage_lines", code)?;
+            *kernel_side = dst;
+        }
+        // SAFETY: the staged operands now sit in scratch with the staged view's pitches; the
+        // rest as the caller passed them.
+        unsafe { launch_kernel(plan, &staged, kernel_addr, output, gpu.cu_stream()) }
+    })?
+}
+
+/// Enqueues the plan's kernel on `stream`, on operands as they are at `addr`.
+///
+/// # Safety
+/// As [`launch`], for `problem` as the kernel sees it.
+unsafe fn launch_kernel(
     plan: Plan,
     problem: &GemmProblem,
     addr: Addresses,
@@ -278,6 +490,7 @@ pub(crate) unsafe fn launch(
     tracing::debug!(
         %plan,
         path = if plan.variant.uses_tma() { "tma" } else { "fallback" },
+        staged = plan.staging.any(),
         m = problem.m, n = problem.n, k = problem.k,
         layouts = %problem.layout_letters(),
         "gemm launch"
@@ -352,40 +565,75 @@ mod tests {
     }
 
     #[test]
+    fn any_c_takes_tma() {
+        // Odd N: C's rows are not 16-byte aligned; the epilogue stores element by element.
+        let odd_n = GemmProblem::row_col(256, 257, 64);
+        assert!(choose(&odd_n, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().variant.uses_tma());
+        let odd_c = Addresses { c: ALIGNED.c + 2, ..ALIGNED };
+        let p = GemmProblem::row_col(256, 256, 64).with_leading_dims(64, 64, 259);
+        assert!(choose(&p, DType::BF16, DType::F16, odd_c, 132).unwrap().variant.uses_tma());
+    }
+
+    #[test]
+    fn single_rows_and_columns_take_tma_in_any_layout() {
+        // M = 1 with A column-major (lda = 1) is one contiguous row of K.
+        for (m, n, layouts) in [
+            (1, 4096, (Layout::ColMajor, Layout::ColMajor)),
+            (1, 4096, (Layout::ColMajor, Layout::RowMajor)),
+            (4096, 1, (Layout::RowMajor, Layout::RowMajor)),
+            (4096, 1, (Layout::ColMajor, Layout::RowMajor)),
+        ] {
+            let p = GemmProblem::new(m, n, 4096, layouts.0, layouts.1, Layout::ColMajor);
+            let plan = choose(&p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
+            assert!(plan.variant.uses_tma(), "{m}x{n} {layouts:?}: {plan}");
+        }
+        let d = kernel_args(
+            &GemmProblem::new(1, 8, 13, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor),
+            Orientation::Direct,
+            ALIGNED,
+            DType::F32,
+        );
+        assert_eq!((d.a_stride_m, d.a_stride_k), (16, 1));
+    }
+
+    #[test]
     fn a_grid_past_2_31_ctas_is_refused_before_launch() {
-        // k = 1 is no multiple of 16 bytes: only the universal kernel could take it, and its
-        // one-CTA-per-tile grid would need 2^50 CTAs.
+        // f32 inputs run only on the universal kernel, whose one-CTA-per-tile grid would
+        // need 2^50 CTAs here.
         let huge = GemmProblem::row_col(i32::MAX as usize, i32::MAX as usize, 1);
         huge.lens().unwrap();
-        match choose(&huge, DType::BF16, DType::BF16, ALIGNED, 132) {
-            Err(GemmError::VariantCannotRun { variant: "universal_bf16", reason }) => assert!(reason.contains("grid")),
+        match choose(&huge, DType::F32, DType::F32, ALIGNED, 132) {
+            Err(GemmError::VariantCannotRun { variant: "universal_f32", reason }) => assert!(reason.contains("grid")),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn plans_print_variant_and_orientation() {
-        let kn = crate::variants::find_variant("sm90_bf16_128x256_s4_kn").unwrap();
-        let nk = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
-        let plan = plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
-        assert_eq!(plan.to_string(), "sm90_bf16_128x256_s4_kn, swapped");
+        let rr = crate::variants::find_variant("sm90_bf16_128x256_s4_rr").unwrap();
+        let cc = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
+        let plan = plan_for(rr, &cc, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
+        assert_eq!(plan.to_string(), "sm90_bf16_128x256_s4_rr, swapped");
     }
 
     #[test]
     fn forcing_a_variant_checks_majorness_in_both_orientations() {
-        let kk = crate::variants::find_variant("sm90_bf16_128x256_s4_kk").unwrap();
-        let tn = GemmProblem::row_col(256, 512, 64);
-        assert_eq!(plan_for(kk, &tn, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation, Orientation::Direct);
-        // 512 x 256 output: the swapped view puts the 256-wide tile along the longer side... either way it runs.
-        let nn = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
-        assert!(plan_for(kk, &nn, DType::BF16, DType::BF16, ALIGNED, 132).is_err());
-        let kn = crate::variants::find_variant("sm90_bf16_128x256_s4_kn").unwrap();
-        // A column-major x B column-major is the kn kernel swapped.
-        let nk = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
+        let rc = crate::variants::find_variant("sm90_bf16_128x256_s4_rc").unwrap();
+        let rc_problem = GemmProblem::row_col(256, 512, 64);
         assert_eq!(
-            plan_for(kn, &nk, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation,
+            plan_for(rc, &rc_problem, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation,
+            Orientation::Direct
+        );
+        // 512 x 256 output: the swapped view puts the 256-wide tile along the longer side... either way it runs.
+        let cr = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
+        assert!(plan_for(rc, &cr, DType::BF16, DType::BF16, ALIGNED, 132).is_err());
+        let rr = crate::variants::find_variant("sm90_bf16_128x256_s4_rr").unwrap();
+        // A column-major x B column-major is the rr kernel swapped.
+        let cc = GemmProblem::new(256, 512, 64, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
+        assert_eq!(
+            plan_for(rr, &cc, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().orientation,
             Orientation::Swapped
         );
-        assert!(plan_for(kn, &tn, DType::F16, DType::BF16, ALIGNED, 132).is_err());
+        assert!(plan_for(rr, &rc_problem, DType::F16, DType::BF16, ALIGNED, 132).is_err());
     }
 }

@@ -13,12 +13,14 @@
 //! let b = gpu.random_normal::<bf16>(4096 * 4096, 2)?;
 //! let mut c = gpu.zeros::<bf16>(4096 * 4096)?;
 //! let plan = ckb_gemm::gemm(&gpu, &problem, &a, &b, &mut c)?;
-//! println!("ran {plan}"); // e.g. "sm90_bf16_128x256_s4_kk, direct"
+//! println!("ran {plan}"); // e.g. "sm90_bf16_128x256_s4_rc, direct"
 //! # Ok(()) }
 //! ```
 //!
-//! Problems with 16-byte-aligned pointers and leading dimensions take the TMA + WGMMA
-//! kernels; anything else takes the universal kernel, never an error. Every call returns the
+//! f16/bf16 problems take the TMA + WGMMA kernels, whatever C's alignment. Where TMA cannot
+//! read A or B in place (a start or leading dimension that is not a multiple of 16 bytes),
+//! that operand is first copied into aligned scratch ([`Staging`]); only tiny problems of
+//! that kind, and f32 inputs, take the universal kernel. Never an error for a valid problem. Every call returns the
 //! [`Plan`] that ran, and logs it through `tracing` at debug level.
 //!
 //! [`GemmProblem`] is the type the cuBLAS baseline takes too (`ckb_common::gemm::GemmSpec`),
@@ -36,7 +38,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 use ckb_common::{bf16, f16, DType, Element, Gpu};
 
-pub use launch::{Orientation, Plan};
+pub use launch::{Orientation, Plan, Staging};
 pub use problem::{GemmError, GemmProblem, GemmShapeError, Operand};
 pub use variants::{find_variant, variants, InputType, KernelConfig, Major, Schedule, TileShape, Variant};
 
@@ -114,6 +116,6 @@ fn run<TIn: GemmInput, TOut: GemmOutput>(
     };
     // SAFETY: the buffers were checked against the problem above and stay borrowed (and
     // their guards alive) until the launch has been enqueued on `stream`.
-    unsafe { launch::launch(plan, problem, addresses, TOut::DTYPE, gpu.cu_stream())? };
+    unsafe { launch::launch(plan, problem, addresses, TOut::DTYPE, gpu)? };
     Ok(plan)
 }

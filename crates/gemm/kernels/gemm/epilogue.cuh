@@ -1,5 +1,7 @@
 // Epilogue: D = alpha * accumulators + beta * C, staged through shared memory so that global
 // accesses are 8- or 16-byte vectors along C's contiguous dimension, predicated at the edges.
+// Any C start and leading dimension: where they are not aligned to 4 elements, the same walk
+// stores element by element. C's alignment never decides which kernel runs.
 //
 // Each consumer warp group owns 64 rows of the tile and its own staging buffer, and works
 // through its 64 x BN accumulators 32 columns at a time:
@@ -54,10 +56,11 @@ struct EpilogueSmemStaged {
   // The staged chunk, `Rows` x `Cols` with the contiguous dimension of C along `Cols`, to
   // `out` (row pitch `ld` elements). Rows at or past `rows_left` and columns at or past
   // `cols_left` lie outside C; a chunk wholly inside takes a path without checks. Each
-  // thread walks one column of 16-byte vectors down the chunk, by pointer increments.
+  // thread walks one column of 4-element vectors down the chunk, by pointer increments;
+  // without `vectors` (C or its pitch not aligned to 4 elements) it stores them one by one.
   template <int Rows, int Cols, int Pitch, bool ReadC, class TOut>
   CUTE_DEVICE static void store_chunk(float const* stage, TOut* out, int64_t ld, int rows_left, int cols_left,
-                                      float alpha, float beta, int thread) {
+                                      bool vectors, float alpha, float beta, int thread) {
     constexpr int VectorsPerRow = Cols / 4;
     constexpr int RowsPerPass = 128 / VectorsPerRow;
     static_assert(Rows * Cols / 4 == VectorsPerThread * 128, "whole vectors per thread");
@@ -66,7 +69,7 @@ struct EpilogueSmemStaged {
     float const* src = stage + row0 * Pitch + col;
     TOut* dst = out + row0 * ld + col;
     int64_t const dst_step = RowsPerPass * ld;
-    if (rows_left >= Rows && cols_left >= Cols) {
+    if (vectors && rows_left >= Rows && cols_left >= Cols) {
       CUTE_UNROLL
       for (int i = 0; i < VectorsPerThread; ++i) {
         axpby_store4<ReadC>(dst, *reinterpret_cast<float4 const*>(src + i * RowsPerPass * Pitch), alpha, beta);
@@ -78,10 +81,11 @@ struct EpilogueSmemStaged {
     for (int i = 0; i < VectorsPerThread; ++i) {
       int const row = row0 + i * RowsPerPass;
       float const* s = src + i * RowsPerPass * Pitch;
-      if (row < rows_left && col + 4 <= cols_left) {
+      if (row < rows_left && vectors && col + 4 <= cols_left) {
         axpby_store4<ReadC>(dst, *reinterpret_cast<float4 const*>(s), alpha, beta);
       } else if (row < rows_left) {
-        for (int e = 0; e < cols_left - col; ++e) axpby_store(dst + e, s[e], alpha, beta);
+        int const cols_here = min(4, cols_left - col);
+        for (int e = 0; e < cols_here; ++e) axpby_store(dst + e, s[e], alpha, beta);
       }
       dst += dst_step;
     }
@@ -113,6 +117,9 @@ struct EpilogueSmemStaged {
     dispatch_out_dtype(args.out_dtype, [&](auto out_tag) {
       using TOut = decltype(out_tag);
       auto* c = static_cast<TOut*>(args.c);
+      // Any C: 4-element vectors where its start and pitch allow them, elements otherwise.
+      int64_t const ld = row_major ? args.c_stride_m : args.c_stride_n;
+      bool const vectors = (reinterpret_cast<uintptr_t>(c) % (4 * sizeof(TOut))) == 0 && ld % 4 == 0;
       CUTE_NO_UNROLL
       for (int chunk = 0; chunk < Chunks; ++chunk) {
         int const chunk_n0 = n0 + chunk * ChunkCols;
@@ -142,12 +149,12 @@ struct EpilogueSmemStaged {
         bool const read_c = args.beta != 0.0f;
         if (row_major) {  // chunk rows are rows of C: 64 x 32
           TOut* out = c + int64_t(m0) * args.c_stride_m + chunk_n0;
-          if (read_c) store_chunk<WgRows, ChunkCols, RowPitch, true>(stage, out, args.c_stride_m, rows_left, cols_left, args.alpha, args.beta, thread);
-          else store_chunk<WgRows, ChunkCols, RowPitch, false>(stage, out, args.c_stride_m, rows_left, cols_left, args.alpha, args.beta, thread);
+          if (read_c) store_chunk<WgRows, ChunkCols, RowPitch, true>(stage, out, args.c_stride_m, rows_left, cols_left, vectors, args.alpha, args.beta, thread);
+          else store_chunk<WgRows, ChunkCols, RowPitch, false>(stage, out, args.c_stride_m, rows_left, cols_left, vectors, args.alpha, args.beta, thread);
         } else {          // chunk rows are columns of C: 32 x 64
           TOut* out = c + int64_t(chunk_n0) * args.c_stride_n + m0;
-          if (read_c) store_chunk<ChunkCols, WgRows, ColPitch, true>(stage, out, args.c_stride_n, cols_left, rows_left, args.alpha, args.beta, thread);
-          else store_chunk<ChunkCols, WgRows, ColPitch, false>(stage, out, args.c_stride_n, cols_left, rows_left, args.alpha, args.beta, thread);
+          if (read_c) store_chunk<ChunkCols, WgRows, ColPitch, true>(stage, out, args.c_stride_n, cols_left, rows_left, vectors, args.alpha, args.beta, thread);
+          else store_chunk<ChunkCols, WgRows, ColPitch, false>(stage, out, args.c_stride_n, cols_left, rows_left, vectors, args.alpha, args.beta, thread);
         }
       }
     });
