@@ -81,18 +81,39 @@ pub struct GemmCase {
     /// A's and B's layout letters ("rc": A row-major, B column-major, a linear layer's
     /// weight), optionally C's third (row-major when absent).
     pub layouts: String,
+    /// Scale of the product (1 when absent).
+    pub alpha: Option<f32>,
+    /// Scale of C (0 when absent: C is not read); non-zero reads a random C.
+    pub beta: Option<f32>,
+    /// Elements added to every leading dimension beyond the tightest (0 when absent).
+    pub ld_pad: Option<usize>,
 }
 
 impl GemmCase {
     fn label(&self) -> String {
-        format!("{} {} m{} n{} k{}", self.dtype, self.layouts, self.m, self.n, self.k)
+        let mut label = format!("{} {} m{} n{} k{}", self.dtype, self.layouts, self.m, self.n, self.k);
+        if let Some(out) = &self.out_dtype {
+            label += &format!(" ->{out}");
+        }
+        if self.alpha.is_some() || self.beta.is_some() {
+            label += &format!(" a{} b{}", self.alpha.unwrap_or(1.0), self.beta.unwrap_or(0.0));
+        }
+        if let Some(pad) = self.ld_pad.filter(|&p| p > 0) {
+            label += &format!(" ld+{pad}");
+        }
+        label
     }
 
     fn run(&self) -> Result<Run> {
         let input = cli::dtype(&self.dtype)?;
         let output = self.out_dtype.as_deref().map(cli::dtype).transpose()?.unwrap_or(input);
         let [a, b, c] = layouts(&self.layouts)?;
-        Ok(Run { problem: GemmProblem::new(self.m, self.n, self.k, a, b, c), input, output })
+        let tight = GemmProblem::new(self.m, self.n, self.k, a, b, c);
+        let pad = self.ld_pad.unwrap_or(0);
+        let problem = tight
+            .with_leading_dims(tight.lda + pad, tight.ldb + pad, tight.ldc + pad)
+            .with_scalars(self.alpha.unwrap_or(1.0), self.beta.unwrap_or(0.0));
+        Ok(Run { problem, input, output })
     }
 }
 
