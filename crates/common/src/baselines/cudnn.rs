@@ -141,7 +141,8 @@ pub struct ConvAlgorithm {
     /// Plans timed against each other: those that finalized within the workspace limit and ran.
     pub candidates: usize,
     /// Engine configs (and heuristics) left out before them: ruled out by a numerical note,
-    /// failed to finalize, over the workspace limit, or failed to run. `RUST_LOG=debug` logs why.
+    /// failed to finalize, over the workspace limit, or failed to run. Each is logged at debug
+    /// level (`RUST_LOG=debug` in the runner and xtask, which install a tracing subscriber).
     pub skipped: usize,
 }
 
