@@ -5,8 +5,9 @@
 
 use ckb_common::baselines::cub::{check_reduce, check_row_sum};
 use ckb_common::baselines::cublas::{check_fp8_form, cublas_gemm_types};
+use ckb_common::baselines::cudnn::{MAX_CANDIDATES, WORKSPACE_LIMIT};
 use ckb_common::baselines::naive;
-use ckb_common::baselines::{ConvSpec, Cub, Cublas, Cudnn, Fp32Math, Fp8Scales, GemmSpec, ReduceOp};
+use ckb_common::baselines::{ConvAlgorithm, ConvSpec, Cub, Cublas, Cudnn, Fp32Math, Fp8Scales, GemmSpec, ReduceOp};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ckb_common::cudarc::driver::CudaSlice;
@@ -435,6 +436,9 @@ fn check_cudnn_type<T: Element>(gpu: &Gpu, cudnn: &Cudnn, fp32_math: Fp32Math, t
         let w = gpu.upload(&w_host).unwrap();
         let mut y = gpu.poisoned::<T>(lens.y).unwrap();
         let conv = cudnn.conv2d_forward(&spec, &x, &w, &mut y).unwrap_or_else(|e| panic!("{} {spec:?}: {e}", T::DTYPE));
+        let algorithm = conv.algorithm();
+        println!("cuDNN {} {fp32_math:?} {spec:?}: {algorithm}", T::DTYPE);
+        check_conv_algorithm::<T>(algorithm, fp32_math);
         // The search wrote y; poison again so the checked run must write every element.
         gpu.poison(&mut y).unwrap();
         conv.run(&x, &w, &mut y).unwrap();
@@ -442,7 +446,22 @@ fn check_cudnn_type<T: Element>(gpu: &Gpu, cudnn: &Cudnn, fp32_math: Fp32Math, t
         let reference = reference_conv(&spec, &to_f64_vec(&x_host), &to_f64_vec(&w_host));
         let terms = (spec.r * spec.s * spec.channels_per_group()) as f64;
         let result = compare(&out, &reference, tolerance.with_scale(terms.sqrt()));
-        assert!(result.passed, "{} {spec:?} with {:?}: {result:?}", T::DTYPE, conv.algorithm());
+        assert!(result.passed, "{} {spec:?} with {algorithm}: {result:?}", T::DTYPE);
+    }
+}
+
+/// What the search records is what it promises: a measured time, candidates within the
+/// limits, and no engine whose numerics the baseline rules out.
+fn check_conv_algorithm<T: Element>(algorithm: &ConvAlgorithm, fp32_math: Fp32Math) {
+    assert!(algorithm.time_us.is_finite() && algorithm.time_us > 0.0, "{algorithm}");
+    assert!((1..=MAX_CANDIDATES).contains(&algorithm.candidates), "{algorithm}");
+    assert!(["A", "FALLBACK"].contains(&algorithm.heuristic), "{algorithm}");
+    assert!(algorithm.workspace_bytes <= WORKSPACE_LIMIT, "{algorithm}");
+    assert!(algorithm.engine >= 0, "{algorithm}");
+    let has = |note: &str| algorithm.notes.iter().any(|n| n == note);
+    assert!(!has("DOWN_CONVERT_INPUTS") && !has("REDUCED_PRECISION_REDUCTION"), "{algorithm}");
+    if T::DTYPE == DType::F32 && fp32_math == Fp32Math::Ieee {
+        assert!(!has("TENSOR_CORE"), "IEEE f32 ran on tensor cores (TF32): {algorithm}");
     }
 }
 
@@ -472,6 +491,37 @@ fn cudnn_run_rejects_short_buffers() {
     let conv = cudnn.conv2d_forward(&spec, &x, &w, &mut y).unwrap();
     let mut short = gpu.zeros::<f16>(lens.y - 1).unwrap();
     assert!(matches!(conv.run(&x, &w, &mut short), Err(GpuError::BufferTooSmall { .. })));
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn cudnn_plans_follow_the_alignment_of_the_setup_buffers() {
+    let gpu = gpu_alone();
+    let cudnn = Cudnn::new(&gpu).unwrap();
+    let spec = ConvSpec::new(2, 8, 8, 16, 32, 3, 3).with_padding(1, 1);
+    let lens = spec.lens().unwrap();
+    let x_host = random::normal::<f16>(lens.x + 1, 21);
+    let w_host = random::normal::<f16>(lens.w + 1, 22);
+    let x = gpu.upload(&x_host).unwrap();
+    let w = gpu.upload(&w_host).unwrap();
+    let mut y = gpu.poisoned::<f16>(lens.y + 1).unwrap();
+
+    // Made on 256-byte-aligned allocations, a plan refuses views one element (2 bytes) in.
+    let aligned =
+        cudnn.conv2d_forward(&spec, &x.slice(..lens.x), &w.slice(..lens.w), &mut y.slice_mut(..lens.y)).unwrap();
+    let refused = aligned.run(&x.slice(1..), &w.slice(..lens.w), &mut y.slice_mut(..lens.y));
+    assert!(matches!(refused, Err(GpuError::Misaligned { align: 16, .. })), "{refused:?}");
+
+    // Made on those views, a plan runs on them and matches the reference.
+    let offset = cudnn.conv2d_forward(&spec, &x.slice(1..), &w.slice(1..), &mut y.slice_mut(1..)).unwrap();
+    println!("cuDNN f16 on 2-byte-aligned views {spec:?}: {}", offset.algorithm());
+    gpu.poison(&mut y).unwrap();
+    offset.run(&x.slice(1..), &w.slice(1..), &mut y.slice_mut(1..)).unwrap();
+    let out = to_f64_vec(&gpu.download(&y).unwrap());
+    let reference = reference_conv(&spec, &to_f64_vec(&x_host[1..]), &to_f64_vec(&w_host[1..]));
+    let terms = (spec.r * spec.s * spec.channels_per_group()) as f64;
+    let result = compare(&out[1..], &reference, Tolerance::HALF.with_scale(terms.sqrt()));
+    assert!(result.passed, "{} {result:?}", offset.algorithm());
 }
 
 // --- CUB ----------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-// Standalone probe of the vendor calls made by crates/common/src/baselines/{cudnn,cublas}.rs,
+// Standalone probe of the vendor calls made (for cuDNN's convolution, once made) by
+// crates/common/src/baselines/{cudnn,cublas}.rs,
 // for telling a wrong call from a library limit or an environment effect.
 // Build and run on the GPU host (cuDNN is dlopen'ed, so its headers need not be installed):
 //   nvcc -std=c++17 baseline_probe.cu -lcublasLt -lcublas -lcuda -ldl -o probe
-//   ./probe conv [VARIANT]                 cuDNN conv2d search, as cudnn.rs sets it up, and variants
+//   ./probe conv [VARIANT]                 cuDNN's legacy conv2d search, as cudnn.rs set it up before it
+//                                          moved to the graph API, and variants
 //   ./probe conv-driver [VARIANT]          the same with cudarc's driver-API context, stream, buffers
 //   ./probe conv-threads N LOCK DRIVER     N threads searching at once (LOCK: 0 none, 1 setup, 2 search)
 //   ./probe fp8 [VARIANT]                  cuBLASLt e4m3 x e4m3 -> bf16 in TN form, as cublas.rs, and variants

@@ -1,5 +1,10 @@
-//! Softmax and log-softmax forward through cuDNN's `cudnnSoftmaxForward` (its ops
-//! sublibrary): the vendor baseline of the row-wise kernels in ckb-norm.
+//! Softmax and log-softmax forward through cuDNN's legacy API, `cudnnSoftmaxForward` (its
+//! ops sublibrary): the vendor baseline of the row-wise kernels in ckb-norm.
+//!
+//! The convolution baseline ([`super::cudnn`]) uses the graph API; this one stays on the
+//! legacy call, which every cuDNN 9 has. The graph API's own softmax operation
+//! (`CUDNN_BACKEND_OPERATION_SOFTMAX_DESCRIPTOR`) is in cudarc's cuDNN 9.21 bindings but
+//! not in its 9.10 ones, so not every cuDNN 9 has it.
 //!
 //! A `rows x cols` matrix whose input rows lie `row_stride` elements apart is the NCHW
 //! tensor (rows, cols, 1, 1) with strides (row_stride, 1, 1, 1); the output is dense. The

@@ -1,7 +1,9 @@
 //! Vendor and raw-CUDA baselines, run on the same stream and inputs as our kernels.
 //!
 //! - [`cublas`]: GEMM through cuBLAS (bf16, fp16, fp32, tf32) and cuBLASLt (fp8).
-//! - [`cudnn`]: conv2d forward, NHWC, with the fastest algorithm found once per shape.
+//! - [`cudnn`]: conv2d forward, NHWC, through cuDNN's graph API, with the fastest engine
+//!   config found once per shape.
+//! - [`cudnn_softmax`]: row-wise softmax and log-softmax through cuDNN's legacy API.
 //! - [`cub`]: CUB device-wide and row (segmented) reductions through the shim in `baselines/cub`.
 //! - [`naive`]: raw CUDA kernels from `baselines/cuda` (element-wise add, naive GEMM).
 //!

@@ -11,11 +11,12 @@ pub use crate::gemm::{GemmLens, GemmSpec};
 /// fp32 accumulation; this choice applies to f32 inputs only and is ignored otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum Fp32Math {
-    /// Full fp32 (cuBLAS `CUBLAS_COMPUTE_32F`, cuDNN `CUDNN_FMA_MATH`).
+    /// Full fp32 (cuBLAS `CUBLAS_COMPUTE_32F`; cuDNN leaves out engines with the
+    /// `TENSOR_CORE` numerical note, which would round to TF32).
     #[default]
     Ieee,
     /// Inputs rounded to TF32 on tensor cores, fp32 accumulation
-    /// (`CUBLAS_COMPUTE_32F_FAST_TF32`, cuDNN `CUDNN_DEFAULT_MATH`).
+    /// (`CUBLAS_COMPUTE_32F_FAST_TF32`; cuDNN may also pick its tensor-core engines).
     Tf32,
 }
 
