@@ -125,10 +125,11 @@ impl Lines {
     }
 
     /// Whether TMA can read the operand where it is: a 16-byte-aligned start, and lines
-    /// 16 bytes apart unless there is only one line or every line is one element (those
-    /// are described as contiguous, see [`strides`]).
+    /// 16 bytes apart, unless there is only one line, or the lines are single contiguous
+    /// elements (both are one contiguous run, see [`fit_free_strides`]).
     fn tma_describes(self, address: u64, elem_bytes: usize) -> bool {
-        let pitch_ok = self.lines == 1 || self.line_len == 1 || (self.pitch * elem_bytes).is_multiple_of(16);
+        let pitch_ok =
+            self.lines == 1 || (self.line_len == 1 && self.pitch == 1) || (self.pitch * elem_bytes).is_multiple_of(16);
         address.is_multiple_of(16) && pitch_ok
     }
 
@@ -187,36 +188,65 @@ fn out_code(dtype: DType) -> Result<i32, DType> {
     }
 }
 
-/// (stride along rows, stride along columns) of a `rows x cols` matrix stored with `layout`
-/// and `ld`. A dimension of extent 1 is never stepped along, so its stride is free: a single
-/// row or column is described as contiguous with a 16-byte-multiple pitch, whatever layout it
-/// came in. That lets TMA take an M = 1 column-major A, or a K = 1 row-major one.
-fn strides(layout: Layout, ld: usize, rows: usize, cols: usize) -> (i64, i64) {
-    if rows == 1 {
-        return (cols.next_multiple_of(8) as i64, 1);
-    }
-    if cols == 1 {
-        return (1, rows.next_multiple_of(8) as i64);
-    }
+/// (stride along rows, stride along columns) of a matrix stored with `layout` and `ld`.
+fn strides(layout: Layout, ld: usize) -> (i64, i64) {
     match layout {
         Layout::RowMajor => (ld as i64, 1),
         Layout::ColMajor => (1, ld as i64),
     }
 }
 
+/// A pitch of `len` 16-bit elements rounded up to 16 bytes, for strides that are free.
+fn aligned_pitch(len: i32) -> i64 {
+    (len.max(1) as i64 + 7) / 8 * 8
+}
+
+/// An operand's (stride along M or N, stride along K) with the strides along extents of 1
+/// set to what a kernel of majorness `major` wants. Such a stride is never stepped along, so
+/// any value describes the same elements: an M = 1 column-major A with lda = 1 is one
+/// contiguous row, K-major with any pitch, and TMA gets a 16-byte-multiple one.
+fn fit_free_strides((mn_stride, k_stride): (i64, i64), (mn, k): (i32, i32), major: Major) -> (i64, i64) {
+    let pitch = aligned_pitch;
+    match major {
+        Major::K => (if mn == 1 { pitch(k) } else { mn_stride }, if k == 1 { 1 } else { k_stride }),
+        Major::MN => (if mn == 1 { 1 } else { mn_stride }, if k == 1 { pitch(mn) } else { k_stride }),
+    }
+}
+
 /// The kernel's view of `problem`. Validation has already bounded every size.
+/// For a TMA variant (`majors`), strides along extents of 1 are fitted to its majorness
+/// ([`fit_free_strides`]), and a single row or column of C is described as row-major with
+/// an aligned pitch, so that the epilogue stores vectors.
 pub(crate) fn kernel_args(
     problem: &GemmProblem,
     orientation: Orientation,
     addr: Addresses,
     output: DType,
+    majors: Option<(Major, Major)>,
 ) -> KernelArgs {
-    let (m, n, k) = (problem.m, problem.n, problem.k);
-    let (a_m, a_k) = strides(problem.a_layout, problem.lda, m, k); // A(m,k)
-    let (b_k, b_n) = strides(problem.b_layout, problem.ldb, k, n); // B(k,n)
-    let (c_m, c_n) = strides(problem.c_layout, problem.ldc, m, n); // C(m,n)
+    let mut args = oriented_args(problem, orientation, addr, output);
+    if let Some((a_major, b_major)) = majors {
+        (args.a_stride_m, args.a_stride_k) =
+            fit_free_strides((args.a_stride_m, args.a_stride_k), (args.m, args.k), a_major);
+        (args.b_stride_n, args.b_stride_k) =
+            fit_free_strides((args.b_stride_n, args.b_stride_k), (args.n, args.k), b_major);
+    }
+    // C's free stride (along an extent of 1) gets an aligned pitch where the other is unit.
+    if args.m == 1 && args.c_stride_n == 1 {
+        args.c_stride_m = aligned_pitch(args.n);
+    } else if args.n == 1 && args.c_stride_m == 1 {
+        args.c_stride_n = aligned_pitch(args.m);
+    }
+    args
+}
+
+/// The problem's own strides in the kernel's orientation.
+fn oriented_args(problem: &GemmProblem, orientation: Orientation, addr: Addresses, output: DType) -> KernelArgs {
+    let (a_m, a_k) = strides(problem.a_layout, problem.lda); // A(m,k)
+    let (b_k, b_n) = strides(problem.b_layout, problem.ldb); // B(k,n)
+    let (c_m, c_n) = strides(problem.c_layout, problem.ldc); // C(m,n)
     let out_dtype = out_code(output).expect("output dtype checked by the caller");
-    let (m, n, k) = (m as i32, n as i32, k as i32);
+    let (m, n, k) = (problem.m as i32, problem.n as i32, problem.k as i32);
     let common = |a, b, c| KernelArgs {
         a,
         b,
@@ -350,7 +380,7 @@ fn plan_in_place(
     let mut best: Option<(f64, Orientation)> = None;
     let mut reasons = Vec::new();
     for orientation in [Orientation::Direct, Orientation::Swapped] {
-        let args = kernel_args(problem, orientation, addr, output);
+        let args = kernel_args(problem, orientation, addr, output, variant.config.majors);
         match cannot_run(variant, input, output, &args) {
             Some(reason) => reasons.push(format!("{orientation:?}: {reason}")),
             None => {
@@ -398,7 +428,7 @@ fn best_tma_plan(problem: &GemmProblem, input: DType, output: DType, addr: Addre
     let mut best: Option<(f64, Plan)> = None;
     for variant in variants().iter().filter(|v| v.uses_tma()) {
         if let Ok(plan) = plan_in_place(variant, problem, input, output, addr, sms) {
-            let args = kernel_args(problem, plan.orientation, addr, output);
+            let args = kernel_args(problem, plan.orientation, addr, output, variant.config.majors);
             let s = score(variant, args.m as usize, args.n as usize, args.k as usize, sms);
             if best.as_ref().is_none_or(|(b, _)| s > *b) {
                 best = Some((s, plan));
@@ -486,7 +516,7 @@ unsafe fn launch_kernel(
     output: DType,
     stream: *mut c_void,
 ) -> Result<(), GemmError> {
-    let args = kernel_args(problem, plan.orientation, addr, output);
+    let args = kernel_args(problem, plan.orientation, addr, output, plan.variant.config.majors);
     tracing::debug!(
         %plan,
         path = if plan.variant.uses_tma() { "tma" } else { "fallback" },
@@ -510,12 +540,12 @@ mod tests {
     #[test]
     fn swapped_view_transposes_everything() {
         let p = GemmProblem::new(3, 5, 7, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
-        let d = kernel_args(&p, Orientation::Direct, ALIGNED, DType::F32);
+        let d = kernel_args(&p, Orientation::Direct, ALIGNED, DType::F32, None);
         assert_eq!(
             (d.a_stride_m, d.a_stride_k, d.b_stride_n, d.b_stride_k, d.c_stride_m, d.c_stride_n),
             (7, 1, 1, 5, 5, 1)
         );
-        let s = kernel_args(&p, Orientation::Swapped, ALIGNED, DType::F32);
+        let s = kernel_args(&p, Orientation::Swapped, ALIGNED, DType::F32, None);
         assert_eq!((s.m, s.n, s.a, s.b), (5, 3, ALIGNED.b, ALIGNED.a));
         assert_eq!(
             (s.a_stride_m, s.a_stride_k, s.b_stride_n, s.b_stride_k, s.c_stride_m, s.c_stride_n),
@@ -587,13 +617,14 @@ mod tests {
             let plan = choose(&p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
             assert!(plan.variant.uses_tma(), "{m}x{n} {layouts:?}: {plan}");
         }
-        let d = kernel_args(
-            &GemmProblem::new(1, 8, 13, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor),
-            Orientation::Direct,
-            ALIGNED,
-            DType::F32,
-        );
+        let single_row = GemmProblem::new(1, 8, 13, Layout::ColMajor, Layout::RowMajor, Layout::RowMajor);
+        let k_major = Some((Major::K, Major::K));
+        let d = kernel_args(&single_row, Orientation::Direct, ALIGNED, DType::F32, k_major);
         assert_eq!((d.a_stride_m, d.a_stride_k), (16, 1));
+        // With lda = 4 the row's elements are 4 apart: not contiguous, so not K-major.
+        let padded = single_row.with_leading_dims(4, 8, 8);
+        let d = kernel_args(&padded, Orientation::Direct, ALIGNED, DType::F32, k_major);
+        assert_eq!((d.a_stride_m, d.a_stride_k), (16, 4));
     }
 
     #[test]
