@@ -345,10 +345,17 @@ fn measure_typed<TIn: GemmInput, TOut: GemmOutput>(
 
 /// What ran, as records name it.
 fn plan_label(plan: &ckb_gemm::Plan) -> String {
-    match plan.orientation {
-        ckb_gemm::Orientation::Direct => plan.variant.name.to_string(),
-        ckb_gemm::Orientation::Swapped => format!("{} (swapped)", plan.variant.name),
+    let mut label = plan.variant.name.to_string();
+    if plan.orientation == ckb_gemm::Orientation::Swapped {
+        label += " (swapped)";
     }
+    match (plan.staging.a, plan.staging.b) {
+        (true, true) => label += " (A, B staged)",
+        (true, false) => label += " (A staged)",
+        (false, true) => label += " (B staged)",
+        (false, false) => {}
+    }
+    label
 }
 
 /// Which kernels the fuzzer runs.
