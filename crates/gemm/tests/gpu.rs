@@ -374,6 +374,48 @@ fn unaligned_operands_are_staged_onto_tma_kernels() {
     report(failures, cases);
 }
 
+/// Shapes whose tiles fill at most half the SMs run split-K: correct in every layout, with
+/// beta != 0 and staged operands, and the same bits on a second run.
+#[test]
+#[ignore = "needs a GPU"]
+fn split_k_is_correct_and_reproducible() {
+    let gpu = gpu();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    let shapes = [(256, 256, 16384), (64, 2048, 4096), (1, 4096, 8192), (33, 1000, 3001)];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for a_layout in Layout::ALL {
+            for b_layout in Layout::ALL {
+                for c_layout in Layout::ALL {
+                    let p = GemmProblem::new(m, n, k, a_layout, b_layout, c_layout);
+                    for p in [p, p.with_scalars(0.5, -1.0)] {
+                        let plan = ckb_gemm::choose_plan(&gpu, &p, DType::BF16, DType::BF16, [0, 0, 0]).unwrap();
+                        if plan.split.splits < 2 {
+                            failures.push(format!("{} {m}x{n}x{k}: no split-K: {plan}", p.layout_letters()));
+                        }
+                        cases += 2;
+                        failures.extend(run_case::<bf16, bf16>(&gpu, None, &p, 110 + i as u64));
+                        failures.extend(run_case::<f16, f32>(&gpu, None, &p, 120 + i as u64));
+                    }
+                }
+            }
+        }
+    }
+    report(failures, cases);
+
+    let p = GemmProblem::row_col(128, 512, 32768).with_scalars(1.0, 1.0);
+    let a = gpu.random_normal::<bf16>(128 * 32768, 1).unwrap();
+    let b = gpu.random_normal::<bf16>(512 * 32768, 2).unwrap();
+    let c0 = gpu.random_normal::<f32>(128 * 512, 3).unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut c = c0.clone();
+        let plan = gemm(&gpu, &p, &a, &b, &mut c).unwrap();
+        assert!(plan.split.splits > 1, "{plan}");
+        runs.push(gpu.download(&c).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    }
+    assert!(runs[0] == runs[1], "split-K results differ between runs");
+}
+
 #[test]
 #[ignore = "needs a GPU"]
 fn forced_variant_refuses_what_it_cannot_run() {

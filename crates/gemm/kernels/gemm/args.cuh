@@ -24,8 +24,16 @@ struct CkbGemmArgs {
   int32_t m, n, k;
   int32_t out_dtype;     // CkbOutDType
   float alpha, beta;
+  // Split-K (TMA kernels): `splits` K slices of `split_k_tiles` K-tiles each (the last may
+  // be shorter). Slice s writes its fp32 product to `partials + s * partial_slice`, in C's
+  // orientation (row-major when c_stride_n == 1) with leading dimension `partial_ld`; a
+  // second kernel sums the slices in order into C. splits == 1: straight to C.
+  float* partials;
+  int64_t partial_ld, partial_slice;
+  int32_t splits;
+  int32_t split_k_tiles;
 };
-static_assert(sizeof(CkbGemmArgs) == 96, "layout must match launch.rs");
+static_assert(sizeof(CkbGemmArgs) == 128, "layout must match launch.rs");
 
 // Output element type, chosen at run time so one compiled kernel serves f32/f16/bf16 output.
 enum CkbOutDType : int32_t { CKB_OUT_F32 = 0, CKB_OUT_F16 = 1, CKB_OUT_BF16 = 2 };

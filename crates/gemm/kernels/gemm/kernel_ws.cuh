@@ -6,6 +6,8 @@
 //   warp groups 1..    consumers, cooperative: together they compute each tile (64 rows
 //                      each) with WGMMA, then run the epilogue while the producer already
 //                      fills the stages of the next tile.
+// With split-K a work unit is one K slice of a tile, and its epilogue writes an fp32 partial
+// (split_k.cuh), which a second kernel sums into C.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -14,6 +16,7 @@
 #include "gemm/args.cuh"
 #include "gemm/epilogue.cuh"
 #include "gemm/mainloop_tma_wgmma.cuh"
+#include "gemm/split_k.cuh"
 #include "gemm/tile_scheduler.cuh"
 
 namespace ckb {
@@ -49,7 +52,6 @@ struct WsGemmKernel {
     auto& smem = *reinterpret_cast<SharedStorage*>(smem_raw);
     int const warp_group = cutlass::canonical_warp_group_idx();
     int const m = params.args.m, n = params.args.n, k = params.args.k;
-    int const k_tiles = (k + Cfg::BK - 1) / Cfg::BK;
 
     typename Mainloop::Pipeline::Params pipeline_params;
     pipeline_params.transaction_bytes = Mainloop::StageBytes;
@@ -67,7 +69,7 @@ struct WsGemmKernel {
         Mainloop::prefetch_descriptors(params.mainloop);
         auto write_state = cutlass::make_producer_start_state<typename Mainloop::Pipeline>();
         params.scheduler.for_each_tile([&](TileCoord tile) {
-          Mainloop::load(params.mainloop, pipeline, write_state, smem.mainloop, m, n, k, tile, k_tiles);
+          Mainloop::load(params.mainloop, pipeline, write_state, smem.mainloop, m, n, k, tile);
         });
         // Every stage has been consumed before the CTA may exit.
         pipeline.producer_tail(write_state);
@@ -79,8 +81,12 @@ struct WsGemmKernel {
       typename Mainloop::TiledMma tiled_mma;
       params.scheduler.for_each_tile([&](TileCoord tile) {
         Tensor accum = partition_fragment_C(tiled_mma, take<0, 2>(typename Mainloop::TileShape{}));  // (MMA,MMA_M,MMA_N)
-        Mainloop::mma(pipeline, read_state, accum, k_tiles, consumer_thread, smem.mainloop);
-        Epilogue::store(params.args, accum, consumer_thread, tile, smem.epilogue);
+        Mainloop::mma(pipeline, read_state, accum, tile.k_tile_count, consumer_thread, smem.mainloop);
+        if (params.args.splits > 1) {
+          Epilogue::store(split_partial_args(params.args, tile.split), accum, consumer_thread, tile, smem.epilogue);
+        } else {
+          Epilogue::store(params.args, accum, consumer_thread, tile, smem.epilogue);
+        }
       });
     }
   }

@@ -14,6 +14,7 @@
 
 #include "gemm/args.cuh"
 #include "gemm/kernel_ws.cuh"
+#include "gemm/split_k.cuh"
 #include "gemm/tile_scheduler.cuh"
 #include "gemm/universal.cuh"
 
@@ -28,7 +29,8 @@ inline int device_sm_count() {
 }
 
 // The warp-specialized TMA + WGMMA kernel of configuration `Cfg`: TMA descriptors over the
-// whole operands, then a persistent grid.
+// whole operands, then a persistent grid; with split-K (the plan's `splits` > 1), then the
+// reduction of the slices into C.
 template <class Cfg>
 int launch_ws_gemm(CkbGemmArgs const& args, cudaStream_t stream) {
   using Kernel = WsGemmKernel<Cfg>;
@@ -48,14 +50,20 @@ int launch_ws_gemm(CkbGemmArgs const& args, cudaStream_t stream) {
   params.mainloop = Kernel::Mainloop::make_params(static_cast<T const*>(args.a), lda, static_cast<T const*>(args.b),
                                                   ldb, args.m, args.n, args.k);
   params.args = args;
-  params.scheduler = Kernel::Scheduler::make(args.m, args.n, Cfg::BM, Cfg::BN, sms);
+  int const k_tiles = int((int64_t(args.k) + Cfg::BK - 1) / Cfg::BK);
+  assert(args.splits >= 1 && (args.splits == 1 || args.partials != nullptr));
+  assert(int64_t(args.splits - 1) * args.split_k_tiles < k_tiles);  // no empty slice
+  params.scheduler =
+      Kernel::Scheduler::make(args.m, args.n, Cfg::BM, Cfg::BN, sms, k_tiles, args.splits, args.split_k_tiles);
 
   auto* kernel = &ws_gemm_kernel<Kernel>;
   // Once per variant and process; cudaFuncSetAttribute is not free.
   static cudaError_t const attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SmemBytes);
   if (attr != cudaSuccess) return int(attr);
   kernel<<<params.scheduler.grid(), dim3(Kernel::Threads), Kernel::SmemBytes, stream>>>(params);
-  return int(cudaGetLastError());
+  cudaError_t const launched = cudaGetLastError();
+  if (launched != cudaSuccess || args.splits == 1) return int(launched);
+  return launch_split_k_reduce(args, sms, stream);
 }
 
 // The universal kernel for input type `TIn`: one CTA per tile.

@@ -102,9 +102,10 @@ struct MainloopTmaWgmma {
     prefetch_tma_descriptor(params.tma_b.get_tma_descriptor());
   }
 
-  // Producer, one elected thread: the K-tiles of one output tile into the ring of stages.
+  // Producer, one elected thread: the K-tiles of one work unit (its tile's K slice) into the
+  // ring of stages.
   CUTE_DEVICE static void load(Params const& params, Pipeline& pipeline, PipelineState& write_state,
-                              SharedStorage& smem, int m, int n, int k, TileCoord tile, int k_tiles) {
+                              SharedStorage& smem, int m, int n, int k, TileCoord tile) {
     Tensor sA = make_tensor(make_smem_ptr(smem.a.begin()), SmemLayoutA{});    // (BM,BK,PIPE)
     Tensor sB = make_tensor(make_smem_ptr(smem.b.begin()), SmemLayoutB{});    // (BN,BK,PIPE)
     Tensor mA = params.tma_a.get_tma_tensor(make_shape(m, k));                // (M,K) TMA coordinates
@@ -115,7 +116,7 @@ struct MainloopTmaWgmma {
     auto [tAgA, tAsA] = tma_partition(params.tma_a, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sA), group_modes<0, 2>(gA));
     auto [tBgB, tBsB] = tma_partition(params.tma_b, Int<0>{}, Layout<_1>{}, group_modes<0, 2>(sB), group_modes<0, 2>(gB));
     CUTE_NO_UNROLL
-    for (int kt = 0; kt < k_tiles; ++kt) {
+    for (int kt = tile.k_tile_begin; kt < tile.k_tile_begin + tile.k_tile_count; ++kt) {
       pipeline.producer_acquire(write_state);  // waits for the stage to be free, then expects StageBytes
       auto* full = pipeline.producer_get_barrier(write_state);
       int const stage = write_state.index();
@@ -125,8 +126,8 @@ struct MainloopTmaWgmma {
     }
   }
 
-  // Consumers: accum = A_tile * B_tile^T over all K-tiles. Leaves no WGMMA in flight and
-  // every stage it read released.
+  // Consumers: accum = A_tile * B_tile^T over the unit's `k_tiles` (>= 1) K-tiles. Leaves
+  // no WGMMA in flight and every stage it read released.
   template <class Accum>
   CUTE_DEVICE static void mma(Pipeline& pipeline, PipelineState& read_state, Accum& accum, int k_tiles,
                              int consumer_thread, SharedStorage& smem) {

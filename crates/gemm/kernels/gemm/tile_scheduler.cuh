@@ -18,6 +18,9 @@ inline int blocks(int extent, int block) { return int((int64_t(extent) + block -
 struct TileCoord {
   int m_blk;  // the tile covers rows [m_blk * BM, (m_blk + 1) * BM) of the output
   int n_blk;  // and columns [n_blk * BN, (n_blk + 1) * BN)
+  int split;         // which K slice: K-tiles [k_tile_begin, k_tile_begin + k_tile_count)
+  int k_tile_begin;
+  int k_tile_count;  // >= 1
 };
 
 // Persistent: a grid of at most one CTA per SM walks the tiles with a stride of the grid
@@ -26,20 +29,28 @@ struct TileCoord {
 //
 // The order is static: the producer and the consumer warp groups of a CTA each walk it on
 // their own and agree without talking.
+// With split-K the work is `splits` copies of the tile walk, one per K slice, slice-major:
+// the CTAs of a wave work on the same K range of neighbouring tiles.
 struct PersistentTileScheduler {
   int tiles_m;
   int tiles_n;
-  int band;  // M-blocks per band, >= 1
-  int ctas;  // the grid: min(tiles, SMs), >= 1
+  int band;           // M-blocks per band, >= 1
+  int ctas;           // the grid: min(work units, SMs), >= 1
+  int splits;         // K slices, >= 1 (Rust's plan: every slice has at least one K-tile)
+  int split_k_tiles;  // K-tiles per slice; the last slice takes what is left
+  int k_tiles;
 
   // Host: the walk of an m x n output in bm x bn tiles on `sms` multiprocessors, with a band
   // about as tall as a wave of CTAs is wide, so that a wave covers a near-square patch of
   // the output: sqrt(ctas) M-blocks, at most all of them and at most 16.
-  static PersistentTileScheduler make(int m, int n, int bm, int bn, int sms) {
-    PersistentTileScheduler s{blocks(m, bm), blocks(n, bn), 1, 1};
+  static PersistentTileScheduler make(int m, int n, int bm, int bn, int sms, int k_tiles, int splits,
+                                      int split_k_tiles) {
+    PersistentTileScheduler s{blocks(m, bm), blocks(n, bn), 1, 1, splits, split_k_tiles, k_tiles};
+    int64_t const units = s.unit_count();
+    s.ctas = int(units < sms ? units : sms);
     int64_t const tiles = s.tile_count();
-    s.ctas = int(tiles < sms ? tiles : sms);
-    while (s.band * s.band < s.ctas && s.band < s.tiles_m) ++s.band;
+    int const wave_tiles = int(tiles < s.ctas ? tiles : s.ctas);
+    while (s.band * s.band < wave_tiles && s.band < s.tiles_m) ++s.band;
     s.band = s.band > 16 ? 16 : s.band;
     return s;
   }
@@ -47,22 +58,27 @@ struct PersistentTileScheduler {
   __host__ dim3 grid() const { return dim3(unsigned(ctas)); }
 
   __host__ __device__ int64_t tile_count() const { return int64_t(tiles_m) * tiles_n; }
+  __host__ __device__ int64_t unit_count() const { return tile_count() * splits; }
 
-  // Tile number `linear` of the rasterized order.
+  // Work unit number `linear`: slice linear / tiles, tile linear % tiles of the rasterized order.
   __device__ TileCoord tile(int64_t linear) const {
+    int64_t const tiles = tile_count();
+    int const split = int(linear / tiles);
+    linear -= int64_t(split) * tiles;
     int64_t const band_tiles = int64_t(band) * tiles_n;
     int64_t const band_idx = linear / band_tiles;
     int const first_m = int(band_idx * band);
     int const rows = min(band, tiles_m - first_m);  // the last band may be narrower
     int64_t const within = linear - band_idx * band_tiles;
-    return {first_m + int(within % rows), int(within / rows)};
+    int const k_begin = split * split_k_tiles;
+    return {first_m + int(within % rows), int(within / rows), split, k_begin, min(split_k_tiles, k_tiles - k_begin)};
   }
 
-  // Calls f(TileCoord) for every tile this CTA owns, in order (the grid is `ctas` wide).
+  // Calls f(TileCoord) for every work unit this CTA owns, in order (the grid is `ctas` wide).
   template <class F>
   __device__ void for_each_tile(F&& f) const {
-    int64_t const tiles = tile_count();
-    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) f(tile(t));
+    int64_t const units = unit_count();
+    for (int64_t t = blockIdx.x; t < units; t += gridDim.x) f(tile(t));
   }
 };
 
@@ -75,8 +91,8 @@ struct OneTilePerCtaScheduler {
 
   __host__ dim3 grid() const { return dim3(unsigned(int64_t(tiles_m) * tiles_n)); }
 
-  // This CTA's tile.
-  __device__ TileCoord tile() const { return {int(blockIdx.x % tiles_m), int(blockIdx.x / tiles_m)}; }
+  // This CTA's tile (the universal kernel walks all of K itself).
+  __device__ TileCoord tile() const { return {int(blockIdx.x % tiles_m), int(blockIdx.x / tiles_m), 0, 0, 0}; }
 };
 
 }  // namespace ckb
