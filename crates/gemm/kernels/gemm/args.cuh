@@ -27,7 +27,8 @@ struct CkbGemmArgs {
   // Split-K (TMA kernels): `splits` K slices of `split_k_tiles` K-tiles each (the last may
   // be shorter). Slice s writes its fp32 product to `partials + s * partial_slice`, in C's
   // orientation (row-major when c_stride_n == 1) with leading dimension `partial_ld`; a
-  // second kernel sums the slices in order into C. splits == 1: straight to C.
+  // second kernel sums the slices in order into C. splits == 1: straight to C, and
+  // split_k_tiles is ignored (the one slice is all of K).
   float* partials;
   int64_t partial_ld, partial_slice;
   int32_t splits;

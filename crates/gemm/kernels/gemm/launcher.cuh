@@ -52,7 +52,7 @@ int launch_ws_gemm(CkbGemmArgs const& args, cudaStream_t stream) {
   params.args = args;
   int const k_tiles = int((int64_t(args.k) + Cfg::BK - 1) / Cfg::BK);
   assert(args.splits >= 1 && (args.splits == 1 || args.partials != nullptr));
-  assert(int64_t(args.splits - 1) * args.split_k_tiles < k_tiles);  // no empty slice
+  assert(args.splits == 1 || (args.split_k_tiles >= 1 && int64_t(args.splits - 1) * args.split_k_tiles < k_tiles));
   params.scheduler =
       Kernel::Scheduler::make(args.m, args.n, Cfg::BM, Cfg::BN, sms, k_tiles, args.splits, args.split_k_tiles);
 

@@ -45,7 +45,10 @@ struct PersistentTileScheduler {
   // the output: sqrt(ctas) M-blocks, at most all of them and at most 16.
   static PersistentTileScheduler make(int m, int n, int bm, int bn, int sms, int k_tiles, int splits,
                                       int split_k_tiles) {
-    PersistentTileScheduler s{blocks(m, bm), blocks(n, bn), 1, 1, splits, split_k_tiles, k_tiles};
+    // Without a split the one slice is all of K (the plan leaves split_k_tiles at 0 then).
+    bool const split = splits > 1;
+    PersistentTileScheduler s{blocks(m, bm), blocks(n, bn), 1, 1, split ? splits : 1, split ? split_k_tiles : k_tiles,
+                              k_tiles};
     int64_t const units = s.unit_count();
     s.ctas = int(units < sms ? units : sms);
     int64_t const tiles = s.tile_count();
