@@ -520,6 +520,17 @@ fn best_tma_plan(problem: &GemmProblem, input: DType, output: DType, addr: Addre
 }
 
 extern "C" {
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn ckb_gemm_check_schedule(
+        m: i32,
+        n: i32,
+        bm: i32,
+        bn: i32,
+        sms: i32,
+        k_tiles: i32,
+        splits: i32,
+        split_k_tiles: i32,
+    ) -> i32;
     fn ckb_gemm_stage_lines(
         src: u64,
         src_pitch: i64,
@@ -553,16 +564,6 @@ pub(crate) unsafe fn launch(
     let (partial_ld, partial_slice) = partial_layout(&kernel_args(&staged, plan.orientation, addr, output, majors));
     let partial_bytes =
         if plan.split.splits > 1 { (plan.split.splits * partial_slice as usize * 4).next_multiple_of(256) } else { 0 };
-    let with_split = |mut args: KernelArgs, partials: u64| {
-        if plan.split.splits > 1 {
-            args.partials = partials;
-            args.partial_ld = partial_ld;
-            args.partial_slice = partial_slice;
-            args.splits = plan.split.splits as i32;
-            args.split_k_tiles = plan.split.k_tiles as i32;
-        }
-        args
-    };
     if a_bytes + b_bytes + partial_bytes == 0 {
         let args = kernel_args(problem, plan.orientation, addr, output, majors);
         // SAFETY: the caller's contract.
@@ -597,12 +598,30 @@ pub(crate) unsafe fn launch(
             *kernel_side = dst;
         }
         let partials = base + (a_bytes + b_bytes) as u64;
-        let args = with_split(kernel_args(&staged, plan.orientation, kernel_addr, output, majors), partials);
+        let args = with_split(
+            kernel_args(&staged, plan.orientation, kernel_addr, output, majors),
+            plan.split,
+            partials,
+            (partial_ld, partial_slice),
+        );
         // SAFETY: the staged operands now sit in scratch with the staged view's pitches, the
         // partials after them (256-byte aligned, splits x slice floats); the rest as the
         // caller passed them.
         unsafe { launch_args(plan, &staged, &args, gpu.cu_stream()) }
     })?
+}
+
+/// `args` with the plan's split-K: its slices and where their partials go. Without a split,
+/// `splits` stays 1 and the rest 0 (the scheduler then walks all of K per tile).
+fn with_split(mut args: KernelArgs, split: SplitK, partials: u64, (ld, slice): (i64, i64)) -> KernelArgs {
+    if split.splits > 1 {
+        args.partials = partials;
+        args.partial_ld = ld;
+        args.partial_slice = slice;
+        args.splits = split.splits as i32;
+        args.split_k_tiles = split.k_tiles as i32;
+    }
+    args
 }
 
 /// Where split-K slices go in the kernel view: (leading dimension, slice stride) in floats,
@@ -724,6 +743,57 @@ mod tests {
         assert!(choose(&decode, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().split.splits > 1);
         let square = GemmProblem::row_col(4096, 4096, 4096);
         assert_eq!(choose(&square, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().split, SplitK::NONE);
+    }
+
+    /// The C++ scheduler's walk for the kernel arguments our plans make, split or not: every
+    /// tile once per slice, every slice non-empty, K covered (an empty slice hangs the GPU).
+    #[test]
+    fn every_plan_walks_each_tile_and_all_of_k() {
+        let shapes = [
+            (2048, 2048, 2048),
+            (4096, 4096, 256),
+            (512, 512, 131072),
+            (1, 4096, 14336),
+            (64, 8192, 8192),
+            (128, 8192, 8192),
+            (33, 1000, 3001),
+            (1, 1, 1),
+            (300, 257, 65),
+        ];
+        for (m, n, k) in shapes {
+            for (a, b) in [
+                (Layout::RowMajor, Layout::ColMajor),
+                (Layout::RowMajor, Layout::RowMajor),
+                (Layout::ColMajor, Layout::ColMajor),
+            ] {
+                for sms in [132, 114] {
+                    let p = GemmProblem::new(m, n, k, a, b, Layout::RowMajor);
+                    let plan = choose(&p, DType::BF16, DType::BF16, ALIGNED, sms).unwrap();
+                    if !plan.variant.uses_tma() {
+                        continue;
+                    }
+                    let (staged, _) = staged_view(&p, plan.staging, ALIGNED);
+                    let args = kernel_args(&staged, plan.orientation, ALIGNED, DType::BF16, plan.variant.config.majors);
+                    let args = with_split(args, plan.split, 1 << 30, partial_layout(&args));
+                    let tile = plan.variant.config.tile;
+                    let k_tiles = (args.k as usize).div_ceil(tile.k) as i32;
+                    // SAFETY: host-only code; reads its arguments.
+                    let fault = unsafe {
+                        ckb_gemm_check_schedule(
+                            args.m,
+                            args.n,
+                            tile.m as i32,
+                            tile.n as i32,
+                            sms as i32,
+                            k_tiles,
+                            args.splits,
+                            args.split_k_tiles,
+                        )
+                    };
+                    assert_eq!(fault, 0, "{m}x{n}x{k} {a:?}/{b:?} on {sms} SMs: {plan}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -64,17 +64,18 @@ struct PersistentTileScheduler {
   __host__ __device__ int64_t unit_count() const { return tile_count() * splits; }
 
   // Work unit number `linear`: slice linear / tiles, tile linear % tiles of the rasterized order.
-  __device__ TileCoord tile(int64_t linear) const {
+  __host__ __device__ TileCoord tile(int64_t linear) const {
     int64_t const tiles = tile_count();
     int const split = int(linear / tiles);
     linear -= int64_t(split) * tiles;
     int64_t const band_tiles = int64_t(band) * tiles_n;
     int64_t const band_idx = linear / band_tiles;
     int const first_m = int(band_idx * band);
-    int const rows = min(band, tiles_m - first_m);  // the last band may be narrower
+    int const rows = band < tiles_m - first_m ? band : tiles_m - first_m;  // the last band may be narrower
     int64_t const within = linear - band_idx * band_tiles;
     int const k_begin = split * split_k_tiles;
-    return {first_m + int(within % rows), int(within / rows), split, k_begin, min(split_k_tiles, k_tiles - k_begin)};
+    int const k_count = split_k_tiles < k_tiles - k_begin ? split_k_tiles : k_tiles - k_begin;
+    return {first_m + int(within % rows), int(within / rows), split, k_begin, k_count};
   }
 
   // Calls f(TileCoord) for every work unit this CTA owns, in order (the grid is `ctas` wide).
@@ -84,6 +85,31 @@ struct PersistentTileScheduler {
     for (int64_t t = blockIdx.x; t < units; t += gridDim.x) f(tile(t));
   }
 };
+
+// Host check of the walk `make` gives, for Rust's unit tests (a wrong walk hangs or skips
+// tiles on the GPU): every (tile, slice) exactly once, every slice at least one K-tile, the
+// slices of a tile covering K-tiles [0, k_tiles) in order. 0 when right, else the first
+// fault: 1 an empty or out-of-range slice, 2 a tile outside the output, 3 a unit seen twice,
+// 4 a unit never seen, 5 slices that do not tile K.
+inline int check_schedule(PersistentTileScheduler const& s) {
+  int64_t const tiles = s.tile_count(), units = s.unit_count();
+  if (s.ctas < 1 || s.band < 1 || s.splits < 1) return 1;
+  int* seen = new int[units]();
+  int fault = 0;
+  for (int64_t u = 0; u < units && fault == 0; ++u) {
+    TileCoord const t = s.tile(u);
+    if (t.k_tile_count < 1 || t.k_tile_begin < 0 || t.k_tile_begin + t.k_tile_count > s.k_tiles) fault = 1;
+    else if (t.m_blk < 0 || t.m_blk >= s.tiles_m || t.n_blk < 0 || t.n_blk >= s.tiles_n) fault = 2;
+    else if (t.split != (t.split == 0 ? 0 : t.k_tile_begin / s.split_k_tiles) || t.k_tile_begin != t.split * s.split_k_tiles) fault = 5;
+    else if (seen[int64_t(t.split) * tiles + int64_t(t.n_blk) * s.tiles_m + t.m_blk]++) fault = 3;
+    else if (t.split == s.splits - 1 && t.k_tile_begin + t.k_tile_count != s.k_tiles) fault = 5;
+  }
+  for (int64_t u = 0; u < units && fault == 0; ++u) {
+    if (!seen[u]) fault = 4;
+  }
+  delete[] seen;
+  return fault;
+}
 
 // One tile per CTA, M fastest: the grid is the tile count (below 2^31, which Rust checks).
 struct OneTilePerCtaScheduler {
