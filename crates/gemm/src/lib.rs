@@ -20,7 +20,10 @@
 //! f16/bf16 problems take the TMA + WGMMA kernels, whatever C's alignment. Where TMA cannot
 //! read A or B in place (a start or leading dimension that is not a multiple of 16 bytes),
 //! that operand is first copied into aligned scratch ([`Staging`]); only tiny problems of
-//! that kind, and f32 inputs, take the universal kernel. Never an error for a valid problem. Every call returns the
+//! that kind, and f32 inputs, take the universal kernel. Never an error for a valid problem.
+//! Where the output tiles alone would leave most SMs idle (decode rows, skinny and deep-K
+//! problems), the K loop is split across SMs and the slices summed in a fixed order
+//! ([`SplitK`]), so results are the same bits on every run. Every call returns the
 //! [`Plan`] that ran, and logs it through `tracing` at debug level.
 //!
 //! [`GemmProblem`] is the type the cuBLAS baseline takes too (`ckb_common::gemm::GemmSpec`),
