@@ -65,21 +65,28 @@ struct alignas(4 * sizeof(T)) Vec4 {
   T v[4];
 };
 
-// Four consecutive elements of C at `c` (aligned to 4 elements): one vector load and store.
-// `ReadC` is `beta != 0` decided once by the caller, outside the loops.
+// Four consecutive elements of C at `c` (aligned to 4 elements) as one vector store, from
+// the accumulators and, when `ReadC` (`beta != 0`, decided once by the caller), the four old
+// values the caller loaded.
 template <bool ReadC, class TOut>
-__device__ inline void axpby_store4(TOut* c, float4 acc, float alpha, float beta) {
+__device__ inline void axpby_store4(TOut* c, float4 acc, Vec4<TOut> const& old, float alpha, float beta) {
   float r[4] = {alpha * acc.x, alpha * acc.y, alpha * acc.z, alpha * acc.w};
-  auto* vec = reinterpret_cast<Vec4<TOut>*>(c);
   if constexpr (ReadC) {
-    Vec4<TOut> old = *vec;
 #pragma unroll
     for (int e = 0; e < 4; ++e) r[e] += beta * static_cast<float>(old.v[e]);
   }
   Vec4<TOut> out;
 #pragma unroll
   for (int e = 0; e < 4; ++e) out.v[e] = static_cast<TOut>(r[e]);
-  *vec = out;
+  *reinterpret_cast<Vec4<TOut>*>(c) = out;
+}
+
+// As above, loading the old values itself.
+template <bool ReadC, class TOut>
+__device__ inline void axpby_store4(TOut* c, float4 acc, float alpha, float beta) {
+  Vec4<TOut> old{};
+  if constexpr (ReadC) old = *reinterpret_cast<Vec4<TOut> const*>(c);
+  axpby_store4<ReadC>(c, acc, old, alpha, beta);
 }
 
 }  // namespace ckb

@@ -70,10 +70,17 @@ struct EpilogueSmemStaged {
     TOut* dst = out + row0 * ld + col;
     int64_t const dst_step = RowsPerPass * ld;
     if (vectors && rows_left >= Rows && cols_left >= Cols) {
+      // With beta != 0 every old vector is loaded before the first store: one round trip to
+      // C per chunk instead of one per vector.
+      Vec4<TOut> old[VectorsPerThread];
+      if constexpr (ReadC) {
+        CUTE_UNROLL
+        for (int i = 0; i < VectorsPerThread; ++i) old[i] = *reinterpret_cast<Vec4<TOut> const*>(dst + i * dst_step);
+      }
       CUTE_UNROLL
       for (int i = 0; i < VectorsPerThread; ++i) {
-        axpby_store4<ReadC>(dst, *reinterpret_cast<float4 const*>(src + i * RowsPerPass * Pitch), alpha, beta);
-        dst += dst_step;
+        axpby_store4<ReadC>(dst + i * dst_step, *reinterpret_cast<float4 const*>(src + i * RowsPerPass * Pitch), old[i],
+                            alpha, beta);
       }
       return;
     }
