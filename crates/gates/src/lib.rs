@@ -5,6 +5,8 @@
 //! records against the current table) both read the table through this crate, so a record's
 //! fingerprint and the roadmap's are computed the same way, from one definition.
 
+#![deny(missing_docs)]
+
 mod fingerprint;
 mod verdict;
 
