@@ -18,6 +18,10 @@ use crate::toolchain::{workspace_root, Toolchain, TOOLCHAIN_ENV};
 /// The one target the project builds for.
 pub const GENCODE: &str = "-gencode=arch=compute_90a,code=sm_90a";
 
+/// One static library of a crate's kernels: its `.cu` sources, include folders and extra nvcc
+/// flags, and whether spills are allowed. Made with [`KernelLibrary::new`] or
+/// [`KernelLibrary::from_kernels_dir`], filled with the builder methods, compiled and linked by
+/// [`KernelLibrary::build`].
 pub struct KernelLibrary {
     name: String,
     sources: Vec<PathBuf>,
@@ -29,10 +33,15 @@ pub struct KernelLibrary {
 /// What ptxas said about one kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelResources {
+    /// The function's name as ptxas prints it (mangled).
     pub function: String,
+    /// Registers per thread.
     pub registers: u32,
+    /// Bytes of stack frame per thread.
     pub stack_frame_bytes: u32,
+    /// Bytes of register spill stores per thread.
     pub spill_store_bytes: u32,
+    /// Bytes of register spill loads per thread.
     pub spill_load_bytes: u32,
 }
 
@@ -106,16 +115,20 @@ impl KernelLibrary {
         self
     }
 
+    /// Adds one `.cu` file (its folder is not put on the include path).
     pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
         self.sources.push(path.into());
         self
     }
 
+    /// Puts `dir` on the include path, after the folders added before it and ahead of
+    /// CUTLASS and the CUDA headers.
     pub fn include(mut self, dir: impl Into<PathBuf>) -> Self {
         self.includes.push(dir.into());
         self
     }
 
+    /// Appends one nvcc flag, after the standard flags and the include folders.
     pub fn flag(mut self, flag: &str) -> Self {
         self.flags.push(flag.to_string());
         self

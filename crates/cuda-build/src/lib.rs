@@ -1,6 +1,8 @@
 //! Build support shared by every operator crate's `build.rs` and by xtask: one place that
 //! knows where the CUDA toolchain and CUTLASS are and how kernels are compiled.
 
+#![deny(missing_docs)]
+
 pub mod compile;
 pub mod toolchain;
 

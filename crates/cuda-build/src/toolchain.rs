@@ -28,16 +28,20 @@ pub const STAMP_FILE: &str = "ckb-toolchain.stamp";
 /// Environment variables that select a toolchain; build scripts rerun when they change.
 pub const TOOLCHAIN_ENV: &[&str] = &["NVCC", "CUDA_HOME", "CUTLASS_DIR", "CKB_TOOLCHAIN"];
 
+/// Where a [`Toolchain`] was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolchainSource {
     /// `NVCC`/`CUDA_HOME` and `CUTLASS_DIR` from the environment.
     User,
-    /// The pinned packages in the workspace.
+    /// The pinned packages in the workspace; the folder they are installed in.
     Pinned(PathBuf),
 }
 
+/// The CUDA toolkit and CUTLASS that kernels compile with: the paths a kernel build needs,
+/// found by [`Toolchain::find`].
 #[derive(Debug, Clone)]
 pub struct Toolchain {
+    /// The nvcc executable.
     pub nvcc: PathBuf,
     /// Folder with `include/cuda_runtime.h`.
     pub cuda_include: PathBuf,
@@ -45,13 +49,24 @@ pub struct Toolchain {
     pub cuda_lib: PathBuf,
     /// CUTLASS's `include` (holds `cute/` and `cutlass/`).
     pub cutlass_include: PathBuf,
+    /// Whether it is the user's toolkit or the pinned install.
     pub source: ToolchainSource,
 }
 
+/// Why no usable toolchain was found. Both messages tell the user to run `cargo xtask setup`.
 #[derive(Debug, Clone)]
 pub enum ToolchainError {
-    NotFound { looked_in: PathBuf },
-    Broken { what: String },
+    /// No toolkit is pointed at and the pinned folder has no stamp file (setup never completed).
+    NotFound {
+        /// The pinned folder that was looked in.
+        looked_in: PathBuf,
+    },
+    /// A toolkit is pointed at or installed but cannot be used: a file or folder is missing,
+    /// or the pinned package list changed since the last install.
+    Broken {
+        /// What is wrong, in words.
+        what: String,
+    },
 }
 
 impl fmt::Display for ToolchainError {
