@@ -5,3 +5,5 @@
 //! ckb-common declares the `extern "C"` entry points beside their safe wrappers
 //! (`ckb_common::baselines::{cub, naive}`) and names this crate with `extern crate` so that
 //! the library is linked although no Rust item of it is used.
+
+#![deny(missing_docs)]
