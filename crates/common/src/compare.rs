@@ -14,12 +14,17 @@ pub struct Tolerance {
     /// caller sets `scale` to the typical magnitude of a term (for a dot product of length
     /// K over unit-normal inputs, sqrt(K)).
     pub elementwise: f64,
+    /// The magnitude added to |ref| in the element-wise bound, so that elements near zero
+    /// are judged against a term's size rather than their own.
     pub scale: f64,
 }
 
 impl Tolerance {
     /// f32 results of f32 math: about 170 f32 roundings (unit roundoff 6e-8) of headroom.
     pub const F32: Tolerance = Tolerance { rel_frobenius: 1e-5, elementwise: 1e-5, scale: 1.0 };
+    /// f32 inputs rounded to TF32 on tensor cores (10-bit significand, u = 2^-11) with fp32
+    /// accumulation, as cuBLAS runs them under
+    /// [`Fp32Math::Tf32`](crate::baselines::spec::Fp32Math::Tf32).
     pub const TF32: Tolerance = Tolerance { rel_frobenius: 3e-4, elementwise: 3e-3, scale: 1.0 };
     /// bf16/fp16 inputs with fp32 accumulation, against an unrounded reference (the loose
     /// bound of the first gates; [`Tolerance::for_output`] is the one for new checks).
@@ -90,12 +95,17 @@ impl Tolerance {
 /// How a result compared with its reference.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Comparison {
+    /// ||out - ref||_F / ||ref||_F over the elements where both are finite (the absolute
+    /// ||out - ref||_F where the reference is zero on all of them), to set against
+    /// `Tolerance::rel_frobenius`.
     pub rel_err: f64,
+    /// Worst |out - ref| over the elements where both are finite.
     pub max_abs_err: f64,
     /// Worst |out - ref| / (|ref| + scale), to set against `Tolerance::elementwise`.
     pub max_elementwise: f64,
     /// Elements that are NaN in the output where the reference is not.
     pub nan_count: usize,
+    /// Every bound of the [`Tolerance`] met, and no NaN or infinity mismatch.
     pub passed: bool,
 }
 

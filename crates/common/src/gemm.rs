@@ -51,19 +51,56 @@ impl std::fmt::Display for Operand {
 pub enum GemmShapeError {
     /// m, n or k is 0.
     #[error("GEMM dimensions must all be at least 1, got m={m} n={n} k={k}")]
-    ZeroDimension { m: usize, n: usize, k: usize },
+    ZeroDimension {
+        /// Rows of A and C.
+        m: usize,
+        /// Columns of B and C.
+        n: usize,
+        /// Columns of A, rows of B.
+        k: usize,
+    },
     /// m, n or k does not fit the 32-bit sizes every GEMM here (ours, cuBLAS) takes.
     #[error("{what} = {value} is too large: GEMM sizes must be below 2^31")]
-    TooLarge { what: &'static str, value: usize },
+    TooLarge {
+        /// Which dimension: "m", "n" or "k".
+        what: &'static str,
+        /// Its value.
+        value: usize,
+    },
     /// A leading dimension is below what the operand's layout needs.
     #[error("{operand}: leading dimension {ld} is below {min}, the least a {rows}x{cols} {layout:?} matrix needs")]
-    LeadingDimension { operand: Operand, ld: usize, min: usize, rows: usize, cols: usize, layout: Layout },
+    LeadingDimension {
+        /// The operand.
+        operand: Operand,
+        /// Its leading dimension, in elements.
+        ld: usize,
+        /// The least its layout allows ([`Layout::min_ld`]).
+        min: usize,
+        /// Its rows.
+        rows: usize,
+        /// Its columns.
+        cols: usize,
+        /// Its storage order.
+        layout: Layout,
+    },
     /// An operand spans more elements than a signed 64-bit offset reaches.
     #[error("{operand}: spans {elements} elements, more than the 2^63 - 1 a 64-bit offset reaches")]
-    SpanTooLarge { operand: Operand, elements: u128 },
+    SpanTooLarge {
+        /// The operand.
+        operand: Operand,
+        /// Elements it spans, `(lines - 1) * ld + line length`.
+        elements: u128,
+    },
     /// A buffer holds fewer elements than its operand spans.
     #[error("{operand}: buffer holds {got} elements, the problem needs {needed}")]
-    BufferTooSmall { operand: Operand, needed: usize, got: usize },
+    BufferTooSmall {
+        /// The operand.
+        operand: Operand,
+        /// Elements it spans.
+        needed: usize,
+        /// Elements the buffer holds.
+        got: usize,
+    },
 }
 
 impl From<GemmShapeError> for GpuError {

@@ -4,11 +4,14 @@
 /// row-major puts element (i, j) at `i * ld + j`, column-major at `i + j * ld`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Layout {
+    /// Each row contiguous: (i, j) at `i * ld + j`, `ld >= cols`.
     RowMajor,
+    /// Each column contiguous: (i, j) at `i + j * ld`, `ld >= rows`.
     ColMajor,
 }
 
 impl Layout {
+    /// Both layouts, row-major first, for sweeps over every combination.
     pub const ALL: [Layout; 2] = [Layout::RowMajor, Layout::ColMajor];
 
     /// Offset of element (i, j).

@@ -4,6 +4,8 @@
 //! checkers built on it, device facts, typed errors, the GEMM problem ours and the baselines
 //! share ([`gemm::GemmSpec`]), and the vendor baselines every gate measures against.
 
+#![deny(missing_docs)]
+
 // Links the native library of the raw baselines and the CUB shim, whose entry points
 // `baselines::{cub, naive}` declare: no Rust item of it is used, so without this line the
 // library would not be linked.

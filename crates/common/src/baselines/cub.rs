@@ -172,6 +172,8 @@ pub struct Cub {
 const MIN_TEMP_BYTES: usize = 256;
 
 impl Cub {
+    /// A CUB runner on `gpu`'s stream. It holds no temporary storage until the first call,
+    /// and grows it when a shape needs more.
     pub fn new(gpu: &Gpu) -> Cub {
         Cub { gpu: gpu.clone(), temp: None, temp_sizes: HashMap::new() }
     }

@@ -61,17 +61,26 @@ const LT_SYMBOLS: &[&str] = &[
 pub struct ColumnMajorGemm {
     /// Row-major C, computed as `C^T = B^T A^T`: the first operand is B and m, n swap.
     pub swapped: bool,
+    /// The first operand is stored in the other order than C, so cuBLAS reads it as T.
     pub transpose_first: bool,
+    /// The second operand is stored in the other order than C, so cuBLAS reads it as T.
     pub transpose_second: bool,
+    /// Rows of `C'`: the spec's m, or its n when swapped.
     pub m: usize,
+    /// Columns of `C'`: the spec's n, or its m when swapped.
     pub n: usize,
+    /// The inner dimension, the spec's k either way.
     pub k: usize,
+    /// Leading dimension of the first operand (lda, or ldb when swapped).
     pub ld_first: usize,
+    /// Leading dimension of the second operand (ldb, or lda when swapped).
     pub ld_second: usize,
+    /// Leading dimension of C, as in the spec.
     pub ldc: usize,
 }
 
 impl ColumnMajorGemm {
+    /// The call for `spec`, by the rules in the module docs.
     pub fn new(spec: &GemmSpec) -> ColumnMajorGemm {
         // An operand stored in C's order is used as is; the other order holds its transpose.
         let transposed = |layout: Layout| layout != spec.c_layout;
@@ -126,8 +135,11 @@ impl ColumnMajorGemm {
 /// The types `cublasGemmEx` is called with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CublasGemmTypes {
+    /// The type of A and B.
     pub input: blas::cudaDataType,
+    /// The type of C.
     pub output: blas::cudaDataType,
+    /// The compute type: fp32 accumulation, with or without TF32 inputs.
     pub compute: blas::cublasComputeType_t,
 }
 
@@ -205,7 +217,9 @@ pub fn check_fp8_form(spec: &GemmSpec, output: DType) -> GpuResult<ColumnMajorGe
 /// with fp32 accumulation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fp8Scales {
+    /// Scale of A.
     pub a: f32,
+    /// Scale of B.
     pub b: f32,
     /// cuBLASLt's `FAST_ACCUM`: keep partial sums in the tensor cores' reduced-precision
     /// accumulator instead of promoting them to fp32 periodically. Faster, less accurate.

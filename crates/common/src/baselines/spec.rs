@@ -64,28 +64,44 @@ fn require_each<const N: usize>(checks: [(&'static str, usize, usize); N]) -> Gp
 /// output channel `ko` sees input channels `g*c/groups ..` of its group `g = ko / (k/groups)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConvSpec {
+    /// Batch size.
     pub n: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Input channels, all groups together.
     pub c: usize,
+    /// Output channels (filters), all groups together.
     pub k: usize,
+    /// Filter height.
     pub r: usize,
+    /// Filter width.
     pub s: usize,
     /// (height, width), each side.
     pub pad: [usize; 2],
+    /// (height, width) step between output pixels, in input pixels.
     pub stride: [usize; 2],
+    /// (height, width) step between filter taps, in input pixels.
     pub dilation: [usize; 2],
+    /// Channel groups; divides both `c` and `k`.
     pub groups: usize,
+    /// How f32 inputs are multiplied.
     pub fp32_math: Fp32Math,
 }
 
 /// Elements each conv tensor holds, and the output's spatial size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvLens {
+    /// Elements of the NHWC input.
     pub x: usize,
+    /// Elements of the KRSC filters.
     pub w: usize,
+    /// Elements of the NPQK output.
     pub y: usize,
+    /// Output height.
     pub p: usize,
+    /// Output width.
     pub q: usize,
 }
 
@@ -108,22 +124,27 @@ impl ConvSpec {
         }
     }
 
+    /// The same problem with this zero padding on each side.
     pub fn with_padding(self, pad_h: usize, pad_w: usize) -> ConvSpec {
         ConvSpec { pad: [pad_h, pad_w], ..self }
     }
 
+    /// The same problem with these strides.
     pub fn with_stride(self, stride_h: usize, stride_w: usize) -> ConvSpec {
         ConvSpec { stride: [stride_h, stride_w], ..self }
     }
 
+    /// The same problem with these dilations.
     pub fn with_dilation(self, dilation_h: usize, dilation_w: usize) -> ConvSpec {
         ConvSpec { dilation: [dilation_h, dilation_w], ..self }
     }
 
+    /// The same problem in `groups` channel groups.
     pub fn with_groups(self, groups: usize) -> ConvSpec {
         ConvSpec { groups, ..self }
     }
 
+    /// The same problem with this fp32 math mode.
     pub fn with_fp32_math(self, fp32_math: Fp32Math) -> ConvSpec {
         ConvSpec { fp32_math, ..self }
     }
