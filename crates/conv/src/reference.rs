@@ -17,16 +17,43 @@ use thiserror::Error;
 /// Why a convolution shape cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConvShapeError {
+    /// A size that must be at least 1 (every one but the batch) is 0; names which.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// The input or output channels are not a multiple of the groups.
     #[error("{what} ({count}) is not divisible by groups ({groups})")]
-    NotDivisibleByGroups { what: &'static str, count: usize, groups: usize },
+    NotDivisibleByGroups {
+        /// "input channels" or "output channels".
+        what: &'static str,
+        /// Their number.
+        count: usize,
+        /// The groups.
+        groups: usize,
+    },
+    /// Along one axis the dilated filter reaches past the padded input, so no output pixel
+    /// fits.
     #[error("dilated filter extent {extent} exceeds padded input extent {padded} along {axis}")]
-    FilterLargerThanInput { axis: &'static str, extent: usize, padded: usize },
+    FilterLargerThanInput {
+        /// "height" or "width".
+        axis: &'static str,
+        /// The dilated filter's extent, `(filter - 1) * dilation + 1`.
+        extent: usize,
+        /// The padded input's extent, `input + 2 * pad`.
+        padded: usize,
+    },
+    /// An extent or element count does not fit in `usize`; names which.
     #[error("{0} overflows usize")]
     Overflow(&'static str),
+    /// A slice handed to the reference is not as long as the shape needs.
     #[error("{what} holds {actual} elements, the shape needs {expected}")]
-    LengthMismatch { what: &'static str, expected: usize, actual: usize },
+    LengthMismatch {
+        /// "input" or "weights".
+        what: &'static str,
+        /// Elements the shape needs.
+        expected: usize,
+        /// Elements the slice holds.
+        actual: usize,
+    },
 }
 
 /// Shape and hyper-parameters of a forward 2-D convolution. A batch of 0 is allowed and
@@ -47,12 +74,19 @@ pub struct Conv2dParams {
     pub filter_h: usize,
     /// S
     pub filter_w: usize,
+    /// Step between output rows, in input rows.
     pub stride_h: usize,
+    /// Step between output columns, in input columns.
     pub stride_w: usize,
+    /// Zero rows added above and below the input, each side.
     pub pad_h: usize,
+    /// Zero columns added left and right of the input, each side.
     pub pad_w: usize,
+    /// Step between filter rows, in input rows.
     pub dilation_h: usize,
+    /// Step between filter columns, in input columns.
     pub dilation_w: usize,
+    /// Channel groups; must divide both channel counts.
     pub groups: usize,
 }
 
@@ -139,10 +173,13 @@ impl Conv2dParams {
         Ok((p, q))
     }
 
+    /// C / groups: the input channels each filter reads. For a validated shape (divides by
+    /// `groups`).
     pub fn channels_per_group(&self) -> usize {
         self.in_channels / self.groups
     }
 
+    /// K / groups: the filters of each group. For a validated shape (divides by `groups`).
     pub fn filters_per_group(&self) -> usize {
         self.out_channels / self.groups
     }
