@@ -82,13 +82,18 @@ extern "C" {
 /// Element-wise ops on two streamed operands of one type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryOp {
+    /// `a + b`
     Add,
+    /// `a - b`
     Sub,
+    /// `a * b`
     Mul,
+    /// `max(a + b, 0)` in one pass; a NaN sum stays NaN.
     AddRelu,
 }
 
 impl BinaryOp {
+    /// The op's name in errors and kernel names (`add_relu`).
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",

@@ -4,6 +4,8 @@
 //! compiled variants), `launch` (the `extern "C"` launchers of `kernels/*.cu`), [`reference`](mod@reference)
 //! (float64 CPU references), [`verify`] (device results checked against them).
 
+#![deny(missing_docs)]
+
 pub mod elementwise;
 mod launch;
 pub mod problem;

@@ -6,16 +6,47 @@ use ckb_common::{bf16, f16, DType, Element, GpuError};
 /// GPU failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ReduceError {
+    /// A GPU failure: a driver call, an allocation or a launch.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// A buffer holds fewer elements than the problem reads or writes.
     #[error("{op}: {what} holds {got} elements, the problem needs at least {expected}")]
-    LengthMismatch { op: &'static str, what: &'static str, expected: usize, got: usize },
+    LengthMismatch {
+        /// The operation (`sum`, `add`, ...).
+        op: &'static str,
+        /// The buffer (`x`, `out`, ...).
+        what: &'static str,
+        /// Elements the problem needs.
+        expected: usize,
+        /// Elements the buffer holds.
+        got: usize,
+    },
+    /// The shape cannot be run: a rank other than 1 to 3, no such axis, or more elements
+    /// than a 64-bit index can address.
     #[error("{op}: shape {shape:?} has {what}")]
-    BadShape { op: &'static str, shape: Vec<usize>, what: &'static str },
+    BadShape {
+        /// The operation.
+        op: &'static str,
+        /// The shape as given.
+        shape: Vec<usize>,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// Max, min, argmax or argmin of an empty input (or along an empty axis): no value.
     #[error("{op} of an empty input is undefined")]
-    EmptyInput { op: &'static str },
+    EmptyInput {
+        /// The operation.
+        op: &'static str,
+    },
+    /// A forced variant cannot run the problem: a row variant on a strided axis, or the
+    /// column variant on rows.
     #[error("variant {variant} cannot run {what}")]
-    VariantMismatch { variant: &'static str, what: &'static str },
+    VariantMismatch {
+        /// The variant's name.
+        variant: &'static str,
+        /// What it cannot run.
+        what: &'static str,
+    },
     /// The float64 reference refused the problem (an empty max, an axis out of range), in a check.
     #[error(transparent)]
     Reference(#[from] crate::reference::ReduceError),
@@ -31,6 +62,7 @@ impl From<ReduceError> for GpuError {
     }
 }
 
+/// A result whose error is a [`ReduceError`].
 pub type ReduceResult<T> = Result<T, ReduceError>;
 
 mod sealed {
@@ -55,19 +87,26 @@ impl ReduceOutput<bf16> for f32 {}
 /// Reductions to one value per output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// The sum; 0 for an empty input.
     Sum,
     /// NaN for an empty input.
     Mean,
+    /// The largest element; NaN when any is NaN.
     Max,
+    /// The smallest element; NaN when any is NaN.
     Min,
+    /// The sum of the squares; 0 for an empty input.
     SumOfSquares,
+    /// The square root of the sum of the squares; 0 for an empty input.
     L2Norm,
 }
 
 impl ReduceOp {
+    /// Every reduction, in declaration order.
     pub const ALL: [ReduceOp; 6] =
         [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::SumOfSquares, ReduceOp::L2Norm];
 
+    /// The op's name in errors, kernel names and records (`sum_of_squares`).
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",
@@ -92,13 +131,17 @@ impl ReduceOp {
 /// Reductions to the first index of an extreme value (and that value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArgOp {
+    /// The first index of the largest value, or of the first NaN.
     ArgMax,
+    /// The first index of the smallest value, or of the first NaN.
     ArgMin,
 }
 
 impl ArgOp {
+    /// Both, argmax first.
     pub const ALL: [ArgOp; 2] = [ArgOp::ArgMax, ArgOp::ArgMin];
 
+    /// The op's name in errors and records (`argmax`).
     pub fn name(self) -> &'static str {
         match self {
             ArgOp::ArgMax => "argmax",
@@ -111,8 +154,11 @@ impl ArgOp {
 /// contiguous row-major tensor. `inner == 1` is a row reduction (a full reduction is one row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AxisProblem {
+    /// Product of the dimensions before the axis.
     pub outer: usize,
+    /// Length of the reduced axis.
     pub len: usize,
+    /// Product of the dimensions after the axis: the axis's stride, in elements.
     pub inner: usize,
 }
 
@@ -139,10 +185,12 @@ impl AxisProblem {
         Ok(AxisProblem { outer, len: shape[axis], inner })
     }
 
+    /// Input elements, `outer * len * inner`.
     pub fn elements(&self) -> usize {
         self.outer * self.len * self.inner
     }
 
+    /// Results written, `outer * inner`.
     pub fn outputs(&self) -> usize {
         self.outer * self.inner
     }
@@ -181,7 +229,9 @@ pub(crate) fn aligned_head(operands: &[(u64, usize)], pack: usize, n: usize) -> 
 /// An m x n row-major matrix plus a length-n row vector broadcast over its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BiasAddProblem {
+    /// Rows of the matrix.
     pub m: usize,
+    /// Columns of the matrix, and the bias's length.
     pub n: usize,
 }
 

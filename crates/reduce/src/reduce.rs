@@ -42,6 +42,8 @@ pub struct Reducer {
 }
 
 impl Reducer {
+    /// A reducer on `gpu`'s stream. It holds no scratch memory until a split reduction needs
+    /// some, and keeps what it allocated for later calls.
     pub fn new(gpu: &Gpu) -> ReduceResult<Reducer> {
         Ok(Reducer { gpu: gpu.clone(), sm_count: gpu.sm_count(), forced: None, partials: None, counters: None })
     }

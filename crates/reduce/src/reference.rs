@@ -26,22 +26,44 @@ pub const CHUNK: usize = 1 << 14;
 /// Why a reduction has no result.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReduceError {
+    /// Max, min, argmax or argmin of an empty input, or along an axis of length 0.
     #[error("{0:?} of an empty input is undefined")]
     Empty(Reduction),
+    /// The axis is not below the view's rank.
     #[error("axis {axis} is out of range for a {rank}-D tensor")]
-    AxisOutOfRange { axis: usize, rank: usize },
+    AxisOutOfRange {
+        /// The axis asked for.
+        axis: usize,
+        /// The view's rank.
+        rank: usize,
+    },
+    /// A view of a rank other than 1 to 3; holds the rank.
     #[error("views of rank {0} are not supported (1 to 3)")]
     UnsupportedRank(usize),
+    /// The shape and the strides have different lengths.
     #[error("shape has {shape} dimensions but strides have {strides}")]
-    RankMismatch { shape: usize, strides: usize },
+    RankMismatch {
+        /// Entries in the shape.
+        shape: usize,
+        /// Entries in the strides.
+        strides: usize,
+    },
+    /// The view reaches past the end of its buffer.
     #[error("the view reaches element {last} but the buffer holds {len}")]
-    OutOfBounds { last: usize, len: usize },
+    OutOfBounds {
+        /// Offset of the view's last element (`usize::MAX` when it overflows).
+        last: usize,
+        /// Elements the buffer holds.
+        len: usize,
+    },
 }
 
 /// Any reduction, named in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reduction {
+    /// A reduction to one value.
     Value(ReduceOp),
+    /// A reduction to an index and its value.
     Arg(ArgOp),
 }
 
@@ -89,7 +111,9 @@ impl ReduceOp {
 /// An element picked by [`ArgOp`]: its index (along the reduced axis for axis reductions) and value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Extremum {
+    /// Into the slice for a whole-slice reduction, along the axis for an axis reduction.
     pub index: usize,
+    /// The element's value.
     pub value: f64,
 }
 
@@ -132,6 +156,7 @@ pub fn arg_reduce(op: ArgOp, x: &[f64]) -> Result<Extremum, ReduceError> {
     partials.into_iter().flatten().reduce(|a, b| op.pick(a, b)).ok_or(ReduceError::Empty(Reduction::Arg(op)))
 }
 
+/// The sum; 0 for empty input.
 pub fn sum(x: &[f64]) -> f64 {
     reduce(ReduceOp::Sum, x).expect("sum is defined on empty input")
 }
@@ -141,26 +166,32 @@ pub fn mean(x: &[f64]) -> f64 {
     reduce(ReduceOp::Mean, x).expect("mean is defined on empty input")
 }
 
+/// The largest element (NaN when any is NaN); [`ReduceError::Empty`] for empty input.
 pub fn max(x: &[f64]) -> Result<f64, ReduceError> {
     reduce(ReduceOp::Max, x)
 }
 
+/// The smallest element (NaN when any is NaN); [`ReduceError::Empty`] for empty input.
 pub fn min(x: &[f64]) -> Result<f64, ReduceError> {
     reduce(ReduceOp::Min, x)
 }
 
+/// The sum of the squares; 0 for empty input.
 pub fn sum_of_squares(x: &[f64]) -> f64 {
     reduce(ReduceOp::SumOfSquares, x).expect("sum of squares is defined on empty input")
 }
 
+/// The square root of the sum of the squares; 0 for empty input.
 pub fn l2_norm(x: &[f64]) -> f64 {
     reduce(ReduceOp::L2Norm, x).expect("L2 norm is defined on empty input")
 }
 
+/// The largest element at its first index, or the first NaN; [`ReduceError::Empty`] for empty input.
 pub fn argmax(x: &[f64]) -> Result<Extremum, ReduceError> {
     arg_reduce(ArgOp::ArgMax, x)
 }
 
+/// The smallest element at its first index, or the first NaN; [`ReduceError::Empty`] for empty input.
 pub fn argmin(x: &[f64]) -> Result<Extremum, ReduceError> {
     arg_reduce(ArgOp::ArgMin, x)
 }
@@ -176,6 +207,9 @@ pub struct StridedView<'a> {
 }
 
 impl<'a> StridedView<'a> {
+    /// `data` seen with `shape` and `strides`. Fails on a rank other than 1 to 3, a shape and
+    /// strides of different lengths, or a last element past the buffer (a view with a zero
+    /// dimension holds nothing and always fits).
     pub fn new(data: &'a [f64], shape: &[usize], strides: &[usize]) -> Result<Self, ReduceError> {
         if shape.len() != strides.len() {
             return Err(ReduceError::RankMismatch { shape: shape.len(), strides: strides.len() });
@@ -205,10 +239,12 @@ impl<'a> StridedView<'a> {
         Self::new(data, shape, &strides)
     }
 
+    /// The size of each dimension.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Each dimension's stride, in elements.
     pub fn strides(&self) -> &[usize] {
         &self.strides
     }
@@ -327,12 +363,16 @@ pub fn bias_add(x: &[f64], rows: usize, cols: usize, row_stride: usize, bias: &[
 /// A storage type the kernels read or write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FloatType {
+    /// IEEE single precision.
     F32,
+    /// IEEE half precision.
     F16,
+    /// bfloat16: f32's exponent, 8 significant bits.
     BF16,
 }
 
 impl FloatType {
+    /// Every storage type.
     pub const ALL: [FloatType; 3] = [Self::F32, Self::F16, Self::BF16];
 
     /// `x` rounded to the nearest value of this type, ties to even, as a GPU conversion does:

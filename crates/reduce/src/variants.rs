@@ -20,12 +20,18 @@ pub enum GridPolicy {
     /// One block per tile of 256 x 4 packs; the hardware balances blocks over SMs.
     OneTilePerBlock,
     /// `blocks_per_sm` blocks per SM, each looping over tiles (grid-stride).
-    Persistent { blocks_per_sm: u32 },
+    Persistent {
+        /// Blocks launched per SM.
+        blocks_per_sm: u32,
+    },
 }
 
+/// An element-wise variant: a name and a grid policy. All run the same compiled kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EwVariant {
+    /// Its name in benches, records and [`EwPlan`]'s display.
     pub name: &'static str,
+    /// How it sizes its grid.
     pub grid: GridPolicy,
 }
 
@@ -43,6 +49,7 @@ impl Default for EwVariant {
 }
 
 impl EwVariant {
+    /// The variant of that name in [`EW_VARIANTS`].
     pub fn by_name(name: &str) -> Option<EwVariant> {
         EW_VARIANTS.iter().copied().find(|v| v.name == name)
     }
@@ -60,7 +67,9 @@ impl EwVariant {
 /// `vec16-tile-per-block, scalar`, `copy` or `empty`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EwPlan {
+    /// The variant that ran; the default one when no kernel ran (a copy, an empty range).
     pub variant: EwVariant,
+    /// How the range was covered.
     pub path: EwPath,
 }
 
@@ -68,7 +77,10 @@ pub struct EwPlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EwPath {
     /// `head` leading elements one at a time, then 16-byte vectors.
-    Vector { head: usize },
+    Vector {
+        /// Elements done one at a time before every operand sits on a 16-byte boundary.
+        head: usize,
+    },
     /// Every element one at a time: the operands sit at different offsets from a 16-byte
     /// boundary, or the range is shorter than its scalar head.
     Scalar,
@@ -141,6 +153,7 @@ const COLUMN_ROWS: usize = 8;
 /// A variant made concrete for one problem: what the launcher needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReducePlan {
+    /// The variant.
     pub variant: ReduceVariant,
     /// Blocks along the reduced axis per output; the fixed split that makes results
     /// reproducible (it depends only on the shape and the device's SM count).
@@ -159,10 +172,12 @@ impl std::fmt::Display for ReducePlan {
 }
 
 impl ReduceVariant {
+    /// The variant's name in [`REDUCE_VARIANTS`].
     pub fn name(self) -> &'static str {
         REDUCE_VARIANTS.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).expect("every variant is in the table")
     }
 
+    /// The variant of that name in [`REDUCE_VARIANTS`].
     pub fn by_name(name: &str) -> Option<ReduceVariant> {
         REDUCE_VARIANTS.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
     }
@@ -229,6 +244,7 @@ impl ReducePlan {
         self.splits > 1
     }
 
+    /// Whether arrival counters are needed: a split single-pass plan.
     pub fn uses_counters(&self) -> bool {
         self.splits > 1 && self.variant == ReduceVariant::SplitSinglePass
     }
