@@ -4,10 +4,11 @@
 
 use std::ffi::c_void;
 
+use ckb_common::baselines::Fp32Math;
 use ckb_common::{check_launch, DType, Layout};
 
 use crate::problem::{GemmError, GemmProblem};
-use crate::variants::{universal_for, variants, Major, Schedule, Variant};
+use crate::variants::{universal_for, variants, InputType, Major, Schedule, Variant};
 
 /// Mirrors `CkbGemmArgs` in `kernels/gemm/args.cuh`; keep the two in step.
 /// The kernel computes `C(m,n) = alpha * sum_k A(m,k) * B(n,k) + beta * C(m,n)` with every
@@ -78,6 +79,74 @@ pub struct Plan {
     pub staging: Staging,
     /// K slices run as separate work units and summed in order into C (1: no split).
     pub split: SplitK,
+    /// f32 inputs split into tf32 terms in scratch for a tf32 kernel; `None` otherwise.
+    pub tf32: Option<Tf32Split>,
+}
+
+/// f32 on tensor cores: both operands are rewritten into scratch as K-major rows of tf32-exact
+/// terms (`kernels/gemm/split_tf32.cuh`), and a tf32 kernel runs the product over the longer K.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tf32Split {
+    /// fp32 accuracy ([`Fp32Math::Ieee`]): x = hi + lo, and the three products
+    /// a_hi b_hi + a_hi b_lo + a_lo b_hi (3xTF32), K' = 3 K.
+    ThreeTerms,
+    /// Inputs rounded to tf32, one product ([`Fp32Math::Tf32`], opt-in, as cuBLAS's TF32 mode).
+    OneTerm,
+}
+
+impl Tf32Split {
+    /// The split that meets `math`.
+    pub fn for_math(math: Fp32Math) -> Tf32Split {
+        match math {
+            Fp32Math::Ieee => Tf32Split::ThreeTerms,
+            Fp32Math::Tf32 => Tf32Split::OneTerm,
+        }
+    }
+
+    /// Segments of K per operand row.
+    pub fn terms(self) -> usize {
+        match self {
+            Tf32Split::ThreeTerms => 3,
+            Tf32Split::OneTerm => 1,
+        }
+    }
+
+    /// Which segments of (A's, B's) rows hold the remainder `lo` (bit s: segment s), the
+    /// others `hi`: A = [hi | hi | lo] against B = [hi | lo | hi].
+    fn lo_segments(self) -> (u32, u32) {
+        match self {
+            Tf32Split::ThreeTerms => (0b100, 0b010),
+            Tf32Split::OneTerm => (0, 0),
+        }
+    }
+
+    /// The K-major problem the tf32 kernel sees: `terms` segments of K, each padded to 4
+    /// floats (16 bytes, for TMA) with zeros; `None` when that K would not fit 32 bits.
+    fn view(self, problem: &GemmProblem) -> Option<GemmProblem> {
+        let k = self.terms() * tf32_segment(problem.k);
+        (k <= i32::MAX as usize).then(|| GemmProblem {
+            k,
+            a_layout: Layout::RowMajor,
+            lda: k,
+            b_layout: Layout::ColMajor,
+            ldb: k,
+            ..*problem
+        })
+    }
+}
+
+/// One segment of a split operand's row: K padded to 4 floats.
+fn tf32_segment(k: usize) -> usize {
+    k.next_multiple_of(4)
+}
+
+impl std::fmt::Display for Tf32Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tf32Split::ThreeTerms => "3xTF32",
+            Tf32Split::OneTerm => "TF32",
+        })
+    }
 }
 
 /// Split-K: where the output tiles fill at most half the SMs (skinny and deep-K problems),
@@ -114,6 +183,9 @@ impl std::fmt::Display for Plan {
         write!(f, "{}, {}", self.variant, self.orientation)?;
         if self.split.splits > 1 {
             write!(f, ", split-K {}", self.split.splits)?;
+        }
+        if let Some(tf32) = self.tf32 {
+            write!(f, ", {tf32} split")?;
         }
         match (self.staging.a, self.staging.b) {
             (true, true) => f.write_str(", A and B staged"),
@@ -413,6 +485,14 @@ pub(crate) fn plan_for(
     addr: Addresses,
     sms: usize,
 ) -> Result<Plan, GemmError> {
+    if variant.config.input == InputType::Tf32 {
+        return tf32_plan(Some(variant), problem, input, output, addr, sms).ok_or_else(|| {
+            GemmError::VariantCannotRun {
+                variant: variant.name,
+                reason: format!("it takes f32 inputs split into tf32 terms, not {input}, or K is too large to split"),
+            }
+        });
+    }
     let in_place = plan_in_place(variant, problem, input, output, addr, sms, true);
     if in_place.is_ok() || !variant.uses_tma() {
         return in_place;
@@ -458,7 +538,7 @@ fn plan_in_place(
         Some((_, orientation)) => {
             let args = kernel_args(problem, orientation, addr, output, variant.config.majors);
             let split = split_for(variant, (args.m as usize, args.n as usize, args.k as usize), sms, allow_split);
-            Ok(Plan { variant, orientation, staging: Staging::default(), split })
+            Ok(Plan { variant, orientation, staging: Staging::default(), split, tf32: None })
         }
         None => Err(GemmError::VariantCannotRun { variant: variant.name, reason: reasons.join("; ") }),
     }
@@ -473,10 +553,15 @@ pub(crate) fn choose(
     addr: Addresses,
     sms: usize,
 ) -> Result<Plan, GemmError> {
-    if let Some(plan) = best_tma_plan(problem, input, output, addr, sms) {
+    let macs = problem.m as u128 * problem.n as u128 * problem.k as u128;
+    if input == DType::F32 {
+        // f32 never runs on a tf32 kernel as it is: the tensor cores would truncate it.
+        if let Some(plan) = tf32_plan(None, problem, input, output, addr, sms).filter(|_| macs >= STAGING_MIN_MACS) {
+            return Ok(plan);
+        }
+    } else if let Some(plan) = best_tma_plan(problem, input, output, addr, sms) {
         return Ok(plan);
     }
-    let macs = problem.m as u128 * problem.n as u128 * problem.k as u128;
     if let Some(staging) = staging_needed(problem, input, addr).filter(|_| macs >= STAGING_MIN_MACS) {
         let (staged, staged_addr) = staged_view(problem, staging, addr);
         if let Some(plan) = best_tma_plan(&staged, input, output, staged_addr, sms) {
@@ -485,6 +570,31 @@ pub(crate) fn choose(
     }
     let fallback = universal_for(input).ok_or(GemmError::UnsupportedTypes { input, output })?;
     plan_in_place(fallback, problem, input, output, addr, sms, false)
+}
+
+/// How `variant` (else the best tf32 kernel) runs the f32 `problem` split into tf32 terms
+/// ([`Tf32Split::for_math`] of the problem's `fp32_math`); `None` for other inputs, or when
+/// the split's K does not fit.
+fn tf32_plan(
+    variant: Option<&'static Variant>,
+    problem: &GemmProblem,
+    input: DType,
+    output: DType,
+    addr: Addresses,
+    sms: usize,
+) -> Option<Plan> {
+    if input != DType::F32 {
+        return None;
+    }
+    let split = Tf32Split::for_math(problem.fp32_math);
+    let view = split.view(problem)?;
+    // The terms sit in 256-byte-aligned scratch.
+    let view_addr = Addresses { a: 0, b: 0, ..addr };
+    let plan = match variant {
+        Some(v) => plan_in_place(v, &view, input, output, view_addr, sms, true).ok()?,
+        None => best_tma_plan(&view, input, output, view_addr, sms)?,
+    };
+    Some(Plan { tf32: Some(split), ..plan })
 }
 
 /// The best-covering TMA plan that runs `problem` in place, if any. Split-K is considered
@@ -531,6 +641,19 @@ extern "C" {
         splits: i32,
         split_k_tiles: i32,
     ) -> i32;
+    fn ckb_gemm_split_tf32(
+        src: u64,
+        stride_r: i64,
+        stride_k: i64,
+        dst: u64,
+        dst_pitch: i64,
+        seg_pitch: i64,
+        rows: i64,
+        k_len: i64,
+        terms: i32,
+        lo_terms: u32,
+        stream: *mut c_void,
+    ) -> i32;
     fn ckb_gemm_stage_lines(
         src: u64,
         src_pitch: i64,
@@ -557,13 +680,16 @@ pub(crate) unsafe fn launch(
     gpu: &ckb_common::Gpu,
 ) -> Result<(), GemmError> {
     let majors = plan.variant.config.majors;
+    if let Some(split) = plan.tf32 {
+        // SAFETY: the caller's contract.
+        return unsafe { launch_tf32(plan, split, problem, addr, output, gpu) };
+    }
     let (staged, _) = staged_view(problem, plan.staging, addr);
     let (a, b) = (a_lines(problem), b_lines(problem));
     let a_bytes = if plan.staging.a { a.staged_bytes(2) } else { 0 };
     let b_bytes = if plan.staging.b { b.staged_bytes(2) } else { 0 };
     let (partial_ld, partial_slice) = partial_layout(&kernel_args(&staged, plan.orientation, addr, output, majors));
-    let partial_bytes =
-        if plan.split.splits > 1 { (plan.split.splits * partial_slice as usize * 4).next_multiple_of(256) } else { 0 };
+    let partial_bytes = partial_bytes(plan.split, partial_slice);
     if a_bytes + b_bytes + partial_bytes == 0 {
         let args = kernel_args(problem, plan.orientation, addr, output, majors);
         // SAFETY: the caller's contract.
@@ -608,6 +734,75 @@ pub(crate) unsafe fn launch(
         // partials after them (256-byte aligned, splits x slice floats); the rest as the
         // caller passed them.
         unsafe { launch_args(plan, &staged, &args, gpu.cu_stream()) }
+    })?
+}
+
+/// Scratch bytes of split-K's partials (none without a split), rounded up to 256.
+fn partial_bytes(split: SplitK, partial_slice: i64) -> usize {
+    if split.splits > 1 {
+        (split.splits * partial_slice as usize * 4).next_multiple_of(256)
+    } else {
+        0
+    }
+}
+
+/// [`launch`] for f32 inputs on a tf32 kernel: A's and B's terms into scratch (then the
+/// partials of split-K), then the kernel on the split view.
+///
+/// # Safety
+/// As [`launch`].
+unsafe fn launch_tf32(
+    plan: Plan,
+    split: Tf32Split,
+    problem: &GemmProblem,
+    addr: Addresses,
+    output: DType,
+    gpu: &ckb_common::Gpu,
+) -> Result<(), GemmError> {
+    let view = split.view(problem).expect("planned on this view");
+    let majors = plan.variant.config.majors;
+    let row_bytes = view.k * 4;
+    let a_bytes = (problem.m * row_bytes).next_multiple_of(256);
+    let b_bytes = (problem.n * row_bytes).next_multiple_of(256);
+    let (partial_ld, partial_slice) = partial_layout(&kernel_args(&view, plan.orientation, addr, output, majors));
+    let partials = partial_bytes(plan.split, partial_slice);
+    let (a_lo, b_lo) = split.lo_segments();
+    gpu.with_workspace(a_bytes + b_bytes + partials, |scratch| {
+        let base = ckb_common::device_address(scratch, &gpu.stream);
+        let (a_m, a_k) = strides(problem.a_layout, problem.lda); // A(m,k)
+        let (b_k, b_n) = strides(problem.b_layout, problem.ldb); // B(k,n)
+        for (src, (stride_r, stride_k), rows, dst, lo) in
+            [(addr.a, (a_m, a_k), problem.m, base, a_lo), (addr.b, (b_n, b_k), problem.n, base + a_bytes as u64, b_lo)]
+        {
+            // SAFETY: src holds the operand (validated by the caller); dst is scratch of rows x
+            // view.k floats, on the same stream.
+            let code = unsafe {
+                ckb_gemm_split_tf32(
+                    src,
+                    stride_r,
+                    stride_k,
+                    dst,
+                    view.k as i64,
+                    tf32_segment(problem.k) as i64,
+                    rows as i64,
+                    problem.k as i64,
+                    split.terms() as i32,
+                    lo,
+                    gpu.cu_stream(),
+                )
+            };
+            check_launch("ckb_gemm_split_tf32", code)?;
+        }
+        let kernel_addr = Addresses { a: base, b: base + a_bytes as u64, c: addr.c };
+        let args = with_split(
+            kernel_args(&view, plan.orientation, kernel_addr, output, majors),
+            plan.split,
+            base + (a_bytes + b_bytes) as u64,
+            (partial_ld, partial_slice),
+        );
+        // SAFETY: the terms sit in scratch as the view describes them, the partials after
+        // them; C is the caller's.
+        unsafe { launch_args(plan, &view, &args, gpu.cu_stream()) }
     })?
 }
 

@@ -41,7 +41,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 use ckb_common::{bf16, f16, DType, Element, Gpu};
 
-pub use launch::{Orientation, Plan, SplitK, Staging};
+pub use launch::{Orientation, Plan, SplitK, Staging, Tf32Split};
 pub use problem::{GemmError, GemmProblem, GemmShapeError, Operand};
 pub use variants::{find_variant, variants, InputType, KernelConfig, Major, Schedule, TileShape, Variant};
 

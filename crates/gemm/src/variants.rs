@@ -46,7 +46,7 @@ impl InputType {
     /// The element type's [`DType`].
     pub const fn dtype(self) -> DType {
         match self {
-            InputType::F32 => DType::F32,
+            InputType::F32 | InputType::Tf32 => DType::F32,
             InputType::F16 => DType::F16,
             InputType::BF16 => DType::BF16,
         }

@@ -21,7 +21,8 @@
 //! # Ok(()) }
 //! ```
 
-use ckb_common::{check, compare, to_f64_vec, Comparison, Element, Gpu, GpuError, Layout, Tolerance};
+use ckb_common::baselines::Fp32Math;
+use ckb_common::{check, compare, to_f64_vec, Comparison, DType, Element, Gpu, GpuError, Layout, Tolerance};
 use cudarc::driver::DevicePtr;
 use rayon::prelude::*;
 
@@ -136,10 +137,9 @@ impl GemmSample {
         &self.rows
     }
 
-    /// The bounds an output of type `TOut` is held to: [`Tolerance::for_dot_product`].
+    /// The bounds an output of type `TOut` is held to: [`tolerance`].
     pub fn tolerance<TOut: GemmOutput>(&self) -> Tolerance {
-        let p = &self.problem;
-        Tolerance::for_dot_product(TOut::DTYPE, p.k, f64::from(p.alpha), f64::from(p.beta))
+        tolerance(&self.problem, TOut::DTYPE)
     }
 
     /// Downloads C (the whole buffer) and checks its sampled rows.
@@ -184,6 +184,22 @@ impl GemmSample {
         let (ours, theirs) = (matrix_elements(p, ours), matrix_elements(p, theirs));
         let scale = self.tolerance::<TOut>().scale;
         Ok(check::cross_check(&ours, &theirs, &ours_check.measured, &theirs_check.measured, TOut::DTYPE, scale)?)
+    }
+}
+
+/// The bounds a GEMM output of type `out` is held to, against the reference rounded to `out`:
+/// [`Tolerance::for_dot_product`], and no tighter than [`Tolerance::TF32`] where the problem
+/// allows f32 inputs to be rounded to tf32 ([`Fp32Math::Tf32`]).
+pub fn tolerance(problem: &GemmProblem, out: DType) -> Tolerance {
+    let p = problem;
+    let tol = Tolerance::for_dot_product(out, p.k, f64::from(p.alpha), f64::from(p.beta));
+    match p.fp32_math {
+        Fp32Math::Ieee => tol,
+        Fp32Math::Tf32 => Tolerance {
+            rel_frobenius: tol.rel_frobenius.max(Tolerance::TF32.rel_frobenius),
+            elementwise: tol.elementwise.max(Tolerance::TF32.elementwise),
+            ..tol
+        },
     }
 }
 

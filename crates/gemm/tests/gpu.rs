@@ -2,15 +2,16 @@
 //!
 //! Inputs are random normal; C is NaN-poisoned (beta = 0: nothing may read it, and any
 //! element left unwritten shows) or random (beta != 0). Padding between the lines of C is
-//! poisoned too and must stay untouched. Bounds: [`Tolerance::for_dot_product`] for the
+//! poisoned too and must stay untouched. Bounds: `ckb_gemm::verify::tolerance` for the
 //! output type, against the reference rounded to it. Run with `cargo test -p ckb-gemm --test gpu -- --ignored` on a Hopper GPU.
 
-use ckb_common::baselines::Cublas;
-use ckb_common::{bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, Layout, Tolerance};
+use ckb_common::baselines::{Cublas, Fp32Math};
+use ckb_common::{bf16, compare, f16, random, to_f64_vec, DType, Element, Gpu, Layout};
 use ckb_gemm::reference::{self, MatRef};
 use ckb_gemm::verify::GemmSample;
 use ckb_gemm::{
-    gemm, gemm_with_variant, variants, GemmInput, GemmOutput, GemmProblem, Major, Operand, Orientation, Variant,
+    gemm, gemm_with_variant, variants, GemmInput, GemmOutput, GemmProblem, Major, Operand, Orientation, Tf32Split,
+    Variant,
 };
 
 /// Odd shapes that leave partial tiles in every dimension, and a few whole ones.
@@ -97,9 +98,7 @@ fn run_case<TIn: GemmInput, TOut: GemmOutput>(
             padding_written += 1;
         }
     }
-    let tolerance =
-        Tolerance::for_dot_product(TOut::DTYPE, problem.k, f64::from(problem.alpha), f64::from(problem.beta));
-    let result = compare(&got, &want, tolerance);
+    let result = compare(&got, &want, ckb_gemm::verify::tolerance(problem, TOut::DTYPE));
     if result.passed && padding_written == 0 {
         None
     } else {
@@ -190,6 +189,7 @@ fn every_tma_variant_matches_the_reference() {
         match variant.input() {
             DType::BF16 => check_tma_variant::<bf16>(&gpu, variant, &mut failures, &mut cases),
             DType::F16 => check_tma_variant::<f16>(&gpu, variant, &mut failures, &mut cases),
+            DType::F32 => check_tma_variant::<f32>(&gpu, variant, &mut failures, &mut cases),
             other => panic!("TMA variant {} with {other} inputs", variant.name),
         }
     }
@@ -258,6 +258,7 @@ fn every_tma_variant_is_correct_over_many_waves() {
                     failures.extend(match variant.input() {
                         DType::BF16 => multi_wave_case::<bf16>(&gpu, variant, &problem, seed),
                         DType::F16 => multi_wave_case::<f16>(&gpu, variant, &problem, seed),
+                        DType::F32 => multi_wave_case::<f32>(&gpu, variant, &problem, seed),
                         other => Some(format!("TMA variant {} with {other} inputs", variant.name)),
                     });
                 }
@@ -414,6 +415,40 @@ fn split_k_is_correct_and_reproducible() {
         runs.push(gpu.download(&c).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     }
     assert!(runs[0] == runs[1], "split-K results differ between runs");
+}
+
+/// f32 inputs run on the tf32 kernels split into terms (3xTF32), at fp32 accuracy (the f32
+/// bound, which plain TF32 misses by more than 10x), in every layout, with odd and padded leading
+/// dimensions, beta != 0 and split-K; with `Fp32Math::Tf32` as one term, at TF32's bound.
+#[test]
+#[ignore = "needs a GPU"]
+fn f32_runs_on_tensor_cores_at_fp32_accuracy() {
+    let gpu = gpu();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    let shapes = [(300, 257, 1001), (1200, 1100, 999), (129, 1000, 777), (1, 3000, 1001), (256, 256, 16384)];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for a_layout in Layout::ALL {
+            for b_layout in Layout::ALL {
+                for c_layout in Layout::ALL {
+                    let p = GemmProblem::new(m, n, k, a_layout, b_layout, c_layout);
+                    let padded = p.with_leading_dims(p.lda + 3, p.ldb + 1, p.ldc + 1).with_scalars(-0.5, 1.25);
+                    let tf32 = p.with_fp32_math(Fp32Math::Tf32);
+                    for (p, split) in
+                        [(p, Tf32Split::ThreeTerms), (padded, Tf32Split::ThreeTerms), (tf32, Tf32Split::OneTerm)]
+                    {
+                        let plan = ckb_gemm::choose_plan(&gpu, &p, DType::F32, DType::F32, [0, 0, 0]).unwrap();
+                        if plan.tf32 != Some(split) {
+                            failures.push(format!("{} {m}x{n}x{k}: not {split}: {plan}", p.layout_letters()));
+                        }
+                        cases += 2;
+                        failures.extend(run_case::<f32, f32>(&gpu, None, &p, 130 + i as u64));
+                        failures.extend(run_case::<f32, bf16>(&gpu, None, &p, 140 + i as u64));
+                    }
+                }
+            }
+        }
+    }
+    report(failures, cases);
 }
 
 #[test]

@@ -38,10 +38,11 @@ struct MainloopTmaWgmma {
   static constexpr int ConsumerWarpGroups = BM / 64;
   static constexpr int ConsumerThreads = ConsumerWarpGroups * 128;
 
-  static_assert(sizeof(T) == 2, "WGMMA from shared memory with either majorness needs 16-bit inputs");
+  static_assert(sizeof(T) == 2 || (sizeof(T) == 4 && Cfg::AKMajor && Cfg::BKMajor),
+                "WGMMA reads 16-bit inputs from shared memory either way, tf32 K-major only");
   static_assert(BM == 64 || BM == 128, "each consumer warp group owns 64 rows of the tile");
   static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "one WGMMA spans the tile's N");
-  static_assert(BK == 64, "one 128-byte swizzle row of 16-bit K per stage row");
+  static_assert(BK * sizeof(T) == 128, "one 128-byte swizzle row of K per stage row");
   static_assert(Stages >= 3, "at least three stages keep TMA ahead of the math");
 
   using TileShape = Shape<Int<BM>, Int<BN>, Int<BK>>;  // (BLK_M,BLK_N,BLK_K)
@@ -60,7 +61,7 @@ struct MainloopTmaWgmma {
   using SmemLayoutB = decltype(tile_to_shape(SmemAtomB{}, make_shape(Int<BN>{}, Int<BK>{}, Int<Stages>{}),
                                              conditional_t<Cfg::BKMajor, Step<_1, _2, _3>, Step<_2, _1, _3>>{}));  // (BN,BK,PIPE)
 
-  // One 64xBNx16 WGMMA per consumer warp group, stacked along M.
+  // One 64xBNx16 (tf32: 64xBNx8) WGMMA per consumer warp group, stacked along M.
   using TiledMma = decltype(make_tiled_mma(GMMA::ss_op_selector<T, T, float, TileShape, MajorA, MajorB>(),
                                            Layout<Shape<Int<ConsumerWarpGroups>, _1, _1>>{}));
 

@@ -10,8 +10,11 @@
 /// An input element type a kernel is compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputType {
-    /// IEEE fp32 (the universal kernel only, on FMA units).
+    /// IEEE fp32, on FMA units (the universal kernel).
     F32,
+    /// fp32 storage read by the tensor cores as tf32 (10-bit mantissa). f32 problems reach
+    /// these kernels split into tf32-exact terms (`launch.rs`, 3xTF32), never as they are.
+    Tf32,
     /// IEEE half precision.
     F16,
     /// bfloat16.
@@ -67,6 +70,16 @@ pub struct KernelConfig {
     pub relative_speed: f64,
 }
 
+impl InputType {
+    /// Bytes of one stored element.
+    pub const fn bytes(self) -> usize {
+        match self {
+            InputType::F32 | InputType::Tf32 => 4,
+            InputType::F16 | InputType::BF16 => 2,
+        }
+    }
+}
+
 impl KernelConfig {
     /// The universal kernel for `input`: any shape, stride and alignment.
     const fn universal(input: InputType) -> Self {
@@ -80,11 +93,12 @@ impl KernelConfig {
         }
     }
 
-    /// A TMA + WGMMA warp-specialized kernel with a `bm x bn x 64` tile.
+    /// A TMA + WGMMA warp-specialized kernel with a `bm x bn` tile, 128 bytes of K deep
+    /// (one 128-byte swizzle row per stage row: 64 16-bit or 32 tf32 elements).
     const fn sm90(input: InputType, bm: usize, bn: usize, stages: usize, a: Major, b: Major, speed: f64) -> Self {
         KernelConfig {
             input,
-            tile: TileShape { m: bm, n: bn, k: 64 },
+            tile: TileShape { m: bm, n: bn, k: 128 / input.bytes() },
             stages,
             schedule: Schedule::WarpSpecializedCooperative,
             majors: Some((a, b)),
@@ -93,12 +107,12 @@ impl KernelConfig {
     }
 }
 
-use InputType::{BF16, F16, F32};
+use InputType::{Tf32, BF16, F16, F32};
 use Major::{K, MN};
 
 /// Every compiled kernel. Names are derived from the rows (`universal_bf16`,
 /// `sm90_bf16_128x256_s4_rc`); so are the launcher symbols (`ckb_gemm_` + name).
-pub const TABLE: [KernelConfig; 15] = [
+pub const TABLE: [KernelConfig; 18] = [
     KernelConfig::universal(F32),
     KernelConfig::universal(F16),
     KernelConfig::universal(BF16),
@@ -115,4 +129,8 @@ pub const TABLE: [KernelConfig; 15] = [
     KernelConfig::sm90(F16, 128, 256, 4, K, MN, 1.0),
     KernelConfig::sm90(F16, 128, 128, 6, K, MN, 0.9),
     KernelConfig::sm90(F16, 128, 256, 4, MN, MN, 1.0),
+    // WGMMA reads tf32 K-major only; the split into terms writes both operands K-major.
+    KernelConfig::sm90(Tf32, 128, 256, 4, K, K, 1.0),
+    KernelConfig::sm90(Tf32, 128, 128, 6, K, K, 0.9),
+    KernelConfig::sm90(Tf32, 64, 128, 8, K, K, 0.55),
 ];

@@ -355,6 +355,12 @@ fn plan_label(plan: &ckb_gemm::Plan) -> String {
         (false, true) => label += " (B staged)",
         (false, false) => {}
     }
+    if plan.split.splits > 1 {
+        label += &format!(" (split-K {})", plan.split.splits);
+    }
+    if let Some(tf32) = plan.tf32 {
+        label += &format!(" ({tf32})");
+    }
     label
 }
 
