@@ -28,6 +28,8 @@
 //! `*_with_variant` forms force a variant. Every call returns the [`NormPlan`] that ran, or
 //! None for an empty problem.
 
+#![deny(missing_docs)]
+
 mod launch;
 pub mod normalizer;
 pub mod problem;

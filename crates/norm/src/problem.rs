@@ -14,24 +14,64 @@ pub enum NormError {
     Gpu(#[from] GpuError),
     /// The problem itself is invalid (stride, row length, size).
     #[error("{op}: {problem:?} has {what}")]
-    BadShape { op: &'static str, problem: RowsProblem, what: &'static str },
+    BadShape {
+        /// The op's name.
+        op: &'static str,
+        /// The problem as given.
+        problem: RowsProblem,
+        /// What is wrong with it.
+        what: &'static str,
+    },
     /// A buffer holds fewer elements than the problem needs.
     #[error("{op}: {what} holds {got} elements, the problem needs {needed}")]
-    BufferTooShort { op: &'static str, what: &'static str, needed: usize, got: usize },
+    BufferTooShort {
+        /// The op's name.
+        op: &'static str,
+        /// The buffer (`x`, `gamma`, ...).
+        what: &'static str,
+        /// Elements the problem needs.
+        needed: usize,
+        /// Elements the buffer holds.
+        got: usize,
+    },
     /// eps is negative or not finite.
     #[error("{op}: eps must be finite and >= 0, got {eps}")]
-    BadEps { op: &'static str, eps: f32 },
+    BadEps {
+        /// The op's name.
+        op: &'static str,
+        /// The eps given.
+        eps: f32,
+    },
     /// The forced variant cannot hold this problem's rows (whatever the device).
     #[error("variant {variant} cannot run {op} on {what}")]
-    VariantMismatch { variant: &'static str, op: &'static str, what: String },
+    VariantMismatch {
+        /// The variant's name.
+        variant: &'static str,
+        /// The op's name.
+        op: &'static str,
+        /// The rows it cannot hold and what it holds, in words.
+        what: String,
+    },
     /// A tuning field is outside its range ([`Tuning::validate`]).
     #[error("tuning {tuning:?} has {what}")]
-    BadTuning { tuning: Tuning, what: &'static str },
+    BadTuning {
+        /// The tuning as given.
+        tuning: Tuning,
+        /// What is out of range, in words.
+        what: &'static str,
+    },
     /// The variant holds the rows, but this device cannot run its plan: the planner found
     /// it from the device's limits and occupancy, or the launcher refused it. Nothing ran;
     /// no other plan was tried in its place.
     #[error("{op}: this device cannot run {plan}: {reason}")]
-    PlanRefused { op: &'static str, plan: NormPlan, reason: Refusal },
+    PlanRefused {
+        /// The op's name.
+        op: &'static str,
+        /// The plan the device cannot run.
+        plan: NormPlan,
+        /// Why.
+        reason: Refusal,
+    },
 }
 
 impl From<NormError> for GpuError {
@@ -49,7 +89,13 @@ impl From<NormError> for GpuError {
 pub enum Refusal {
     /// The staging ring needs more dynamic shared memory than a CTA may take.
     #[error("its staging ring needs {needed} bytes of shared memory, a CTA may take {limit}")]
-    SharedMemory { needed: usize, limit: usize },
+    SharedMemory {
+        /// Bytes of dynamic shared memory the ring needs at its shallowest, one stage.
+        needed: usize,
+        /// Bytes a staged CTA may take on this device
+        /// ([`DeviceLimits::max_dynamic_smem`](crate::variants::DeviceLimits::max_dynamic_smem)).
+        limit: usize,
+    },
     /// No CTA of the plan fits on an SM.
     #[error("no CTA of it fits on an SM")]
     NotResident,

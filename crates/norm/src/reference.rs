@@ -22,13 +22,16 @@ use rayon::prelude::*;
 /// Where the rows of a matrix lie in a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rows {
+    /// Number of rows.
     pub rows: usize,
+    /// Elements per row: the axis the ops run along.
     pub cols: usize,
     /// Elements from the start of one row to the start of the next; at least `cols`.
     pub row_stride: usize,
 }
 
 impl Rows {
+    /// `rows` rows of `cols` elements, `row_stride` elements apart.
     pub fn new(rows: usize, cols: usize, row_stride: usize) -> Self {
         Self { rows, cols, row_stride }
     }
