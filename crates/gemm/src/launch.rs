@@ -544,9 +544,58 @@ fn plan_in_place(
     }
 }
 
+/// What the heuristic's choice depends on: the shape, the storage, the fp32 math, the
+/// types, whether A and B start 16-byte aligned, and the SM count (not the scalars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PlanKey {
+    dims: [usize; 6],
+    layouts: [Layout; 3],
+    fp32_math: Fp32Math,
+    types: (DType, DType),
+    aligned: (bool, bool),
+    sms: usize,
+}
+
+/// Plans the heuristic has made, so that a shape is planned once per process: walking every
+/// variant takes 5-25 us on the host, more than a small GEMM runs on the GPU (333 x 777 x
+/// 1111 took 28 us against cuBLAS's 19). Cleared when full, so a sweep of shapes cannot grow it.
+static PLANS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<PlanKey, Plan>>> =
+    std::sync::LazyLock::new(Default::default);
+const PLAN_CACHE_ENTRIES: usize = 4096;
+
+/// The shape heuristic ([`choose_uncached`]), planned once per shape and kept.
+pub(crate) fn choose(
+    problem: &GemmProblem,
+    input: DType,
+    output: DType,
+    addr: Addresses,
+    sms: usize,
+) -> Result<Plan, GemmError> {
+    let p = problem;
+    let key = PlanKey {
+        dims: [p.m, p.n, p.k, p.lda, p.ldb, p.ldc],
+        layouts: [p.a_layout, p.b_layout, p.c_layout],
+        fp32_math: p.fp32_math,
+        types: (input, output),
+        aligned: (addr.a.is_multiple_of(16), addr.b.is_multiple_of(16)),
+        sms,
+    };
+    // A poisoned lock only means another thread panicked mid-insert; the map is still whole.
+    if let Some(plan) = PLANS.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(*plan);
+    }
+    let plan = choose_uncached(problem, input, output, addr, sms)?;
+    let mut plans = PLANS.lock().unwrap_or_else(|e| e.into_inner());
+    if plans.len() >= PLAN_CACHE_ENTRIES {
+        plans.clear();
+    }
+    plans.insert(key, plan);
+    Ok(plan)
+}
+
 /// The shape heuristic: the best-covering TMA variant that can run the problem, else the
 /// universal kernel for the input dtype.
-pub(crate) fn choose(
+fn choose_uncached(
     problem: &GemmProblem,
     input: DType,
     output: DType,
@@ -992,6 +1041,50 @@ mod tests {
     }
 
     #[test]
+    fn plans_are_kept_per_shape_and_alignment() {
+        let p = GemmProblem::row_col(192, 320, 448);
+        let first = choose(&p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
+        assert!(first.variant.uses_tma());
+        // The same shape at an address TMA cannot read is planned anew, not served the TMA plan.
+        let odd = Addresses { a: ALIGNED.a + 2, ..ALIGNED };
+        let misaligned = choose(&p, DType::BF16, DType::BF16, odd, 132).unwrap();
+        assert!(!misaligned.variant.uses_tma() || misaligned.staging.a, "{misaligned}");
+        let again = choose(&p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
+        assert_eq!(
+            (again.variant.name, again.orientation, again.split),
+            (first.variant.name, first.orientation, first.split)
+        );
+        // Other types, other SM counts and other fp32 math are other keys.
+        assert_eq!(choose(&p, DType::F32, DType::F32, ALIGNED, 132).unwrap().tf32, Some(Tf32Split::ThreeTerms));
+        let tf32 = p.with_fp32_math(Fp32Math::Tf32);
+        assert_eq!(choose(&tf32, DType::F32, DType::F32, ALIGNED, 132).unwrap().tf32, Some(Tf32Split::OneTerm));
+        assert_eq!(choose(&tf32, DType::BF16, DType::BF16, ALIGNED, 132).unwrap().tf32, None);
+    }
+
+    #[test]
+    fn f32_takes_the_tf32_kernels_split_into_terms_in_every_layout() {
+        for a_layout in Layout::ALL {
+            for b_layout in Layout::ALL {
+                let p = GemmProblem::new(1000, 999, 1001, a_layout, b_layout, Layout::ColMajor);
+                let plan = choose(&p, DType::F32, DType::BF16, ALIGNED, 132).unwrap();
+                assert_eq!(plan.variant.config.input, InputType::Tf32, "{plan}");
+                assert_eq!(plan.tf32, Some(Tf32Split::ThreeTerms), "{plan}");
+                assert!(plan.to_string().ends_with("3xTF32 split"), "{plan}");
+            }
+        }
+        // A tf32 kernel never takes f32 as it is, and small problems keep the FMA kernel.
+        let tf32 = crate::variants::find_variant("sm90_tf32_128x128_s6_rc").unwrap();
+        let plan = plan_for(tf32, &GemmProblem::row_col(64, 64, 64), DType::F32, DType::F32, ALIGNED, 132).unwrap();
+        assert_eq!(plan.tf32, Some(Tf32Split::ThreeTerms));
+        assert!(plan_for(tf32, &GemmProblem::row_col(64, 64, 64), DType::BF16, DType::F32, ALIGNED, 132).is_err());
+        let small = choose(&GemmProblem::row_col(64, 64, 64), DType::F32, DType::F32, ALIGNED, 132).unwrap();
+        assert_eq!((small.variant.name, small.tf32), ("universal_f32", None));
+        // K' = 3 K must fit the kernels' 32-bit K.
+        let deep = GemmProblem::row_col(1, 1, 1 << 30);
+        assert_eq!(choose(&deep, DType::F32, DType::F32, ALIGNED, 132).unwrap().variant.name, "universal_f32");
+    }
+
+    #[test]
     fn any_c_takes_tma() {
         // Odd N: C's rows are not 16-byte aligned; the epilogue stores element by element.
         let odd_n = GemmProblem::row_col(256, 257, 64);
@@ -1026,11 +1119,11 @@ mod tests {
 
     #[test]
     fn a_grid_past_2_31_ctas_is_refused_before_launch() {
-        // f32 inputs run only on the universal kernel, whose one-CTA-per-tile grid would
-        // need 2^50 CTAs here.
+        // The universal kernel's one-CTA-per-tile grid would need 2^50 CTAs here.
         let huge = GemmProblem::row_col(i32::MAX as usize, i32::MAX as usize, 1);
         huge.lens().unwrap();
-        match choose(&huge, DType::F32, DType::F32, ALIGNED, 132) {
+        let universal = universal_for(DType::F32).unwrap();
+        match plan_for(universal, &huge, DType::F32, DType::F32, ALIGNED, 132) {
             Err(GemmError::VariantCannotRun { variant: "universal_f32", reason }) => assert!(reason.contains("grid")),
             other => panic!("{other:?}"),
         }
