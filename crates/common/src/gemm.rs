@@ -147,8 +147,9 @@ pub struct GemmSpec {
     pub alpha: f32,
     /// Scale of the C read back; 0 does not read C.
     pub beta: f32,
-    /// How f32 inputs are multiplied by cuBLAS ([`Fp32Math::Tf32`] allows TF32). Our
-    /// kernels and the naive checker run f32 in IEEE fp32 whatever it says.
+    /// How f32 inputs are multiplied ([`Fp32Math::Tf32`] allows rounding them to TF32), by
+    /// cuBLAS and by ckb-gemm (fp32 accuracy through 3xTF32, or one TF32 product). The
+    /// float64 checker ignores it; the GEMM checks loosen their bound to TF32's under `Tf32`.
     pub fp32_math: Fp32Math,
 }
 

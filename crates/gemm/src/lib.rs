@@ -1,7 +1,7 @@
 //! Hopper GEMM kernels written with CuTe, driven from Rust.
 //!
-//! `C = alpha * A * B + beta * C` for f16/bf16 inputs (f32 through the universal kernel),
-//! f32/f16/bf16 output, fp32 accumulation, any shape, layouts and leading dimensions:
+//! `C = alpha * A * B + beta * C` for f32/f16/bf16 inputs, f32/f16/bf16 output, fp32
+//! accumulation, any shape, layouts and leading dimensions:
 //!
 //! ```no_run
 //! use ckb_common::{bf16, Gpu};
@@ -20,7 +20,12 @@
 //! f16/bf16 problems take the TMA + WGMMA kernels, whatever C's alignment. Where TMA cannot
 //! read A or B in place (a start or leading dimension that is not a multiple of 16 bytes),
 //! that operand is first copied into aligned scratch ([`Staging`]); only tiny problems of
-//! that kind, and f32 inputs, take the universal kernel. Never an error for a valid problem.
+//! that kind take the universal kernel. Never an error for a valid problem.
+//! f32 problems of 2^21 multiply-adds or more run on tf32 tensor cores at fp32 accuracy:
+//! each operand is split into two tf32 terms in scratch and three products are summed
+//! ([`Tf32Split`], 3xTF32; 2.1x cuBLAS SGEMM at 4096^3 on the H200, at SGEMM's error).
+//! `Fp32Math::Tf32` on the problem opts into one product of tf32-rounded inputs. Known gap:
+//! an infinite f32 input gives NaN where SGEMM gives +-inf (its remainder term is 0).
 //! Where the output tiles alone would leave most SMs idle (decode rows, skinny and deep-K
 //! problems), the K loop is split across SMs and the slices summed in a fixed order
 //! ([`SplitK`]), so results are the same bits on every run. Every call returns the

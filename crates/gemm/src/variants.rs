@@ -11,8 +11,9 @@
 //! - `universal`: any shape, stride and alignment, f32/f16/bf16 inputs (SM80 tensor cores,
 //!   FMA for f32). The fallback for whatever the TMA kernels cannot take.
 //! - `sm90_*`: TMA + WGMMA, warp-specialized (producer warp group, cooperative consumer
-//!   warp groups), persistent. f16/bf16 inputs; base addresses and leading dimensions
-//!   16-byte aligned; the operand majorness is compiled in.
+//!   warp groups), persistent. f16/bf16 inputs, or tf32 (`sm90_tf32_*`: f32 problems split
+//!   into tf32 terms in scratch, see [`crate::Tf32Split`]); base addresses and leading
+//!   dimensions 16-byte aligned; the operand majorness is compiled in.
 //!
 //! All rows write f32, f16 or bf16 output (chosen at run time) with fp32 accumulation.
 //! The kernels see `D(M,N) = A(M,K) * B(N,K)^T`; `launch.rs` maps a problem onto that view

@@ -11,8 +11,9 @@ pub use crate::gemm::{GemmLens, GemmSpec};
 /// fp32 accumulation; this choice applies to f32 inputs only and is ignored otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum Fp32Math {
-    /// Full fp32 (cuBLAS `CUBLAS_COMPUTE_32F`; cuDNN leaves out engines with the
-    /// `TENSOR_CORE` numerical note, which would round to TF32).
+    /// fp32 accuracy (cuBLAS `CUBLAS_COMPUTE_32F`; cuDNN leaves out engines with the
+    /// `TENSOR_CORE` numerical note, which would round to TF32; ckb-gemm splits each input
+    /// into two TF32 terms and sums three tensor-core products, 3xTF32).
     #[default]
     Ieee,
     /// Inputs rounded to TF32 on tensor cores, fp32 accumulation
