@@ -155,11 +155,15 @@ impl std::fmt::Display for Tf32Split {
 /// them in slice order into C, so results are the same bits on every run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitK {
+    /// K slices, each a work unit with its own partials; 1: no split, all of K per tile.
     pub splits: usize,
+    /// K-tiles (the variant's `tile.k` elements of K each) per slice; the last slice may
+    /// have fewer. 0 without a split.
     pub k_tiles: usize,
 }
 
 impl SplitK {
+    /// No split: one slice, the kernel walks all of K per tile.
     pub const NONE: SplitK = SplitK { splits: 1, k_tiles: 0 };
 
     /// The split for `tiles` output tiles of `k_tiles` K-tiles on `sms` SMs: none while the
@@ -203,7 +207,9 @@ impl std::fmt::Display for Plan {
 /// a tenth of the TMA kernels' rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Staging {
+    /// The problem's A is staged (A as given, not the kernel's A of a swapped view).
     pub a: bool,
+    /// The problem's B is staged.
     pub b: bool,
 }
 

@@ -36,6 +36,8 @@
 //! to dependents' build scripts as `DEP_CKB_GEMM_KERNELS_INCLUDE` (`links`), which
 //! ckb-cuda-build puts on nvcc's include path.
 
+#![deny(missing_docs)]
+
 pub mod launch;
 pub mod problem;
 pub mod reference;

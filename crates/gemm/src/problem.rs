@@ -27,13 +27,24 @@ pub enum GemmError {
     #[error(
         "no GEMM kernel takes {input} inputs with {output} output (inputs: f32, f16, bf16; outputs: f32, f16, bf16)"
     )]
-    UnsupportedTypes { input: DType, output: DType },
+    UnsupportedTypes {
+        /// The input element type asked for.
+        input: DType,
+        /// The output element type asked for.
+        output: DType,
+    },
     /// `--variant` named no compiled variant.
     #[error("no GEMM variant is named {0:?} (see ckb_gemm::variants())")]
     UnknownVariant(String),
     /// The forced (or the fallback) variant cannot take this problem.
     #[error("variant {variant} cannot run this problem: {reason}")]
-    VariantCannotRun { variant: &'static str, reason: String },
+    VariantCannotRun {
+        /// The variant's name.
+        variant: &'static str,
+        /// Why not, in words; for a plan in place, one reason per orientation tried,
+        /// `; `-separated.
+        reason: String,
+    },
     /// The GPU or the launch failed.
     #[error(transparent)]
     Gpu(#[from] GpuError),

@@ -15,14 +15,23 @@ use rayon::prelude::*;
 /// A read-only view of a `rows x cols` matrix stored with `layout` and leading dimension `ld`.
 #[derive(Debug, Clone, Copy)]
 pub struct MatRef<'a> {
+    /// The elements; element (i, j) is at `layout.offset(i, j, ld)`, and the slice may run
+    /// past the matrix.
     pub data: &'a [f64],
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Storage order of `data`.
     pub layout: Layout,
+    /// Leading dimension: elements from the start of one row (row-major) or column
+    /// (column-major) to the start of the next; at least [`Layout::min_ld`].
     pub ld: usize,
 }
 
 impl<'a> MatRef<'a> {
+    /// A `rows x cols` view of `data` stored with `layout` and leading dimension `ld`. Not
+    /// checked here: [`MatRef::check`] is, by [`matmul`] and [`gemm`].
     pub fn new(data: &'a [f64], rows: usize, cols: usize, layout: Layout, ld: usize) -> Self {
         Self { data, rows, cols, layout, ld }
     }
