@@ -124,7 +124,7 @@ impl Tf32Split {
     /// floats (16 bytes, for TMA) with zeros; `None` when that K would not fit 32 bits.
     fn view(self, problem: &GemmProblem) -> Option<GemmProblem> {
         let k = self.terms() * tf32_segment(problem.k);
-        (k <= i32::MAX as usize).then(|| GemmProblem {
+        (k <= i32::MAX as usize).then_some(GemmProblem {
             k,
             a_layout: Layout::RowMajor,
             lda: k,
@@ -168,7 +168,7 @@ impl SplitK {
 
     /// The split for `tiles` output tiles of `k_tiles` K-tiles on `sms` SMs: none while the
     /// tiles fill more than half the SMs; otherwise enough slices to bring the work units
-    /// to about one wave, each at least 4 K-tiles deep (256 of K), at most 16.
+    /// to about one wave, each at least 4 K-tiles deep (256 of K for 16-bit inputs), at most 16.
     pub fn for_shape(tiles: usize, k_tiles: usize, sms: usize) -> SplitK {
         if tiles * 2 > sms {
             return SplitK::NONE;
@@ -601,6 +601,9 @@ pub(crate) fn choose(
     addr: Addresses,
     sms: usize,
 ) -> Result<Plan, GemmError> {
+    if out_code(output).is_err() {
+        return Err(GemmError::UnsupportedTypes { input, output });
+    }
     let p = problem;
     let key = PlanKey {
         dims: [p.m, p.n, p.k, p.lda, p.ldb, p.ldc],
@@ -1130,6 +1133,17 @@ mod tests {
         // K' = 3 K must fit the kernels' 32-bit K.
         let deep = GemmProblem::row_col(1, 1, 1 << 30);
         assert_eq!(choose(&deep, DType::F32, DType::F32, ALIGNED, 132).unwrap().variant.name, "universal_f32");
+    }
+
+    #[test]
+    fn an_output_type_no_kernel_writes_is_a_typed_error() {
+        let p = GemmProblem::row_col(256, 256, 256);
+        for output in [DType::I64, DType::F8E4M3] {
+            match choose(&p, DType::BF16, output, ALIGNED, 132) {
+                Err(GemmError::UnsupportedTypes { .. }) => {}
+                other => panic!("{output}: {other:?}"),
+            }
+        }
     }
 
     #[test]
