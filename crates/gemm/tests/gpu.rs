@@ -451,6 +451,64 @@ fn f32_runs_on_tensor_cores_at_fp32_accuracy() {
     report(failures, cases);
 }
 
+/// The tf32 split keeps SGEMM's non-finite results: an infinite input makes +-inf wherever
+/// its products do not meet another infinity of the other sign, a NaN input makes NaN, and
+/// the outputs they do not touch keep fp32 accuracy.
+#[test]
+#[ignore = "needs a GPU"]
+fn f32_infinities_and_nan_survive_the_tf32_split() {
+    let gpu = gpu();
+    let (m, n, k) = (200, 150, 300);
+    let mut failures = Vec::new();
+    for math in [Fp32Math::Ieee, Fp32Math::Tf32] {
+        let p = GemmProblem::row_col(m, n, k).with_fp32_math(math);
+        let mut a_host: Vec<f32> = random::normal(m * k, 51);
+        let mut b_host: Vec<f32> = random::normal(k * n, 52);
+        a_host[3 * k + 5] = f32::INFINITY; // row 3 of C: +-inf
+        a_host[7 * k + 9] = f32::NAN; // row 7: NaN
+        b_host[4 * k + 2] = f32::NEG_INFINITY; // column 4: +-inf (NaN where it meets row 3's)
+        b_host[11 * k + 6] = f32::MAX; // finite, but rounds to inf in tf32
+        let a = gpu.upload(&a_host).unwrap();
+        let b = gpu.upload(&b_host).unwrap();
+        let mut c = gpu.upload(&vec![f32::NAN; m * n]).unwrap();
+        let plan = gemm(&gpu, &p, &a, &b, &mut c).unwrap();
+        let out = to_f64_vec(&gpu.download(&c).unwrap());
+        let mut want = vec![0.0f64; m * n];
+        reference::gemm(
+            1.0,
+            MatRef::new(&to_f64_vec(&a_host), m, k, Layout::RowMajor, k),
+            MatRef::new(&to_f64_vec(&b_host), k, n, Layout::ColMajor, k),
+            0.0,
+            &mut want,
+            Layout::RowMajor,
+            n,
+        );
+        let (mut got_finite, mut want_finite) = (Vec::new(), Vec::new());
+        for (idx, (&o, &w)) in out.iter().zip(&want).enumerate() {
+            let (row, col) = (idx / n, idx % n);
+            if col == 11 {
+                continue; // f32::MAX products leave the f32 range: only "not NaN" is checked, below
+            }
+            if w.is_finite() {
+                got_finite.push(o);
+                want_finite.push(w);
+            } else if !(o == w || (o.is_nan() && w.is_nan())) {
+                failures.push(format!("{math:?} [{plan}] C({row}, {col}) = {o}, want {w}"));
+            }
+        }
+        for row in (0..m).filter(|&r| r != 3 && r != 7) {
+            if out[row * n + 11].is_nan() {
+                failures.push(format!("{math:?} [{plan}] C({row}, 11) is NaN: f32::MAX input became inf * 0"));
+            }
+        }
+        let result = compare(&got_finite, &want_finite, ckb_gemm::verify::tolerance(&p, DType::F32));
+        if !result.passed {
+            failures.push(format!("{math:?} [{plan}] finite outputs: rel_err {:.3e}", result.rel_err));
+        }
+    }
+    report(failures, 2);
+}
+
 #[test]
 #[ignore = "needs a GPU"]
 fn forced_variant_refuses_what_it_cannot_run() {

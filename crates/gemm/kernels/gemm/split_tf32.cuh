@@ -7,8 +7,9 @@
 // [b_hi | b_lo | b_hi]; with one term ([x_hi]) it is plain TF32. This kernel writes such rows.
 // Every input is read once, from any strides, and each output row is written contiguously.
 //
-// Not exact where SGEMM is: an infinite input gives hi = inf and lo = 0, so its cross
-// products inf * 0 turn the outputs it touches into NaN instead of +-inf.
+// A non-finite input (inf, NaN, or a value that rounds to inf) goes whole into segment 0 and
+// leaves 0 in the others, so its one product keeps SGEMM's +-inf or NaN instead of the NaN
+// that inf * 0 in the cross terms would give.
 #pragma once
 
 #include <cstdint>
@@ -51,9 +52,12 @@ __global__ void __launch_bounds__(kSplitTile * kSplitRowsPerPass)
       if (r < rows && k < seg_pitch) {
         float const x = tile[i][lane];
         float const hi = round_to_tf32(x);
-        float const lo = isfinite(hi) ? round_to_tf32(x - hi) : 0.0f;
+        bool const finite = isfinite(hi);
+        float const lo = finite ? round_to_tf32(x - hi) : 0.0f;
         float* out = dst + r * dst_pitch + k;
-        for (int s = 0; s < terms; ++s) out[s * seg_pitch] = (lo_terms >> s & 1u) ? lo : hi;
+        for (int s = 0; s < terms; ++s) {
+          out[s * seg_pitch] = !finite ? (s == 0 ? hi : 0.0f) : (lo_terms >> s & 1u) ? lo : hi;
+        }
       }
     }
     __syncthreads();  // the tile is refilled for the next rows
