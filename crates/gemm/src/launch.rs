@@ -36,9 +36,11 @@ pub(crate) struct KernelArgs {
     pub partial_slice: i64,
     pub splits: i32,
     pub split_k_tiles: i32,
+    pub c_tma_store: i32,
+    pub unused: i32,
 }
 
-const _: () = assert!(std::mem::size_of::<KernelArgs>() == 128);
+const _: () = assert!(std::mem::size_of::<KernelArgs>() == 136);
 
 /// Device addresses of the three buffers.
 #[derive(Debug, Clone, Copy)]
@@ -385,6 +387,8 @@ fn oriented_args(problem: &GemmProblem, orientation: Orientation, addr: Addresse
         partial_slice: 0,
         splits: 1,
         split_k_tiles: 0,
+        c_tma_store: 0,
+        unused: 0,
     };
     match orientation {
         Orientation::Direct => KernelArgs {
@@ -910,6 +914,21 @@ fn partial_layout(args: &KernelArgs) -> (i64, i64) {
     (ld, lines as i64 * ld)
 }
 
+/// Whether the epilogue hands C to TMA (`c_tma_store` in args.cuh): a TMA kernel writing a
+/// row-major C (in its view) whose start and pitch are 16-byte aligned, with beta == 0 (TMA
+/// only writes) and no split (slices go to the partials). Elsewhere the epilogue's own
+/// vector stores take any C.
+fn tma_store_fits(variant: &Variant, args: &KernelArgs) -> bool {
+    let elem_bytes = if args.out_dtype == 0 { 4 } else { 2 };
+    variant.uses_tma()
+        && args.splits == 1
+        && args.beta == 0.0
+        && args.c_stride_n == 1
+        && args.c.is_multiple_of(16)
+        && (args.c_stride_m * elem_bytes) % 16 == 0
+        && args.c_stride_m * elem_bytes < 1 << 40
+}
+
 /// Enqueues the plan's kernel on `stream` with `args` (the kernel view of `problem`).
 ///
 /// # Safety
@@ -927,8 +946,9 @@ unsafe fn launch_args(
         layouts = %problem.layout_letters(),
         "gemm launch"
     );
+    let args = KernelArgs { c_tma_store: tma_store_fits(plan.variant, args).into(), ..*args };
     // SAFETY: `args` lives across the call; the launcher reads it and enqueues on `stream`.
-    let code = unsafe { (plan.variant.launcher)(args, stream) };
+    let code = unsafe { (plan.variant.launcher)(&args, stream) };
     check_launch(plan.variant.name, code)?;
     Ok(())
 }
@@ -938,6 +958,28 @@ mod tests {
     use super::*;
 
     const ALIGNED: Addresses = Addresses { a: 1 << 20, b: 2 << 20, c: 3 << 20 };
+
+    #[test]
+    fn tma_store_only_where_tma_can_write_c() {
+        let rc = crate::variants::find_variant("sm90_bf16_128x256_s4_rc").unwrap();
+        let universal = universal_for(DType::BF16).unwrap();
+        let p = GemmProblem::row_col(300, 200, 64);
+        let args = |p: &GemmProblem, addr: Addresses, out: DType| {
+            kernel_args(p, Orientation::Direct, addr, out, rc.config.majors)
+        };
+        assert!(tma_store_fits(rc, &args(&p, ALIGNED, DType::BF16)));
+        assert!(!tma_store_fits(universal, &args(&p, ALIGNED, DType::BF16)), "the universal kernel has no tensor map");
+        let col_major_c = GemmProblem::new(300, 200, 64, Layout::RowMajor, Layout::ColMajor, Layout::ColMajor);
+        assert!(!tma_store_fits(rc, &args(&col_major_c, ALIGNED, DType::BF16)));
+        assert!(!tma_store_fits(rc, &args(&p.with_scalars(1.0, 1.0), ALIGNED, DType::BF16)), "TMA does not read C");
+        let off = Addresses { c: ALIGNED.c + 8, ..ALIGNED };
+        assert!(!tma_store_fits(rc, &args(&p, off, DType::BF16)), "C 8 bytes off 16");
+        let odd_pitch = p.with_leading_dims(p.lda, p.ldb, 204);
+        assert!(!tma_store_fits(rc, &args(&odd_pitch, ALIGNED, DType::BF16)), "a pitch of 408 bytes");
+        assert!(tma_store_fits(rc, &args(&odd_pitch, ALIGNED, DType::F32)), "a pitch of 816 bytes");
+        let split = with_split(args(&p, ALIGNED, DType::BF16), SplitK { splits: 2, k_tiles: 1 }, 1 << 30, (200, 60000));
+        assert!(!tma_store_fits(rc, &split), "split-K slices go to the partials");
+    }
 
     #[test]
     fn swapped_view_transposes_everything() {

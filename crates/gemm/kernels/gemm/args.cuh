@@ -33,8 +33,13 @@ struct CkbGemmArgs {
   int64_t partial_ld, partial_slice;
   int32_t splits;
   int32_t split_k_tiles;
+  // 1: the epilogue hands C to TMA (TMA kernels; Rust sets it only for a row-major C with a
+  // 16-byte aligned start and pitch, beta == 0 and no split). The launcher then builds C's
+  // tensor map. 0: the epilogue's own vector stores.
+  int32_t c_tma_store;
+  int32_t unused_;
 };
-static_assert(sizeof(CkbGemmArgs) == 128, "layout must match launch.rs");
+static_assert(sizeof(CkbGemmArgs) == 136, "layout must match launch.rs");
 
 // Output element type, chosen at run time so one compiled kernel serves f32/f16/bf16 output.
 enum CkbOutDType : int32_t { CKB_OUT_F32 = 0, CKB_OUT_F16 = 1, CKB_OUT_BF16 = 2 };

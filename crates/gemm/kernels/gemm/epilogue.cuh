@@ -1,18 +1,26 @@
 // Epilogue: D = alpha * accumulators + beta * C, staged through shared memory so that global
-// accesses are 8- or 16-byte vectors along C's contiguous dimension, predicated at the edges.
-// Any C start and leading dimension: where they are not aligned to 4 elements, the same walk
-// stores element by element. C's alignment never decides which kernel runs.
+// accesses are wide, whatever C's alignment. Two paths, chosen by Rust's plan per launch:
 //
-// Each consumer warp group owns 64 rows of the tile and its own staging buffer, and works
-// through its 64 x BN accumulators 32 columns at a time:
+// TMA store (args.c_tma_store: row-major C, 16-byte aligned start and pitch, beta == 0, no
+// split). Each consumer warp group converts its 64 rows to the output type one 128-byte-wide
+// chunk at a time into one of two swizzled boxes, and one thread hands the box to TMA, which
+// writes it to C (clipped at C's edges) while the warp group fills the other box and then
+// goes on to the next tile's WGMMAs. Output bandwidth no longer waits on the threads.
+//
+// Vector stores (any other C): each warp group works through its 64 x BN accumulators 32
+// columns at a time:
 //   1. its fragment of the chunk goes to shared memory (fp32, so beta*C is added in fp32),
 //      laid out with C's contiguous dimension contiguous: row-major or transposed,
-//   2. the warp group reads the chunk back in 16-byte vectors and writes C.
+//   2. the warp group reads the chunk back in 16-byte vectors and writes C: 8- or 16-byte
+//      vectors where C's start and leading dimension are aligned to 4 elements, elements
+//      otherwise, predicated at the edges. beta == 0 never reads C.
 // The output dtype is a run-time choice, so one compiled kernel serves f32/f16/bf16 output.
-// beta == 0 never reads C.
 #pragma once
 
+#include <cuda.h>
 #include <cute/tensor.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cutlass/cuda_host_adapter.hpp>
 
 #include "gemm/args.cuh"
 #include "gemm/tile_scheduler.cuh"
@@ -49,9 +57,90 @@ struct EpilogueSmemStaged {
   static_assert(is_same_v<typename Mainloop::TiledMma::Atom::CLayout, GMMA::CLayout_64xN<BN>>,
                 "WGMMA accumulator layout 64xN");
 
+  // TMA-store boxes: 64 rows x 128 bytes (64 16-bit or 32 fp32 columns), 128-byte swizzled
+  // as C's tensor map says, two per warp group so that one fills while TMA reads the other.
+  static constexpr int BoxRows = WgRows;
+  static constexpr int BoxRowBytes = 128;
+  static constexpr int BoxBytes = BoxRows * BoxRowBytes;
+  static_assert(BN * 2 % BoxRowBytes == 0 && BN * 4 % BoxRowBytes == 0, "whole boxes for 16-bit and fp32 C");
+
   struct SharedStorage {
-    alignas(16) float stage[Mainloop::ConsumerWarpGroups][StageFloats];
+    union {  // a launch uses one path
+      alignas(16) float stage[Mainloop::ConsumerWarpGroups][StageFloats];
+      alignas(1024) uint8_t box[Mainloop::ConsumerWarpGroups][2][BoxBytes];  // 1024: the swizzle's period
+    };
   };
+
+  // Host: C's tensor map for the TMA-store path, C(m,n) row-major with pitch args.c_stride_m,
+  // in boxes of 64 rows x 128 bytes. cudaSuccess, or cudaErrorInvalidValue where the driver
+  // refuses it (Rust's plan has checked what it needs).
+  static int make_store_descriptor(CkbGemmArgs const& args, TmaDescriptor& desc) {
+    int code = int(cudaErrorInvalidValue);
+    dispatch_out_dtype(args.out_dtype, [&](auto out_tag) {
+      using TOut = decltype(out_tag);
+      CUtensorMapDataType const type = sizeof(TOut) == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                                       : is_same_v<TOut, cutlass::half_t> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                                         : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+      cuuint64_t const dims[2] = {cuuint64_t(args.n), cuuint64_t(args.m)};          // (N, M): N contiguous
+      cuuint64_t const pitch_bytes[1] = {cuuint64_t(args.c_stride_m) * sizeof(TOut)};
+      cuuint32_t const box[2] = {cuuint32_t(BoxRowBytes / sizeof(TOut)), cuuint32_t(BoxRows)};
+      cuuint32_t const unit[2] = {1, 1};
+      CUresult const r = CUTLASS_CUDA_DRIVER_WRAPPER_CALL(cuTensorMapEncodeTiled)(
+          &desc, type, 2, args.c, dims, pitch_bytes, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+      code = r == CUDA_SUCCESS ? int(cudaSuccess) : int(cudaErrorInvalidValue);
+    });
+    return code;
+  }
+
+  // Two consecutive output elements, one shared-memory store.
+  template <class TOut>
+  struct alignas(2 * sizeof(TOut)) Pair {
+    TOut v[2];
+  };
+
+  // TMA-store path: this warp group's 64 x BN share of the tile, rows from m0, columns from n0.
+  template <class TOut, class Accum>
+  CUTE_DEVICE static void store_boxes(TmaDescriptor const* c_desc, float alpha, Accum const& accum, int wg,
+                                      int thread, int m0, int n0, int n, SharedStorage& smem) {
+    constexpr int BoxCols = BoxRowBytes / int(sizeof(TOut));
+    constexpr int BoxChunks = BN / BoxCols;
+    int const frag_row = thread / 32 * 16 + thread % 32 / 4;  // as in store() below
+    int const frag_col = thread % 4 * 2;
+    bool const leader = thread == 0;
+    if (leader) tma_store_wait<0>();  // the previous tile's boxes have been read (a mainloop ago)
+    CUTE_NO_UNROLL
+    for (int chunk = 0; chunk < BoxChunks; ++chunk) {
+      int const chunk_n0 = n0 + chunk * BoxCols;
+      if (chunk_n0 >= n) break;  // uniform over the warp group
+      uint8_t* box = smem.box[wg][chunk % 2];
+      if (leader && chunk >= 2) tma_store_wait<1>();  // chunk - 2's store has read this box
+      warp_group_barrier(1 + wg);
+      CUTE_UNROLL
+      for (int static_chunk = 0; static_chunk < BoxChunks; ++static_chunk) {
+        if (static_chunk != chunk) continue;  // compile-time accumulator indices, as in store()
+        CUTE_UNROLL
+        for (int j = 0; j < BoxCols / 2; j += 2) {
+          int const i = static_chunk * BoxCols / 2 + j;  // fragment index 4 * block + 2 * half
+          int const row = frag_row + j / 2 % 2 * 8, col = frag_col + j / 4 * 8;
+          int const offset = Swizzle<3, 4, 3>{}(row * BoxRowBytes + col * int(sizeof(TOut)));  // SWIZZLE_128B
+          *reinterpret_cast<Pair<TOut>*>(box + offset) =
+              Pair<TOut>{{static_cast<TOut>(alpha * accum(i)), static_cast<TOut>(alpha * accum(i + 1))}};
+        }
+      }
+      tma_store_fence();  // this thread's writes are visible to the TMA unit
+      warp_group_barrier(1 + wg);
+      if (leader) {
+        SM90_TMA_STORE_2D::copy(c_desc, box, chunk_n0, m0);
+        tma_store_arrive();
+      }
+    }
+  }
+
+  // Before the CTA exits: TMA has read every box this warp group handed it.
+  CUTE_DEVICE static void store_tail(int consumer_thread) {
+    if (consumer_thread % 128 == 0) tma_store_wait<0>();
+  }
 
   // The staged chunk, `Rows` x `Cols` with the contiguous dimension of C along `Cols`, to
   // `out` (row pitch `ld` elements). Rows at or past `rows_left` and columns at or past
@@ -98,10 +187,11 @@ struct EpilogueSmemStaged {
     }
   }
 
-  // Writes this warp group's 64 x BN share of tile `tile`.
+  // Writes this warp group's 64 x BN share of tile `tile`; `c_desc` is C's tensor map when
+  // args.c_tma_store.
   template <class Accum>
-  CUTE_DEVICE static void store(CkbGemmArgs const& args, Accum const& accum, int consumer_thread, TileCoord tile,
-                               SharedStorage& smem) {
+  CUTE_DEVICE static void store(CkbGemmArgs const& args, TmaDescriptor const* c_desc, Accum const& accum,
+                               int consumer_thread, TileCoord tile, SharedStorage& smem) {
     static_assert(decltype(size(accum))::value == BN / 2, "one 64xBN WGMMA fragment per thread");
     int const wg = consumer_thread / 128;
     int const thread = consumer_thread % 128;
@@ -109,6 +199,12 @@ struct EpilogueSmemStaged {
     int const n0 = tile.n_blk * BN;
     int const rows_left = args.m - m0;
     if (rows_left <= 0) return;  // the whole warp group is past M: no barrier to keep
+    if (args.c_tma_store) {
+      dispatch_out_dtype(args.out_dtype, [&](auto out_tag) {
+        store_boxes<decltype(out_tag)>(c_desc, args.alpha, accum, wg, thread, m0, n0, args.n, smem);
+      });
+      return;
+    }
 
     // This thread's first fragment element, from the accumulator layout asserted above:
     // row 16 * warp + lane / 4, column 2 * (lane % 4); the rest are compile-time offsets.

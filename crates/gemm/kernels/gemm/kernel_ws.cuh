@@ -5,7 +5,8 @@
 //                      issues the TMA loads of every tile this CTA owns;
 //   warp groups 1..    consumers, cooperative: together they compute each tile (64 rows
 //                      each) with WGMMA, then run the epilogue while the producer already
-//                      fills the stages of the next tile.
+//                      fills the stages of the next tile (and, on the TMA-store path, TMA
+//                      writes the tile while they go on to the next one).
 // With split-K a work unit is one K slice of a tile, and its epilogue writes an fp32 partial
 // (split_k.cuh), which a second kernel sums into C.
 #pragma once
@@ -46,6 +47,7 @@ struct WsGemmKernel {
     typename Mainloop::Params mainloop;
     CkbGemmArgs args;
     Scheduler scheduler;
+    TmaDescriptor store_c;  // C's tensor map, built when args.c_tma_store
   };
 
   CUTE_DEVICE static void run(Params const& params, char* smem_raw) {
@@ -83,11 +85,13 @@ struct WsGemmKernel {
         Tensor accum = partition_fragment_C(tiled_mma, take<0, 2>(typename Mainloop::TileShape{}));  // (MMA,MMA_M,MMA_N)
         Mainloop::mma(pipeline, read_state, accum, tile.k_tile_count, consumer_thread, smem.mainloop);
         if (params.args.splits > 1) {
-          Epilogue::store(split_partial_args(params.args, tile.split), accum, consumer_thread, tile, smem.epilogue);
+          Epilogue::store(split_partial_args(params.args, tile.split), nullptr, accum, consumer_thread, tile,
+                          smem.epilogue);
         } else {
-          Epilogue::store(params.args, accum, consumer_thread, tile, smem.epilogue);
+          Epilogue::store(params.args, &params.store_c, accum, consumer_thread, tile, smem.epilogue);
         }
       });
+      if (params.args.c_tma_store) Epilogue::store_tail(consumer_thread);
     }
   }
 };

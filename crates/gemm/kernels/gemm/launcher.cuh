@@ -50,6 +50,10 @@ int launch_ws_gemm(CkbGemmArgs const& args, cudaStream_t stream) {
   params.mainloop = Kernel::Mainloop::make_params(static_cast<T const*>(args.a), lda, static_cast<T const*>(args.b),
                                                   ldb, args.m, args.n, args.k);
   params.args = args;
+  if (args.c_tma_store) {
+    int const made = Kernel::Epilogue::make_store_descriptor(args, params.store_c);
+    if (made != int(cudaSuccess)) return made;
+  }
   int const k_tiles = int((int64_t(args.k) + Cfg::BK - 1) / Cfg::BK);
   assert(args.splits >= 1 && (args.splits == 1 || args.partials != nullptr));
   assert(args.splits == 1 || (args.split_k_tiles >= 1 && int64_t(args.splits - 1) * args.split_k_tiles < k_tiles));

@@ -23,6 +23,7 @@ __device__ inline CkbGemmArgs split_partial_args(CkbGemmArgs args, int split) {
   args.out_dtype = CKB_OUT_F32;
   args.alpha = 1.0f;
   args.beta = 0.0f;
+  args.c_tma_store = 0;
   return args;
 }
 
