@@ -456,18 +456,20 @@ fn cannot_run(variant: &Variant, input: DType, output: DType, args: &KernelArgs)
 /// How well a kernel tile covers an `m x n x k` problem on `sms` multiprocessors: the useful
 /// fraction of the tile-waves it would run, times the tile's own speed.
 ///
-/// The cooperative epilogue is not overlapped with the math, so large tiles lose where K is
-/// short or where each CTA gets fewer than two tiles (nothing hides the pipeline fill or the
-/// epilogue). Measured on the H100 with the first epilogue: 128x128 beat 128x256 at 2048^3
-/// (0.83 vs 0.63 of cuBLAS) and at (4096, 4096, 256) (0.53 vs 0.43); with the current one
-/// the two are within 1% there, and the penalty only breaks the tie.
+/// Large tiles lose where each CTA gets fewer than two tiles (nothing hides the pipeline fill
+/// or the epilogue), and, where the epilogue stores C itself (not through TMA, see
+/// [`tma_store_fits`]), where K is short: those threads then store instead of multiplying.
+/// Measured on the H100 with the first epilogue: 128x128 beat 128x256 at 2048^3 (0.83 vs 0.63
+/// of cuBLAS) and at (4096, 4096, 256) (0.53 vs 0.43). With the TMA store on the H200,
+/// 128x256 beat 128x128 at (6144, 6144, 128): 0.86 vs 0.80.
 /// With split-K, each of the `splits` slices is a work unit: the SMs' occupancy counts units,
 /// and the partials' round trip costs about 5%.
 ///
 /// A skinny view (M or N at most 64) is memory-bound: the tensor cores idle on padding either
 /// way, and what counts is how many SMs stream the long operand and how many of its bytes each
 /// keeps in flight (stages x the tile's long side), up to 128 KiB ([`skinny_stream`]).
-fn score(variant: &Variant, (m, n, k): (usize, usize, usize), sms: usize, split: SplitK) -> f64 {
+fn score(variant: &Variant, args: &KernelArgs, sms: usize, split: SplitK) -> f64 {
+    let (m, n, k) = (args.m as usize, args.n as usize, args.k as usize);
     let (bm, bn) = (variant.config.tile.m, variant.config.tile.n);
     let tiles = m.div_ceil(bm) * n.div_ceil(bn);
     let units = tiles * split.splits;
@@ -478,7 +480,8 @@ fn score(variant: &Variant, (m, n, k): (usize, usize, usize), sms: usize, split:
         return occupancy * skinny_stream(variant, m >= n) * split_cost;
     }
     let tile_fill = (m as f64 * n as f64) / (tiles * bm * bn) as f64;
-    let exposed_epilogue = bm * bn >= 128 * 256 && (k < 1024 || tiles < 2 * sms);
+    let stores_overlap = split.splits == 1 && tma_store_fits(variant, args);
+    let exposed_epilogue = bm * bn >= 128 * 256 && (tiles < 2 * sms || (k < 1024 && !stores_overlap));
     let penalty = if exposed_epilogue { 0.8 } else { 1.0 } * split_cost;
     occupancy * tile_fill * variant.config.relative_speed * penalty
 }
@@ -558,7 +561,7 @@ fn plan_in_place(
             Some(reason) => reasons.push(format!("{orientation:?}: {reason}")),
             None => {
                 let view = (args.m as usize, args.n as usize, args.k as usize);
-                let s = score(variant, view, sms, split_for(variant, view, sms, allow_split));
+                let s = score(variant, &args, sms, split_for(variant, view, sms, allow_split));
                 if best.is_none_or(|(b, _)| s > b) {
                     best = Some((s, orientation));
                 }
@@ -579,14 +582,16 @@ fn plan_in_place(
 }
 
 /// What the heuristic's choice depends on: the shape, the storage, the fp32 math, the
-/// types, whether A and B start 16-byte aligned, and the SM count (not the scalars).
+/// types, whether A, B and C start 16-byte aligned, whether beta is 0 (both decide whether
+/// the epilogue can store through TMA), and the SM count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct PlanKey {
     dims: [usize; 6],
     layouts: [Layout; 3],
     fp32_math: Fp32Math,
     types: (DType, DType),
-    aligned: (bool, bool),
+    aligned: [bool; 3],
+    beta_zero: bool,
     sms: usize,
 }
 
@@ -614,7 +619,8 @@ pub(crate) fn choose(
         layouts: [p.a_layout, p.b_layout, p.c_layout],
         fp32_math: p.fp32_math,
         types: (input, output),
-        aligned: (addr.a.is_multiple_of(16), addr.b.is_multiple_of(16)),
+        aligned: [addr.a, addr.b, addr.c].map(|x| x.is_multiple_of(16)),
+        beta_zero: p.beta == 0.0,
         sms,
     };
     // A poisoned lock only means another thread panicked mid-insert; the map is still whole.
@@ -692,7 +698,7 @@ fn best_tma_plan(problem: &GemmProblem, input: DType, output: DType, addr: Addre
         for variant in variants().iter().filter(|v| v.uses_tma()) {
             if let Ok(plan) = plan_in_place(variant, problem, input, output, addr, sms, allow_split) {
                 let args = kernel_args(problem, plan.orientation, addr, output, variant.config.majors);
-                let s = score(variant, (args.m as usize, args.n as usize, args.k as usize), sms, plan.split);
+                let s = score(variant, &args, sms, plan.split);
                 if best.as_ref().is_none_or(|(b, _)| s > *b) {
                     best = Some((s, plan));
                 }
@@ -915,9 +921,11 @@ fn partial_layout(args: &KernelArgs) -> (i64, i64) {
 }
 
 /// Whether the epilogue hands C to TMA (`c_tma_store` in args.cuh): a TMA kernel writing a
-/// row-major C (in its view) whose start and pitch are 16-byte aligned, with beta == 0 (TMA
-/// only writes) and no split (slices go to the partials). Elsewhere the epilogue's own
-/// vector stores take any C.
+/// row-major C (in its view) whose start, pitch and rows are whole 16-byte granules, with
+/// beta == 0 (TMA only writes) and no split (slices go to the partials). Elsewhere the
+/// epilogue's own vector stores take any C. Rows: a TMA store clips at C's edge in 16-byte
+/// granules, so a row of 33 bf16 would have 14 bytes of the padding after it overwritten
+/// (seen on the H200), past the buffer on the last row.
 fn tma_store_fits(variant: &Variant, args: &KernelArgs) -> bool {
     let elem_bytes = if args.out_dtype == 0 { 4 } else { 2 };
     variant.uses_tma()
@@ -927,6 +935,7 @@ fn tma_store_fits(variant: &Variant, args: &KernelArgs) -> bool {
         && args.c.is_multiple_of(16)
         && (args.c_stride_m * elem_bytes) % 16 == 0
         && args.c_stride_m * elem_bytes < 1 << 40
+        && (args.n as i64 * elem_bytes) % 16 == 0
 }
 
 /// Enqueues the plan's kernel on `stream` with `args` (the kernel view of `problem`).
@@ -977,6 +986,8 @@ mod tests {
         let odd_pitch = p.with_leading_dims(p.lda, p.ldb, 204);
         assert!(!tma_store_fits(rc, &args(&odd_pitch, ALIGNED, DType::BF16)), "a pitch of 408 bytes");
         assert!(tma_store_fits(rc, &args(&odd_pitch, ALIGNED, DType::F32)), "a pitch of 816 bytes");
+        let ragged_rows = GemmProblem::row_col(300, 33, 64).with_leading_dims(64, 64, 40);
+        assert!(!tma_store_fits(rc, &args(&ragged_rows, ALIGNED, DType::BF16)), "rows of 66 bytes");
         let split = with_split(args(&p, ALIGNED, DType::BF16), SplitK { splits: 2, k_tiles: 1 }, 1 << 30, (200, 60000));
         assert!(!tma_store_fits(rc, &split), "split-K slices go to the partials");
     }
@@ -1025,7 +1036,9 @@ mod tests {
         assert_eq!(tile(8192, 8192, 8192), (128, 256));
         assert_eq!(tile(4096, 4096, 4096), (128, 256));
         assert_eq!(tile(2048, 2048, 2048), (128, 128));
-        assert_eq!(tile(4096, 4096, 256), (128, 128));
+        // Short K with the TMA-store epilogue (H200): 128x256 0.86x cuBLAS, 128x128 0.80x.
+        assert_eq!(tile(6144, 6144, 128), (128, 256));
+        assert_eq!(tile(4096, 4096, 256), (128, 256));
         // Eight even waves of 64x128 (swapped) beat 4.1 of 128x128: 0.80 vs 0.77 of cuBLAS.
         assert_eq!(tile(4096, 2112, 7168), (64, 128));
     }
