@@ -62,19 +62,39 @@ struct UniversalGemm {
   };
 };
 
-// Copies a (ROWS,COLS) tile of a strided global tensor into shared memory, zero outside
-// `bounds`. Consecutive threads walk the contiguous dimension, so loads coalesce whatever
-// the layout; elements are read one by one, so no alignment is assumed.
-template <int Rows, int Cols, int Threads, class GTile, class CTile, class STile, class Bounds>
-__device__ inline void load_tile(GTile const& g, CTile const& coord, STile& s, Bounds const& bounds, bool cols_contiguous) {
-  using T = typename STile::value_type;
-  CUTE_NO_UNROLL
-  for (int e = int(threadIdx.x); e < Rows * Cols; e += Threads) {
-    int row = cols_contiguous ? e / Cols : e % Rows;
-    int col = cols_contiguous ? e % Cols : e / Rows;
-    s(row, col) = elem_less(coord(row, col), bounds) ? T(g(row, col)) : T(0);
+// A (ROWS,COLS) tile of a strided global tensor, zero outside `bounds`, on its way to shared
+// memory through registers: `fetch` issues all of a thread's loads before any is used (one
+// memory latency per tile, not one per element), and `store` writes them to shared memory.
+// Consecutive threads walk the contiguous dimension, so loads coalesce whatever the layout;
+// elements are read one by one, so no alignment is assumed.
+template <int Rows, int Cols, int Threads, class T>
+struct TileInRegisters {
+  static constexpr int PerThread = Rows * Cols / Threads;
+  static_assert(Rows * Cols % Threads == 0, "whole elements per thread");
+  T v[PerThread];
+
+  CUTE_DEVICE static int row(int e, bool cols_contiguous) { return cols_contiguous ? e / Cols : e % Rows; }
+  CUTE_DEVICE static int col(int e, bool cols_contiguous) { return cols_contiguous ? e % Cols : e / Rows; }
+
+  template <class GTile, class CTile, class Bounds>
+  CUTE_DEVICE void fetch(GTile const& g, CTile const& coord, Bounds const& bounds, bool cols_contiguous) {
+    CUTE_UNROLL
+    for (int i = 0; i < PerThread; ++i) {
+      int const e = int(threadIdx.x) + i * Threads;
+      int const r = row(e, cols_contiguous), c = col(e, cols_contiguous);
+      v[i] = elem_less(coord(r, c), bounds) ? T(g(r, c)) : T(0);
+    }
   }
-}
+
+  template <class STile>
+  CUTE_DEVICE void store(STile& s, bool cols_contiguous) const {
+    CUTE_UNROLL
+    for (int i = 0; i < PerThread; ++i) {
+      int const e = int(threadIdx.x) + i * Threads;
+      s(row(e, cols_contiguous), col(e, cols_contiguous)) = v[i];
+    }
+  }
+};
 
 // One CTA per (BM,BN) tile of C: all of K, then the epilogue.
 template <class TIn>
@@ -113,12 +133,20 @@ __global__ void __launch_bounds__(UniversalGemm<TIn>::Threads)
   Tensor acc = partition_fragment_C(tiled_mma, Shape<Int<BM>, Int<BN>>{});  // (MMA,MMA_M,MMA_N)
   clear(acc);
 
-  // Several CTAs share an SM (about 10 KB of shared memory each), which hides load latency.
+  // Both operands' K-tiles are fetched into registers before either goes to shared memory:
+  // one memory latency per K-tile. Several CTAs share an SM (about 10 KB of shared memory
+  // each), which hides it. (Fetching the next K-tile during the math as well took 254
+  // registers and spilled.)
+  bool const a_k_contiguous = args.a_stride_k == 1, b_k_contiguous = args.b_stride_k == 1;
   int const k_tiles = (args.k + BK - 1) / BK;
   for (int kt = 0; kt < k_tiles; ++kt) {
+    TileInRegisters<BM, BK, G::Threads, TIn> tile_a;
+    TileInRegisters<BN, BK, G::Threads, TIn> tile_b;
+    tile_a.fetch(gA(_, _, kt), cA(_, _, kt), shape_mk, a_k_contiguous);
+    tile_b.fetch(gB(_, _, kt), cB(_, _, kt), shape_nk, b_k_contiguous);
     __syncthreads();  // the previous tile's math is done with shared memory
-    load_tile<BM, BK, G::Threads>(gA(_, _, kt), cA(_, _, kt), sA, shape_mk, args.a_stride_k == 1);
-    load_tile<BN, BK, G::Threads>(gB(_, _, kt), cB(_, _, kt), sB, shape_nk, args.b_stride_k == 1);
+    tile_a.store(sA, a_k_contiguous);
+    tile_b.store(sB, b_k_contiguous);
     __syncthreads();
     copy(tCsA, tCrA);
     copy(tCsB, tCrB);
@@ -136,8 +164,10 @@ __global__ void __launch_bounds__(UniversalGemm<TIn>::Threads)
   dispatch_out_dtype(args.out_dtype, [&](auto out_tag) {
     using TOut = decltype(out_tag);
     auto* c = static_cast<TOut*>(args.c);
-    CUTE_NO_UNROLL
-    for (int e = int(threadIdx.x); e < BM * BN; e += G::Threads) {
+    // Unrolled by 8 so that with beta != 0 eight reads of C are in flight, not one.
+#pragma unroll 8
+    for (int i = 0; i < BM * BN / G::Threads; ++i) {
+      int const e = int(threadIdx.x) + i * G::Threads;
       int row = n_contiguous ? e / BN : e % BM;
       int col = n_contiguous ? e % BN : e / BM;
       auto [m, n] = cC(row, col);

@@ -68,7 +68,9 @@ pub struct KernelConfig {
     /// Throughput relative to the 128x256 tile on a problem both fill evenly: the shape
     /// heuristic weighs it against how well the tiles cover the problem. 64x128's 0.74 is
     /// from 4096 x 2112 x 7168 on the H200: its 8 even waves ran 2.8% faster than 128x128's
-    /// 4.1 waves, which this model scores at 0.72.
+    /// 4.1 waves, which this model scores at 0.72. 64x256's 0.8 is a first estimate, between
+    /// the two; the tile is there for skinny views (M of 64 or less: no padded half tile, and
+    /// five stages of 256-wide B in flight).
     pub relative_speed: f64,
 }
 
@@ -114,7 +116,7 @@ use Major::{K, MN};
 
 /// Every compiled kernel. Names are derived from the rows (`universal_bf16`,
 /// `sm90_bf16_128x256_s4_rc`); so are the launcher symbols (`ckb_gemm_` + name).
-pub const TABLE: [KernelConfig; 17] = [
+pub const TABLE: [KernelConfig; 23] = [
     KernelConfig::universal(F32),
     KernelConfig::universal(F16),
     KernelConfig::universal(BF16),
@@ -122,15 +124,21 @@ pub const TABLE: [KernelConfig; 17] = [
     KernelConfig::sm90(BF16, 128, 256, 4, K, K, 1.0),
     KernelConfig::sm90(BF16, 128, 128, 6, K, K, 0.9),
     KernelConfig::sm90(BF16, 64, 128, 8, K, K, 0.74),
+    KernelConfig::sm90(BF16, 64, 256, 5, K, K, 0.8),
     KernelConfig::sm90(BF16, 128, 256, 4, K, MN, 1.0),
     KernelConfig::sm90(BF16, 128, 128, 6, K, MN, 0.9),
+    KernelConfig::sm90(BF16, 64, 256, 5, K, MN, 0.8),
     KernelConfig::sm90(BF16, 128, 256, 4, MN, MN, 1.0),
+    KernelConfig::sm90(BF16, 64, 256, 5, MN, MN, 0.8),
     KernelConfig::sm90(F16, 128, 256, 4, K, K, 1.0),
     KernelConfig::sm90(F16, 128, 128, 6, K, K, 0.9),
     KernelConfig::sm90(F16, 64, 128, 8, K, K, 0.74),
+    KernelConfig::sm90(F16, 64, 256, 5, K, K, 0.8),
     KernelConfig::sm90(F16, 128, 256, 4, K, MN, 1.0),
     KernelConfig::sm90(F16, 128, 128, 6, K, MN, 0.9),
+    KernelConfig::sm90(F16, 64, 256, 5, K, MN, 0.8),
     KernelConfig::sm90(F16, 128, 256, 4, MN, MN, 1.0),
+    KernelConfig::sm90(F16, 64, 256, 5, MN, MN, 0.8),
     // WGMMA reads tf32 K-major only; the split into terms writes both operands K-major. No
     // 128x256: its accumulators and their promotion (mainloop_tma_wgmma.cuh) would spill.
     KernelConfig::sm90(Tf32, 128, 128, 6, K, K, 0.9),
