@@ -704,9 +704,16 @@ fn best_tma_plan(problem: &GemmProblem, input: DType, output: DType, addr: Addre
                 }
             }
         }
-        best.map(|(_, plan)| plan)
+        best
     };
     let unsplit = best_with(false)?;
+    // A skinny problem is scored on how it streams its long operand, split or not: a 64-row
+    // tile along the long side fills the SMs but streams badly (64 x 8192 x 8192 cr ran at
+    // 0.39x cuBLAS on 64x256 swapped, 0.82x on 64x256 in 4 slices).
+    if problem.m.min(problem.n) <= SKINNY {
+        let split = best_with(true)?;
+        return Some(if split.0 > unsplit.0 { split.1 } else { unsplit.1 });
+    }
     let fills_half = variants().iter().filter(|v| v.uses_tma()).any(|v| {
         plan_in_place(v, problem, input, output, addr, sms, false).is_ok_and(|plan| {
             let args = kernel_args(problem, plan.orientation, addr, output, v.config.majors);
@@ -715,9 +722,9 @@ fn best_tma_plan(problem: &GemmProblem, input: DType, output: DType, addr: Addre
         })
     });
     if fills_half {
-        Some(unsplit)
+        Some(unsplit.1)
     } else {
-        best_with(true)
+        best_with(true).map(|(_, plan)| plan)
     }
 }
 
@@ -1039,24 +1046,33 @@ mod tests {
         // Short K with the TMA-store epilogue (H200): 128x256 0.86x cuBLAS, 128x128 0.80x.
         assert_eq!(tile(6144, 6144, 128), (128, 256));
         assert_eq!(tile(4096, 4096, 256), (128, 256));
-        // Eight even waves of 64x128 (swapped) beat 4.1 of 128x128: 0.80 vs 0.77 of cuBLAS.
-        assert_eq!(tile(4096, 2112, 7168), (64, 128));
+        // Four even waves of 64x256 (swapped): 0.92x cuBLAS; 64x128's eight 0.80x, 128x128's
+        // 4.1 0.80x.
+        assert_eq!(tile(4096, 2112, 7168), (64, 256));
     }
 
     /// Skinny problems stream their long operand: the tile that keeps the most of it in
-    /// flight, split until the SMs are busy (H200: 1 x 4096 x 14336 rr 0.78x cuBLAS with
-    /// 128x256 in 8 slices, 0.67x with 128x128 in 4; 8192 x 1 x 8192 cc 0.80x against 0.68x).
+    /// flight, split until the SMs are busy. H200, bf16, against cuBLAS: 1 x 4096 x 14336 rr
+    /// 0.83x on 64x256 in 8 slices (128x256: 0.78x); 8192 x 1 x 8192 cc 0.85x on 64x256
+    /// swapped in 4 (128x256: 0.78x); 64 x 8192 x 8192 cr 0.82x on 64x256 in 4 (128x256:
+    /// 0.77x, 64x256 swapped unsplit: 0.39x); 16 x 8192 x 8192 0.84x on 64x128 in 2 (64x256
+    /// in 4: 0.80x); 1 x 14336 x 4096 0.87x on 64x128 unsplit (64x256 in 2: 0.81x).
     #[test]
     fn skinny_problems_take_the_deepest_stream() {
-        let decode = GemmProblem::new(1, 4096, 14336, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
-        let plan = choose(&decode, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
-        assert_eq!((plan.variant.name, plan.split.splits), ("sm90_bf16_128x256_s4_rr", 8), "{plan}");
-        let column = GemmProblem::new(8192, 1, 8192, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor);
-        let plan = choose(&column, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
-        assert_eq!((plan.variant.name, plan.orientation), ("sm90_bf16_128x256_s4_rr", Orientation::Swapped), "{plan}");
+        let plan_of = |p: &GemmProblem| choose(p, DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
+        let (r, c) = (Layout::RowMajor, Layout::ColMajor);
+        let plan = plan_of(&GemmProblem::new(1, 4096, 14336, r, r, r));
+        assert_eq!((plan.variant.name, plan.split.splits), ("sm90_bf16_64x256_s5_rr", 8), "{plan}");
+        let plan = plan_of(&GemmProblem::new(8192, 1, 8192, c, c, r));
+        assert_eq!((plan.variant.name, plan.orientation), ("sm90_bf16_64x256_s5_rr", Orientation::Swapped), "{plan}");
         assert!(plan.split.splits >= 4, "{plan}");
-        let plan = choose(&GemmProblem::row_col(16, 8192, 8192), DType::BF16, DType::BF16, ALIGNED, 132).unwrap();
-        assert_eq!(plan.variant.name, "sm90_bf16_64x128_s8_rc", "{plan}");
+        let plan = plan_of(&GemmProblem::new(64, 8192, 8192, c, r, r));
+        assert_eq!((plan.variant.name, plan.orientation), ("sm90_bf16_64x256_s5_cr", Orientation::Direct), "{plan}");
+        assert_eq!(plan.split.splits, 4, "{plan}");
+        let plan = plan_of(&GemmProblem::row_col(16, 8192, 8192));
+        assert_eq!((plan.variant.name, plan.split.splits), ("sm90_bf16_64x128_s8_rc", 2), "{plan}");
+        let plan = plan_of(&GemmProblem::row_col(1, 14336, 4096));
+        assert_eq!((plan.variant.name, plan.split.splits), ("sm90_bf16_64x128_s8_rc", 1), "{plan}");
     }
 
     #[test]
