@@ -83,6 +83,7 @@ struct WsGemmKernel {
       typename Mainloop::TiledMma tiled_mma;
       params.scheduler.for_each_tile([&](TileCoord tile) {
         Tensor accum = partition_fragment_C(tiled_mma, take<0, 2>(typename Mainloop::TileShape{}));  // (MMA,MMA_M,MMA_N)
+        if (params.args.beta != 0.0f && params.args.splits == 1) Epilogue::prefetch_c(params.args, consumer_thread, tile);
         Mainloop::mma(pipeline, read_state, accum, tile.k_tile_count, consumer_thread, smem.mainloop);
         if (params.args.splits > 1) {
           Epilogue::store(split_partial_args(params.args, tile.split), nullptr, accum, consumer_thread, tile,
