@@ -33,9 +33,9 @@ struct CkbGemmArgs {
   int64_t partial_ld, partial_slice;
   int32_t splits;
   int32_t split_k_tiles;
-  // 1: the epilogue hands C to TMA (TMA kernels; Rust sets it only for a row-major C with a
-  // 16-byte aligned start and pitch, beta == 0 and no split). The launcher then builds C's
-  // tensor map. 0: the epilogue's own vector stores.
+  // 1: the epilogue hands C to TMA (TMA kernels; Rust sets it only for a row-major C whose
+  // start, pitch and rows are whole 16-byte granules, beta == 0 and no split). The launcher
+  // then builds C's tensor map. 0: the epilogue's own vector stores.
   int32_t c_tma_store;
   int32_t unused_;
 };

@@ -1,11 +1,12 @@
 // Epilogue: D = alpha * accumulators + beta * C, staged through shared memory so that global
 // accesses are wide, whatever C's alignment. Two paths, chosen by Rust's plan per launch:
 //
-// TMA store (args.c_tma_store: row-major C, 16-byte aligned start and pitch, beta == 0, no
-// split). Each consumer warp group converts its 64 rows to the output type one 128-byte-wide
-// chunk at a time into one of two swizzled boxes, and one thread hands the box to TMA, which
-// writes it to C (clipped at C's edges) while the warp group fills the other box and then
-// goes on to the next tile's WGMMAs. Output bandwidth no longer waits on the threads.
+// TMA store (args.c_tma_store: row-major C whose start, pitch and rows are whole 16-byte
+// granules, beta == 0, no split). Each consumer warp group converts its 64 rows to the output
+// type one 128-byte-wide chunk at a time into one of two swizzled boxes, and one thread hands
+// the box to TMA, which writes it to C while the warp group fills the other box and then goes
+// on to the next tile's WGMMAs. TMA clips at C's edges in 16-byte granules, hence whole-granule
+// rows (Rust's tma_store_fits).
 //
 // Vector stores (any other C): each warp group works through its 64 x BN accumulators 32
 // columns at a time:
