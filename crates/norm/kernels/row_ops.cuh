@@ -48,6 +48,7 @@ struct RowParams {
   float eps;
   int32_t stages;       // staged kernel: rows its shared-memory ring holds (1 unless vectorized); warp: 1
   int32_t smem_limit;   // dynamic shared memory the staged kernels were allowed (StagedQuery::smem_limit)
+  int32_t lanes;        // warp layout: lanes per row (32; forward rows of one pack a lane: 1 to 16)
 };
 static_assert(sizeof(RowParams) == 160, "layout shared with src/launch.rs");
 
@@ -196,13 +197,11 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
 
 // y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(biased var + eps); saves mean and
 // rstd where their pointers are not null (the inference form passes null).
-// Each thread's mean is taken relative to its own first element (already in a register: no
-// global load on the row's critical path), so a constant row gives every thread mean exactly
-// its value and M2 exactly 0; Chan's merge of equal means is exact, so the row keeps mean ==
-// its value, variance 0 and output exactly beta.
+// Statistics are shifted sums (ShiftedSumsCombine) about the first element of lane 0 of the
+// warp (already in a register: one shuffle, no global load on the row's critical path).
 template <class T>
-struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
-  using OpTraits<T, MeanM2Combine, true, 1, 0>::P;
+struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, 1, 0> {
+  using OpTraits<T, ShiftedSumsCombine, true, 1, 0>::P;
 
   template <int N, Access A>
   struct Thread {
@@ -216,28 +215,28 @@ struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
       load(kX, x, T(0.0f));
     }
 
-    CUTE_DEVICE Stat<3> stats(RowParams const&, int64_t, Map const& m) const {
-      // Element (0, 0) is the thread's first column; if it lies past the row, so do the
-      // others, and n = 0 makes the shift irrelevant.
-      const float shift = float(x(0, 0));
-      float n = 0.0f, sum = 0.0f;
+    // Every lane of the warp calls it (the shift is a shuffle). The first lane of the
+    // row's lane group (the warp, or fewer lanes for short rows) holds the first column of
+    // the group's share in element (0, 0), inside the row unless the whole group is past it
+    // (then n = 0 everywhere and the shift is never used).
+    CUTE_DEVICE Stat<4> stats(RowParams const&, int64_t, Map const& m) const {
+      const float shift = __shfl_sync(0xffffffffu, float(x(0, 0)), 0, m.group < 32 ? m.group : 32);
+      float n = 0.0f, sum = 0.0f, sq = 0.0f;
       for_each_elem<P, N>([&](int j, int k) {
         const bool valid = m.valid(j, k);
+        const float d = valid ? float(x(k, j)) - shift : 0.0f;
         n += valid ? 1.0f : 0.0f;
-        sum += valid ? float(x(k, j)) - shift : 0.0f;
+        sum += d;
+        sq = fmaf(d, d, sq);
       });
-      const float mean = n > 0.0f ? shift + __fdividef(sum, n) : 0.0f;
-      float m2 = 0.0f;
-      for_each_elem<P, N>([&](int j, int k) {
-        const float d = m.valid(j, k) ? float(x(k, j)) - mean : 0.0f;
-        m2 += d * d;
-      });
-      return {{n, mean, m2}};
+      return {{n, sum, sq, shift}};
     }
 
-    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<3> s, bool lead) const {
-      const float mean = s.v[1];
-      const float rstd = rsqrtf(__fdividef(s.v[2], s.v[0]) + p.eps);
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<4> s, bool lead) const {
+      const float inv_n = __fdividef(1.0f, s.v[0]);
+      const float mean_d = s.v[1] * inv_n;
+      const float shift = s.v[3], mean = shift + mean_d;
+      const float rstd = rsqrtf(fmaxf(fmaf(-mean_d, mean_d, s.v[2] * inv_n), 0.0f) + p.eps);
       if (lead && p.mean != nullptr) {
         p.mean[row] = mean;
       }
@@ -255,7 +254,9 @@ struct LayerNormForward : OpTraits<T, MeanM2Combine, true, 1, 0> {
           [&](int j, int i, auto& o) {
             CUTE_UNROLL
             for (int k = 0; k < P; ++k) {
-              o(k) = T(fmaf((float(x(k, j)) - mean) * rstd, float(g(k, i)), float(b(k, i))));
+              // About the shift: x - shift is exact for x near it, where x - mean would
+              // carry mean's rounding (a large mean and a small spread).
+              o(k) = T(fmaf((float(x(k, j)) - shift - mean_d) * rstd, float(g(k, i)), float(b(k, i))));
             }
           });
     }

@@ -76,33 +76,46 @@ struct MaxSumCombine {
   }
 };
 
-// LayerNorm: (count, mean, sum of squared deviations from the mean), merged with Chan's
-// formula. Equal means merge exactly (delta = 0), so a constant row keeps mean == its value
-// and M2 == 0.
-struct MeanM2Combine {
-  static constexpr int kStats = 3;
-  CUTE_DEVICE static Stat<3> identity() { return {{0.0f, 0.0f, 0.0f}}; }
-  CUTE_DEVICE static Stat<3> combine(Stat<3> const& a, Stat<3> const& b) {
-    if (b.v[0] == 0.0f) {
-      return a;
-    }
-    if (a.v[0] == 0.0f) {
-      return b;
-    }
-    const float n = a.v[0] + b.v[0];
-    const float delta = b.v[1] - a.v[1];
-    const float b_share = __fdividef(b.v[0], n);
-    return {{n, a.v[1] + delta * b_share, a.v[2] + b.v[2] + delta * delta * a.v[0] * b_share}};
+// LayerNorm: (count, sum of d, sum of d^2, shift), d = x - shift, with the shift an element
+// of the row: one pass over the data, no divisions. Sides with different shifts are both
+// re-expressed about the left one's (the right one's if the left is empty):
+//   sum(x - s) = sum(x - t) + n (t - s),  sum((x - s)^2) = sum((x - t)^2) + (t - s)(2 sum(x - t) + n (t - s)).
+// Inside a warp every lane shares a shift (t - s = 0: plain sums, exact). The variance is
+// then sum(d^2) / n - (sum(d) / n)^2, whose cancellation is of order
+// eps * (1 + (mean - shift)^2 / var): small because the shift is one of the row's values
+// (a row with a large mean and a small spread keeps its digits). A constant row has every
+// d = 0: mean exactly its value, variance exactly 0.
+struct ShiftedSumsCombine {
+  static constexpr int kStats = 4;
+  CUTE_DEVICE static Stat<4> identity() { return {{0.0f, 0.0f, 0.0f, 0.0f}}; }
+  CUTE_DEVICE static Stat<4> combine(Stat<4> const& a, Stat<4> const& b) {
+    const float shift = a.v[0] > 0.0f ? a.v[3] : b.v[3];
+    const float da = a.v[3] - shift, db = b.v[3] - shift;  // one of them is 0
+    const float sum = fmaf(a.v[0], da, a.v[1]) + fmaf(b.v[0], db, b.v[1]);
+    const float sq = fmaf(da, fmaf(a.v[0], da, 2.0f * a.v[1]), a.v[2]) + fmaf(db, fmaf(b.v[0], db, 2.0f * b.v[1]), b.v[2]);
+    return {{a.v[0] + b.v[0], sum, sq, shift}};
   }
 };
 
 // --- Reductions ---------------------------------------------------------------------------
 
-// The warp's statistics, in every lane (lane 0's bits: a butterfly can differ in the last
-// bit between lanes for a non-commutative rule).
+// The statistics of each aligned group of G lanes, in every lane of the group (its first
+// lane's bits: a butterfly can differ in the last bit between lanes for a non-commutative
+// rule).
+template <class C, int G, int K>
+CUTE_DEVICE Stat<K> group_reduce(Stat<K> s) {
+  static_assert(G >= 1 && G <= 32 && (G & (G - 1)) == 0, "groups of a power of two lanes");
+  CUTE_UNROLL
+  for (int mask = G / 2; mask > 0; mask /= 2) {
+    s = C::combine(s, shfl_xor(s, mask));
+  }
+  return shuffled(s, [&](float v) { return __shfl_sync(0xffffffffu, v, 0, G); });
+}
+
+// The warp's statistics, in every lane (lane 0's bits).
 template <class C, int K>
 CUTE_DEVICE Stat<K> warp_reduce(Stat<K> s) {
-  return shfl_from(warp_butterfly<C>(s), 0);
+  return group_reduce<C, 32>(s);
 }
 
 // The CTA's statistics, in every thread: warps' results through shared memory, folded in

@@ -4,7 +4,8 @@
 // the outputs computed from the same data, held in registers or shared memory. The variants
 // (src/variants.rs) are configurations of two skeletons sharing the ops, the reductions and
 // the pack maps:
-//   - warp_rows_kernel: a warp per row, 4 rows per CTA, loads straight into registers, shuffles
+//   - warp_rows_kernel: a warp per row (or, for short forward rows, 32 / G rows a warp of G
+//     lanes each), 4 warps per CTA, loads straight into registers, shuffles
 //     only. Rows up to 32 * N * PACK elements.
 //   - staged_rows_kernel: a CTA per row part. The part is staged in shared memory, 1 to
 //     kMaxStages rows deep (bulk copies, cp.async.bulk from one thread completing on an
@@ -40,7 +41,7 @@ constexpr int kMaxStages = 4;
 constexpr int kMaxClusterParts = 16;
 // Shared memory a staged CTA keeps beside its dynamic ring (barriers, warp slots, the
 // cluster inbox); the host allows the ring the opt-in limit less this (src/variants.rs).
-constexpr int kStaticSmemReserve = 1024;
+constexpr int kStaticSmemReserve = 2048;
 
 // What a launcher returns for a plan it will not run, beside cudaError_t's codes (>= 0);
 // mirrored in src/launch.rs.
@@ -72,29 +73,41 @@ CUTE_DEVICE void store_column_sums(Thread const& th, RowParams const& p, Map con
   }
 }
 
-template <class Op, int N, bool kVec>
+// A warp per row (G = 32), or 32 / G rows a warp, G lanes each (short forward rows).
+template <class Op, int N, bool kVec, int G>
 __global__ void __launch_bounds__(32 * kWarpRowsPerCta, 4)
     warp_rows_kernel(RowParams const p) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
   constexpr int P = kPackElems<T>;
+  constexpr int kRowsPerWarp = 32 / G;
   static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
+  static_assert(G == 32 || Op::kColumnArrays == 0, "column sums are per lane: whole warps per row");
 
   constexpr Access A = kVec ? Access::kVector : Access::kStrided;
-  const int lane = threadIdx.x % 32;
-  const auto m = pack_map<P, N, A>(p.cols, 0, 32, lane);
+  const int lane = threadIdx.x % 32, member = lane % G;
+  const auto m_row = pack_map<P, N, A>(p.cols, 0, G, member);
   typename Op::template Thread<N, A> th;
-  th.begin(p, m);
-  for (int64_t row = int64_t(blockIdx.y) * kWarpRowsPerCta + threadIdx.x / 32; row < p.rows;
-       row += int64_t(gridDim.y) * kWarpRowsPerCta) {
+  th.begin(p, m_row);
+  constexpr int kRowsPerCta = kWarpRowsPerCta * kRowsPerWarp;
+  // `first` is the warp's first row: uniform across the warp, so every lane takes part in
+  // the shuffles; a lane whose row lies past the end sees a row of no columns.
+  for (int64_t first = int64_t(blockIdx.y) * kRowsPerCta + threadIdx.x / 32 * kRowsPerWarp; first < p.rows;
+       first += int64_t(gridDim.y) * kRowsPerCta) {
+    const int64_t row = first + lane / G;
+    const bool live = row < p.rows;
+    auto m = m_row;
+    if constexpr (G < 32) {
+      m.cols = live ? p.cols : 0;  // a warp per row: the loop bound keeps its row live
+    }
     th.load(p, row, [&](int input, auto& frag, T fill) {
       load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
     });
-    const auto s = warp_reduce<C>(th.stats(p, row, m));
-    th.apply(p, row, m, s, lane == 0);
+    const auto s = group_reduce<C, G>(th.stats(p, row, m));
+    th.apply(p, row, m, s, live && member == 0);
   }
   if constexpr (Op::kColumnArrays > 0) {
-    store_column_sums<true>(th, p, m);
+    store_column_sums<true>(th, p, m_row);
   }
 }
 
@@ -161,6 +174,49 @@ CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, ClusterE
   }
 }
 
+// Copies `len` elements from `src` (any element alignment) to `dst` (16-byte aligned) with
+// the CTA's `threads`: 16-byte loads of the 16-byte-aligned body of the source, element
+// loads of its head and tail (never a byte outside the row), element stores where the two
+// alignments differ. Each thread keeps kBatch loads in flight before storing; the CTAs
+// resident on an SM together keep the bytes in flight that its bandwidth share needs.
+template <int P, int kBatch, class T>
+CUTE_DEVICE void stage_unaligned(T const* src, T* dst, int len, int tid, int threads) {
+  static_assert(P * sizeof(T) == kVectorBytes, "a pack is 16 bytes");
+  const int misaligned = int(reinterpret_cast<uintptr_t>(src) % kVectorBytes) / int(sizeof(T));
+  const int head = min(len, (P - misaligned) % P);
+  const int packs = (len - head) / P;
+  const int tail = head + packs * P;
+  for (int e = tid; e < head; e += threads) {
+    dst[e] = src[e];
+  }
+  for (int e = tail + tid; e < len; e += threads) {
+    dst[e] = src[e];
+  }
+  T const* body = src + head;
+  T* out = dst + head;
+  for (int v0 = tid; v0 < packs; v0 += kBatch * threads) {
+    uint4 r[kBatch];
+    CUTE_UNROLL
+    for (int b = 0; b < kBatch; ++b) {
+      const int v = v0 + b * threads;
+      if (v < packs) {
+        ld_stream_128(body + v * P, r[b]);
+      }
+    }
+    CUTE_UNROLL
+    for (int b = 0; b < kBatch; ++b) {
+      const int v = v0 + b * threads;
+      if (v < packs) {
+        T const* elems = reinterpret_cast<T const*>(&r[b]);
+        CUTE_UNROLL
+        for (int k = 0; k < P; ++k) {
+          out[v * P + k] = elems[k];
+        }
+      }
+    }
+  }
+}
+
 // Forward ops hold one chunk of one operand in registers: three 256-thread CTAs share an
 // SM (the most whose 64 KiB parts fit its shared memory). Backward ops hold two operands,
 // gamma and column sums: one CTA of up to 512 threads.
@@ -223,11 +279,8 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     } else {
       CUTE_UNROLL
       for (int input = 0; input < Op::kInputs; ++input) {
-        T const* src = in_row<T>(input_base(p, input), p, row) + part_begin;
-#pragma unroll 4
-        for (int e = tid; e < part_len; e += threads) {
-          sRows(e, input, stage) = src[e];
-        }
+        stage_unaligned<P, Op::kForward ? 2 : 1>(in_row<T>(input_base(p, input), p, row) + part_begin, &sRows(0, input, stage), part_len,
+                           tid, threads);
       }
     }
   };
@@ -349,15 +402,31 @@ __global__ void __launch_bounds__(256) column_sums_kernel(RowParams const p) {
 
 // --- Launch -------------------------------------------------------------------------------
 
-template <class Op, int N>
+template <class Op, int N, int G = 32>
 int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
   const dim3 grid(1, unsigned(p.slots)), block(32 * kWarpRowsPerCta);
   if (p.flags & kVectorized) {
-    warp_rows_kernel<Op, N, true><<<grid, block, 0, stream>>>(p);
+    warp_rows_kernel<Op, N, true, G><<<grid, block, 0, stream>>>(p);
   } else {
-    warp_rows_kernel<Op, N, false><<<grid, block, 0, stream>>>(p);
+    warp_rows_kernel<Op, N, false, G><<<grid, block, 0, stream>>>(p);
   }
   return int(cudaGetLastError());
+}
+
+// Short forward rows: one pack a lane, `lanes` lanes a row.
+template <class Op>
+int launch_lane_rows(RowParams const& p, cudaStream_t stream) {
+  if constexpr (Op::kColumnArrays == 0) {
+    switch (p.lanes) {
+      case 1: return launch_warp_rows<Op, 1, 1>(p, stream);
+      case 2: return launch_warp_rows<Op, 1, 2>(p, stream);
+      case 4: return launch_warp_rows<Op, 1, 4>(p, stream);
+      case 8: return launch_warp_rows<Op, 1, 8>(p, stream);
+      case 16: return launch_warp_rows<Op, 1, 16>(p, stream);
+      default: break;
+    }
+  }
+  return kRefusedPlan;
 }
 
 // The staged kernel's launch configuration: `parts` CTAs per row (one cluster of them in
@@ -450,7 +519,7 @@ template <class Op>
 bool launchable(RowParams const& p) {
   constexpr int P = kPackElems<typename Op::Element>;
   const bool warp_rows = p.layout == kWarpPerRow;
-  const int64_t group = warp_rows ? 32 : p.threads;
+  const int64_t group = warp_rows ? p.lanes : p.threads;
   const bool geometry = p.rows >= 1 && p.cols >= 1 && p.threads >= 32 && p.threads % 32 == 0 &&
                         p.slots >= 1 && p.slots <= 65535 && p.parts >= 1 && p.in_stride >= p.cols &&
                         p.out_stride >= p.cols;
@@ -462,10 +531,14 @@ bool launchable(RowParams const& p) {
       !(p.flags & kVectorized) || (p.cols % P == 0 && p.in_stride % P == 0 && p.out_stride % P == 0);
   bool layout = false;
   switch (p.layout) {
-    case kWarpPerRow:
+    case kWarpPerRow: {
+      const bool lane_rows = Op::kColumnArrays == 0 && p.packs == 1 &&
+                             (p.lanes == 1 || p.lanes == 2 || p.lanes == 4 || p.lanes == 8 || p.lanes == 16);
       layout = p.threads == 32 * kWarpRowsPerCta && p.mode == kWhole && p.parts == 1 &&
-               (p.packs == 1 || p.packs == 2 || p.packs == 4 || p.packs == 8) && p.packs <= Op::kMaxPacks;
+               (p.packs == 1 || p.packs == 2 || p.packs == 4 || p.packs == 8) && p.packs <= Op::kMaxPacks &&
+               (p.lanes == 32 || lane_rows);
       break;
+    }
     case kCtaPerRow:
       // Column sums are per register element: backward parts are one chunk.
       layout = p.threads <= kStagedMaxThreads<Op> && p.packs >= Op::kChunkPacks && p.packs % Op::kChunkPacks == 0 &&
@@ -489,6 +562,8 @@ int launch(RowParams const& params, cudaStream_t stream) {
   if (params.layout == kCtaPerRow) {
     err = (params.flags & kVectorized) ? launch_staged<Op, true>(params, stream)
                                        : launch_staged<Op, false>(params, stream);
+  } else if (params.lanes < 32) {
+    err = launch_lane_rows<Op>(params, stream);
   } else {
     switch (params.packs) {
       case 1: err = launch_warp_rows<Op, 1>(params, stream); break;

@@ -42,6 +42,7 @@ pub(crate) struct RowParams {
     pub eps: f32,
     pub stages: i32,
     pub smem_limit: i32,
+    pub lanes: i32,
 }
 const _: () = assert!(std::mem::size_of::<RowParams>() == 160);
 

@@ -544,6 +544,7 @@ impl Normalizer {
             eps,
             stages: plan.stages as i32,
             smem_limit: i32::try_from(self.limits.max_dynamic_smem).unwrap_or(i32::MAX),
+            lanes: plan.lanes() as i32,
         };
         tracing::debug!(
             op = op.name(),

@@ -7,6 +7,7 @@
 //!
 //! | variant   | skeleton | a row is held by | rows up to (f32 / halves, forward) |
 //! |-----------|----------|------------------|-------------------------------------|
+//! | lanes-L   | warp     | L = 1, 2, 4, 8 or 16 lanes, one pack each; 32 / L rows a warp (forward only) | 4L / 8L |
 //! | warp-x1   | warp     | a warp, 1 pack of 16 bytes a lane | 128 / 256   |
 //! | warp-x2   | warp     | a warp, 2 packs a lane | 256 / 512              |
 //! | warp-x4   | warp     | a warp, 4 packs a lane | 512 / 1024             |
@@ -26,9 +27,9 @@
 //! shape (parts, threads, packs); from the device's occupancy ([`Residency`]) the staging
 //! depth (the one that puts the most rows in flight per SM, ties to fewer stages; 16-byte
 //! rows only, as element rows stage synchronously) and the persistent grid (as many row
-//! slots as are resident at once). [`Planner::choose`] takes the first of warp (fewest packs
-//! that hold the row), block, cluster, split that holds the row and that the device can run:
-//! where no GPC holds a cluster, that is split.
+//! slots as are resident at once). [`Planner::choose`] takes the first of lanes (fewest lanes
+//! that hold the row), warp (fewest packs), block, cluster, split that holds the row and that
+//! the device can run: where no GPC holds a cluster, that is split.
 
 use std::fmt;
 
@@ -41,6 +42,12 @@ use crate::problem::{NormError, NormOp, NormResult, Refusal, RowsProblem};
 /// How a row operation is laid onto the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NormVariant {
+    /// Short forward rows: `lanes` lanes of a warp per row, one 16-byte pack each, so that
+    /// a warp holds 32 / `lanes` rows.
+    Lanes {
+        /// Lanes per row: 1, 2, 4, 8 or 16.
+        lanes: usize,
+    },
     /// One warp per row, `packs` 16-byte packs per lane in registers.
     Warp {
         /// 16-byte packs a lane holds: 1, 2, 4 or 8.
@@ -56,6 +63,11 @@ pub enum NormVariant {
 
 /// Every variant, with the name benches and records use.
 pub const NORM_VARIANTS: &[(NormVariant, &str)] = &[
+    (NormVariant::Lanes { lanes: 1 }, "lanes-1"),
+    (NormVariant::Lanes { lanes: 2 }, "lanes-2"),
+    (NormVariant::Lanes { lanes: 4 }, "lanes-4"),
+    (NormVariant::Lanes { lanes: 8 }, "lanes-8"),
+    (NormVariant::Lanes { lanes: 16 }, "lanes-16"),
     (NormVariant::Warp { packs: 1 }, "warp-x1"),
     (NormVariant::Warp { packs: 2 }, "warp-x2"),
     (NormVariant::Warp { packs: 4 }, "warp-x4"),
@@ -95,7 +107,7 @@ const FORWARD_THREADS: usize = 256;
 pub const MAX_STAGES: usize = 4;
 /// Shared memory a staged CTA keeps beside its ring (`kStaticSmemReserve`): the ring may
 /// take the device's opt-in limit less this.
-pub const STATIC_SMEM_RESERVE: usize = 1024;
+pub const STATIC_SMEM_RESERVE: usize = 2048;
 /// The largest cluster (16 needs the non-portable cluster size, which Hopper allows).
 const MAX_CLUSTER: usize = 16;
 /// gridDim.y
@@ -331,7 +343,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         let pack = 16 / dtype.size_bytes();
         let vectorized = aligned && multiple_of(problem.cols, pack) && multiple_of(problem.row_stride, pack);
         let plan = self.shape(variant, op, problem, dtype, vectorized)?;
-        if matches!(variant, NormVariant::Warp { .. }) {
+        if plan.is_warp_layout() {
             Ok(plan)
         } else {
             self.place(plan, op, dtype)
@@ -392,6 +404,16 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
             }
         };
         match variant {
+            NormVariant::Lanes { lanes } => {
+                if !op.is_forward() {
+                    return mismatch("backward ops keep column sums per lane: a whole warp per row".into());
+                }
+                if cols > lanes * pack {
+                    return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {}", lanes * pack));
+                }
+                let rows_per_cta = WARP_ROWS_PER_CTA * (32 / lanes);
+                plan(1, 32 * WARP_ROWS_PER_CTA, 1, rows.div_ceil(rows_per_cta).min(MAX_SLOTS))
+            }
             NormVariant::Warp { packs } => {
                 let max_packs = if op.is_forward() { FORWARD_ELEMS } else { BACKWARD_ELEMS } / pack;
                 if packs > max_packs {
@@ -493,24 +515,37 @@ impl NormPlan {
     /// (layout, mode) codes for `RowParams`.
     pub(crate) fn codes(&self) -> (i32, i32) {
         match self.variant {
-            NormVariant::Warp { .. } => (LAYOUT_WARP_PER_ROW, MODE_WHOLE),
+            NormVariant::Lanes { .. } | NormVariant::Warp { .. } => (LAYOUT_WARP_PER_ROW, MODE_WHOLE),
             NormVariant::Block => (LAYOUT_CTA_PER_ROW, MODE_WHOLE),
             NormVariant::Cluster => (LAYOUT_CTA_PER_ROW, MODE_CLUSTER),
             NormVariant::Split => (LAYOUT_CTA_PER_ROW, MODE_SPLIT),
         }
     }
 
-    /// Bytes of one row operand a CTA holds: a warp's row (times its 4 rows), or a staged
-    /// CTA's part.
+    /// Whether it runs on the warp skeleton (`lanes-*` and `warp-*`).
+    pub fn is_warp_layout(&self) -> bool {
+        matches!(self.variant, NormVariant::Lanes { .. } | NormVariant::Warp { .. })
+    }
+
+    /// Lanes of a warp per row: 32 for `warp-*`, fewer for `lanes-*` (staged variants: 32).
+    pub fn lanes(&self) -> usize {
+        match self.variant {
+            NormVariant::Lanes { lanes } => lanes,
+            _ => 32,
+        }
+    }
+
+    /// Bytes of one row operand a CTA holds: a row of a warp's lane group (times the CTA's
+    /// rows), or a staged CTA's part.
     pub fn part_bytes(&self) -> usize {
-        let group = if matches!(self.variant, NormVariant::Warp { .. }) { 32 } else { self.threads };
+        let group = if self.is_warp_layout() { self.lanes() } else { self.threads };
         group * self.packs * 16
     }
 
     /// Shared memory of one stage of the ring: every row operand's part (0 for warp variants).
     pub fn stage_bytes(&self, op: NormOp) -> usize {
         match self.variant {
-            NormVariant::Warp { .. } => 0,
+            NormVariant::Lanes { .. } | NormVariant::Warp { .. } => 0,
             _ => op.row_inputs() * self.part_bytes(),
         }
     }
@@ -538,12 +573,13 @@ impl NormPlan {
 impl fmt::Display for NormPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let access = if self.vectorized { "16-byte" } else { "element" };
-        if let NormVariant::Warp { .. } = self.variant {
+        if self.is_warp_layout() {
             return write!(
                 f,
-                "{}, {} thr ({WARP_ROWS_PER_CTA} rows a CTA), {access} accesses, {} slots",
+                "{}, {} thr ({} rows a CTA), {access} accesses, {} slots",
                 self.variant.name(),
                 self.threads,
+                WARP_ROWS_PER_CTA * (32 / self.lanes()),
                 self.slots
             );
         }
@@ -621,6 +657,23 @@ mod tests {
     }
 
     #[test]
+    fn short_rows_share_a_warp() {
+        use NormOp::*;
+        let lanes = |op, cols, dtype| choose(op, 4096, cols, dtype).variant;
+        assert_eq!(lanes(Softmax, 2, DType::F32), NormVariant::Lanes { lanes: 1 });
+        assert_eq!(lanes(LayerNorm, 7, DType::BF16), NormVariant::Lanes { lanes: 1 });
+        assert_eq!(lanes(RmsNorm, 33, DType::BF16), NormVariant::Lanes { lanes: 8 });
+        assert_eq!(lanes(RmsNorm, 33, DType::F32), NormVariant::Lanes { lanes: 16 });
+        assert_eq!(lanes(Softmax, 129, DType::BF16), NormVariant::Warp { packs: 1 });
+        // 8 rows a warp of 4 lanes: 32 rows a CTA.
+        let plan = choose(Softmax, 100, 32, DType::BF16);
+        assert_eq!((plan.lanes(), plan.slots), (4, 4), "{plan:?}");
+        assert_eq!(plan.to_string(), "lanes-4, 128 thr (32 rows a CTA), 16-byte accesses, 4 slots");
+        // Backward rows keep whole warps.
+        assert_eq!(lanes(SoftmaxBackward, 7, DType::F32), NormVariant::Warp { packs: 1 });
+    }
+
+    #[test]
     fn backward_holds_one_chunk_per_thread() {
         let p = choose(NormOp::LayerNormBackward, 64, 4096, DType::F32);
         assert_eq!((p.variant, p.threads, p.packs), (NormVariant::Block, 256, 4));
@@ -645,10 +698,10 @@ mod tests {
                         };
                         let what = format!("{op:?} {dtype} {cols} {plan:?}");
                         assert_eq!(plan.variant, *variant, "{what}");
-                        let group = if matches!(variant, NormVariant::Warp { .. }) { 32 } else { plan.threads };
+                        let group = if plan.is_warp_layout() { plan.lanes() } else { plan.threads };
                         let pack = 16 / dtype.size_bytes();
                         assert!(plan.parts * group * plan.packs * pack >= cols, "{what}");
-                        if !matches!(variant, NormVariant::Warp { .. }) {
+                        if !plan.is_warp_layout() {
                             let chunk_packs = CHUNK_ELEMS / pack;
                             assert!(plan.packs % chunk_packs == 0, "{what}");
                             assert!(op.is_forward() || plan.packs == chunk_packs, "{what}");
@@ -675,7 +728,7 @@ mod tests {
         let p = RowsProblem::dense(4096, 512);
         let plan = force(NormVariant::Block, NormOp::Softmax, p, DType::F32).unwrap();
         assert_eq!((plan.threads, plan.part_bytes(), plan.stages), (32, 2048, 4), "{plan:?}");
-        // 16 KiB parts: 13 CTAs x 1 stage beat 6 x 2, 4 x 3 and 3 x 4.
+        // 16 KiB parts: 12 CTAs x 1 stage tie 6 x 2 (ties go to fewer stages) and beat 4 x 3 and 3 x 4.
         let plan = choose(NormOp::RmsNorm, 32768, 4096, DType::F32);
         assert_eq!((plan.part_bytes(), plan.stages), (16384, 1), "{plan:?}");
         // Element rows stage synchronously.
@@ -695,9 +748,9 @@ mod tests {
 
     #[test]
     fn slots_are_the_resident_ones() {
-        // 16 KiB f32 parts: the model keeps 13 CTAs an SM (thread limit 16).
+        // 16 KiB f32 parts: the model keeps 12 CTAs an SM (thread limit 16, shared memory 12).
         let plan = choose(NormOp::RmsNorm, 32768, 4096, DType::F32);
-        assert_eq!(plan.slots, 13 * H100_SMS);
+        assert_eq!(plan.slots, 12 * H100_SMS);
         // Never more slots than rows, nor warp slots than 4-row CTAs.
         assert_eq!(choose(NormOp::RmsNorm, 100, 4096, DType::F32).slots, 100);
         assert_eq!(choose(NormOp::Softmax, 10, 100, DType::F32).slots, 3);
@@ -739,12 +792,12 @@ mod tests {
         let p = RowsProblem::dense(8, 70000);
         match planner.plan(NormVariant::Block, NormOp::LayerNorm, &p, DType::F32, true) {
             Err(NormError::PlanRefused { reason: Refusal::SharedMemory { needed, limit }, .. }) => {
-                assert!(needed > limit && limit == 226 * 1024, "{needed} {limit}")
+                assert!(needed > limit && limit == 225 * 1024, "{needed} {limit}")
             }
             other => panic!("{other:?}"),
         }
         let plan = planner.choose(NormOp::LayerNorm, &p, DType::F32, true).unwrap();
-        assert!(plan.variant != NormVariant::Block && plan.smem_bytes(NormOp::LayerNorm) <= 226 * 1024, "{plan:?}");
+        assert!(plan.variant != NormVariant::Block && plan.smem_bytes(NormOp::LayerNorm) <= 225 * 1024, "{plan:?}");
     }
 
     #[test]

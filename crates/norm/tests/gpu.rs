@@ -251,7 +251,19 @@ fn check_layernorm<T: NormElement>(
     seed: u64,
     off: usize,
 ) -> CaseResult {
-    let x_host: Vec<T> = rows_input(p, off, seed, |i, _, v| if i == 1 { 0.75 } else { v });
+    check_layernorm_of::<T>(gpu, variant, p, seed, off, |v| v)
+}
+
+/// [`check_layernorm`] on rows of `value(normal sample)` (row 1 still the constant 0.75).
+fn check_layernorm_of<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+    value: impl Fn(f64) -> f64,
+) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |i, _, v| if i == 1 { 0.75 } else { value(v) });
     let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 1), off);
     let beta_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
     let (x, gamma, beta) = (upload(gpu, &x_host), upload(gpu, &gamma_host), upload(gpu, &beta_host));
@@ -519,6 +531,31 @@ length_sweep_tests! {
     softmax_backward_matches_reference => 4,
     layernorm_backward_matches_reference => 5,
     rmsnorm_backward_matches_reference => 6,
+}
+
+/// LayerNorm's shifted statistics keep f32 rows with a large mean and a small spread
+/// (1000 + 0.01 N(0, 1): a float64 two-pass variance of about 1e-4) and rows of three
+/// elements with a tiny variance within the f32 output bounds, on every variant.
+#[test]
+#[ignore = "needs a GPU"]
+fn layernorm_keeps_large_means_and_tiny_variances() {
+    let gpu = gpu();
+    let mut failures = Vec::new();
+    let cases: [(&str, fn(f64) -> f64, &[usize]); 2] = [
+        ("1000 + 0.01 N", |v| 1000.0 + 0.01 * v, &[7, 1000, 4099, 70000]),
+        ("1 + 1e-3 N", |v| 1.0 + 1e-3 * v, &[2, 3]),
+    ];
+    for (what, value, lengths) in cases {
+        for &cols in lengths {
+            for variant in variants() {
+                let p = RowsProblem::dense(9, cols);
+                if let Err(e) = check_layernorm_of::<f32>(&gpu, variant, &p, 41, 0, value) {
+                    failures.push(format!("{what}: {}: {e}", label("layernorm", DType::F32, variant, &p, 0)));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Views one element past an allocation's start: no 16-byte accesses, whatever the shape.

@@ -123,5 +123,5 @@ fn the_heuristic_always_has_a_plan() {
             }
         }
     }
-    assert_eq!(NORM_VARIANTS.len(), 7);
+    assert_eq!(NORM_VARIANTS.len(), 12);
 }

@@ -27,6 +27,9 @@ pub struct NormCase {
     pub dtype: String,
     pub rows: usize,
     pub cols: usize,
+    /// The gate group the case scores in (`group_thresholds`); absent: its op's name.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// The reference rounded to T, as the kernels write it.
@@ -152,11 +155,13 @@ fn forward_op(name: &str) -> Result<NormOp> {
 }
 
 /// One problem: a forward op on rows of `cols` elements, `row_stride` apart.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Run {
     op: NormOp,
     dtype: DType,
     problem: RowsProblem,
+    /// The gate group; None: the op's name.
+    group: Option<String>,
 }
 
 impl Run {
@@ -173,6 +178,7 @@ impl NormCase {
             op: forward_op(&self.op)?,
             dtype: cli::dtype(&self.dtype)?,
             problem: RowsProblem::dense(self.rows, self.cols),
+            group: self.group.clone(),
         })
     }
 }
@@ -278,7 +284,7 @@ impl ProfileArgs {
                     if problem.is_empty() {
                         bail!("{rows}x{cols}: rows and row length must be at least 1");
                     }
-                    runs.push(Run { op, dtype, problem });
+                    runs.push(Run { op, dtype, problem, group: None });
                 }
             }
         }
@@ -379,7 +385,7 @@ fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run) -> R
     // The last timed run's outputs, as well as the first run's.
     let check = first.and(check_forward(gpu, op, &p, &inp, &out)?);
     let mut case = measure::streaming_case(run.name(), variant, bytes, ours_us, copy_us, ctx.copy_gbs, check);
-    case.group = Some(op.name().to_string());
+    case.group = Some(run.group.clone().unwrap_or_else(|| op.name().to_string()));
     case.vendor_us = vendor_us;
     Ok(case)
 }
