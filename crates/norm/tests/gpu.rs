@@ -541,7 +541,8 @@ length_sweep_tests! {
 fn layernorm_keeps_large_means_and_tiny_variances() {
     let gpu = gpu();
     let mut failures = Vec::new();
-    let cases: [(&str, fn(f64) -> f64, &[usize]); 2] = [
+    type Rows = (&'static str, fn(f64) -> f64, &'static [usize]);
+    let cases: [Rows; 2] = [
         ("1000 + 0.01 N", |v| 1000.0 + 0.01 * v, &[7, 1000, 4099, 70000]),
         ("1 + 1e-3 N", |v| 1.0 + 1e-3 * v, &[2, 3]),
     ];

@@ -402,10 +402,12 @@ struct FuzzCase {
 const FUZZ_OPS: [&str; 7] =
     ["softmax", "log_softmax", "layernorm", "rmsnorm", "softmax_backward", "layernorm_backward", "rmsnorm_backward"];
 
-/// Random ops (forward and backward), dtypes, row counts, row lengths up to 300k and row
-/// strides against the CPU reference.
+/// Random ops (forward and backward), dtypes, row counts, row lengths up to 300k (a third
+/// of them short rows of up to 40, which share warps) and row strides against the CPU
+/// reference.
 pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
-    let strategy = (0..FUZZ_OPS.len(), 0..3usize, 1usize..40, prop_oneof![1usize..2048, 2048usize..300_000], 0usize..9)
+    let lengths = prop_oneof![1usize..41, 41usize..2048, 2048usize..300_000];
+    let strategy = (0..FUZZ_OPS.len(), 0..3usize, 1usize..200, lengths, 0usize..9)
         .prop_map(|(op, dtype, rows, cols, pad)| FuzzCase { op, dtype, rows, cols, pad });
     Ok(crate::fuzzing::fuzz_with("norm", cases, seed, strategy, |c| {
         let outcome = match c.dtype {
