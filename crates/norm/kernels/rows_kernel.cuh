@@ -174,49 +174,6 @@ CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, ClusterE
   }
 }
 
-// Copies `len` elements from `src` (any element alignment) to `dst` (16-byte aligned) with
-// the CTA's `threads`: 16-byte loads of the 16-byte-aligned body of the source, element
-// loads of its head and tail (never a byte outside the row), element stores where the two
-// alignments differ. Each thread keeps kBatch loads in flight before storing; the CTAs
-// resident on an SM together keep the bytes in flight that its bandwidth share needs.
-template <int P, int kBatch, class T>
-CUTE_DEVICE void stage_unaligned(T const* src, T* dst, int len, int tid, int threads) {
-  static_assert(P * sizeof(T) == kVectorBytes, "a pack is 16 bytes");
-  const int misaligned = int(reinterpret_cast<uintptr_t>(src) % kVectorBytes) / int(sizeof(T));
-  const int head = min(len, (P - misaligned) % P);
-  const int packs = (len - head) / P;
-  const int tail = head + packs * P;
-  for (int e = tid; e < head; e += threads) {
-    dst[e] = src[e];
-  }
-  for (int e = tail + tid; e < len; e += threads) {
-    dst[e] = src[e];
-  }
-  T const* body = src + head;
-  T* out = dst + head;
-  for (int v0 = tid; v0 < packs; v0 += kBatch * threads) {
-    uint4 r[kBatch];
-    CUTE_UNROLL
-    for (int b = 0; b < kBatch; ++b) {
-      const int v = v0 + b * threads;
-      if (v < packs) {
-        ld_stream_128(body + v * P, r[b]);
-      }
-    }
-    CUTE_UNROLL
-    for (int b = 0; b < kBatch; ++b) {
-      const int v = v0 + b * threads;
-      if (v < packs) {
-        T const* elems = reinterpret_cast<T const*>(&r[b]);
-        CUTE_UNROLL
-        for (int k = 0; k < P; ++k) {
-          out[v * P + k] = elems[k];
-        }
-      }
-    }
-  }
-}
-
 // Forward ops hold one chunk of one operand in registers: three 256-thread CTAs share an
 // SM (the most whose 64 KiB parts fit its shared memory). Backward ops hold two operands,
 // gamma and column sums: one CTA of up to 512 threads.
@@ -279,8 +236,11 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     } else {
       CUTE_UNROLL
       for (int input = 0; input < Op::kInputs; ++input) {
-        stage_unaligned<P, Op::kForward ? 2 : 1>(in_row<T>(input_base(p, input), p, row) + part_begin, &sRows(0, input, stage), part_len,
-                           tid, threads);
+        T const* src = in_row<T>(input_base(p, input), p, row) + part_begin;
+#pragma unroll 4
+        for (int e = tid; e < part_len; e += threads) {
+          sRows(e, input, stage) = src[e];
+        }
       }
     }
   };
