@@ -18,25 +18,49 @@ using RowFrag = decltype(make_tensor<T>(Shape<Int<kPackElems<T>>, Int<N>>{}));  
 //    bytes per access, 16 bytes at a time. The host picks it only when every row, gamma and
 //    beta start 16-byte aligned and cols % PACK == 0: a pack lies wholly inside or wholly
 //    outside the row.
-//  - kContiguous: the same packs, accessed element by element (any alignment). For rows
-//    staged in shared memory, whose global traffic is coalesced by the staging itself.
+//  - kShifted: kVector's packs laid on the 16-byte granules of the output row, which may
+//    start anywhere: pack j starts `shift` columns (the row's offset into its first granule)
+//    before kVector's, so that a pack inside the row is stored as one aligned vector. Inputs
+//    are read through load_span: one vector where their alignment matches, else the two
+//    around the pack, funnel-shifted. Only packs reaching past either end of the row go
+//    element by element. Forward rows of any alignment (backward column sums need the same
+//    columns in a register on every row).
+//  - kContiguous: kVector's packs, accessed element by element (any alignment). Backward rows
+//    staged in shared memory, whose global loads are coalesced by the staging itself.
 //  - kStrided: element k of pack j is `group` columns after element k - 1, so that each
-//    element access is coalesced across the warp on its own (any alignment).
-enum class Access { kVector, kContiguous, kStrided };
+//    element access is coalesced across the warp on its own (any alignment; backward rows).
+enum class Access { kVector, kShifted, kContiguous, kStrided };
 
 template <int P, Access A>
 struct PackMap {
-  int cols;   // row length
-  int base;   // column of the thread's element (k, j) = (0, 0)
-  int step;   // columns from pack j to pack j + 1: group * P
-  int group;  // threads sharing the row part
+  int cols;       // row length
+  int base;       // column of the thread's element (k, j) = (0, 0), before the shift
+  int step;       // columns from pack j to pack j + 1: group * P
+  int group;      // threads sharing the row part
+  int shift = 0;  // kShifted: the output row's offset into its first granule, 0 <= shift < P
 
-  CUTE_DEVICE int col(int j, int k) const { return base + j * step + k * (A == Access::kStrided ? group : 1); }
-  CUTE_DEVICE bool valid(int j, int k) const { return A == Access::kVector ? col(j, 0) < cols : col(j, k) < cols; }
+  CUTE_DEVICE int col(int j, int k) const {
+    return base + j * step + k * (A == Access::kStrided ? group : 1) - (A == Access::kShifted ? shift : 0);
+  }
+  CUTE_DEVICE bool valid(int j, int k) const {
+    if constexpr (A == Access::kVector) {
+      return col(j, 0) < cols;
+    } else {
+      return unsigned(col(j, k)) < unsigned(cols);  // shifted packs also start before the row
+    }
+  }
+  // Pack j lies wholly inside the row.
+  CUTE_DEVICE bool whole(int j) const { return col(j, 0) >= 0 && col(j, 0) + P <= cols; }
 };
 
+// The offset of `ptr` into its 16-byte granule, in elements (kShifted's PackMap::shift).
+template <class T>
+CUTE_DEVICE int granule_offset(T const* ptr) {
+  return int(reinterpret_cast<uintptr_t>(ptr) % kVectorBytes) / int(sizeof(T));
+}
+
 // The map of thread `lane` of a group of `group` threads over the group * N * PACK columns
-// from `first_col` on.
+// from `first_col` on (kShifted: before its shift, which the caller sets per row).
 template <int P, Access A>
 CUTE_DEVICE PackMap<P, A> pack_map_from(int cols, int first_col, int group, int lane) {
   return {cols, first_col + (A == Access::kStrided ? lane : lane * P), group * P, group};
@@ -50,19 +74,75 @@ CUTE_DEVICE PackMap<P, A> pack_map(int cols, int part, int group, int lane) {
 
 enum class Cache { kStream, kKeep };
 
+template <Cache kCache>
+CUTE_DEVICE void ld_global_128(void const* gmem, uint4& r) {
+  if constexpr (kCache == Cache::kStream) {
+    ld_stream_128(gmem, r);
+  } else {
+    ld_cached_128(gmem, r);
+  }
+}
+
+// The 16 bytes starting `bytes` (0 <= bytes < 16) into the 32 bytes lo:hi.
+CUTE_DEVICE uint4 funnel_bytes(uint4 const& lo, uint4 const& hi, int bytes) {
+  const uint32_t w[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+  const uint32_t bits = uint32_t(bytes % 4) * 8;
+  auto from = [&](auto first) {
+    constexpr int Q = decltype(first)::value;  // constant indices: w stays in registers
+    return uint4{__funnelshift_r(w[Q], w[Q + 1], bits), __funnelshift_r(w[Q + 1], w[Q + 2], bits),
+                 __funnelshift_r(w[Q + 2], w[Q + 3], bits), __funnelshift_r(w[Q + 3], w[Q + 4], bits)};
+  };
+  switch (bytes / 4) {
+    case 0: return from(Int<0>{});
+    case 1: return from(Int<1>{});
+    case 2: return from(Int<2>{});
+    default: return from(Int<3>{});
+  }
+}
+
+// Elements col .. col + PACK of `base`, an array of n (all inside it), into r (PACK): one
+// 16-byte load where base + col is aligned, else (kPair) the two granules around it,
+// shifted; element loads where those granules reach outside the array, or without kPair.
+template <Cache kCache, bool kPair, class T, class Pack>
+CUTE_DEVICE void load_span(T const* base, int n, int col, Pack&& r) {
+  constexpr int P = kPackElems<T>;
+  T const* at = base + col;
+  const int skew = granule_offset(at);
+  if (skew == 0) {
+    ld_global_128<kCache>(at, as_vector(r));
+  } else if (kPair && col - skew >= 0 && col - skew + 2 * P <= n) {
+    uint4 lo, hi;
+    ld_global_128<kCache>(at - skew, lo);
+    ld_global_128<kCache>(at - skew + P, hi);
+    as_vector(r) = funnel_bytes(lo, hi, skew * int(sizeof(T)));
+  } else {
+    CUTE_UNROLL
+    for (int k = 0; k < P; ++k) {
+      r(k) = base[col + k];
+    }
+  }
+}
+
 // Pack j of `row` into r (PACK); `fill` outside the row (a value neutral for the op's
 // statistics, so that they need no predicates).
 template <Cache kCache, int P, Access A, class T, class Pack>
 CUTE_DEVICE void load_pack(T const* row, PackMap<P, A> const& m, int j, Pack&& r, T fill) {
   if constexpr (A == Access::kVector) {
     if (m.valid(j, 0)) {
-      if constexpr (kCache == Cache::kStream) {
-        ld_stream_128(row + m.col(j, 0), as_vector(r));
-      } else {
-        ld_cached_128(row + m.col(j, 0), as_vector(r));
-      }
+      ld_global_128<kCache>(row + m.col(j, 0), as_vector(r));
     } else {
       cute::fill(r, fill);
+    }
+  } else if constexpr (A == Access::kShifted) {
+    // Row operands whose alignment differs from the output's (strided views) go element by
+    // element, which keeps the pair's registers out of the row's: parameters take the pair.
+    if (m.whole(j)) {
+      load_span<kCache, kCache == Cache::kKeep>(row, m.cols, m.col(j, 0), r);
+    } else {
+      CUTE_UNROLL
+      for (int k = 0; k < P; ++k) {
+        r(k) = m.valid(j, k) ? row[m.col(j, k)] : fill;
+      }
     }
   } else {
     CUTE_UNROLL
@@ -82,24 +162,46 @@ CUTE_DEVICE void load_packs(T const* row, PackMap<P, A> const& m, Frag& r, T fil
 }
 
 // Pack j from a row part staged in shared memory: `part` holds the row's columns from
-// `part_begin` on, densely, 16-byte aligned, and a pack never crosses its end. `fill`
-// outside the row.
+// `origin` on, densely, from a 16-byte aligned address, with room for a granule past the
+// last pack read. `fill` outside the row. kShifted packs may start off a granule (their
+// input's alignment differs from the output's): two granules, shifted.
 template <int P, Access A, class T, class Pack>
-CUTE_DEVICE void load_pack_smem(T const* part, int part_begin, PackMap<P, A> const& m, int j, Pack&& r, T fill) {
+CUTE_DEVICE void load_pack_smem(T const* part, int origin, PackMap<P, A> const& m, int j, Pack&& r, T fill) {
   static_assert(A != Access::kStrided, "staged parts are read a pack at a time");
-  ld_shared_128(part + (m.col(j, 0) - part_begin), as_vector(r));
+  T const* at = part + (m.col(j, 0) - origin);
+  if constexpr (A == Access::kShifted) {
+    const int skew = granule_offset(at);  // 0: lo is the pack
+    uint4 lo, hi;
+    ld_shared_128(at - skew, lo);
+    ld_shared_128(at - skew + P, hi);
+    as_vector(r) = funnel_bytes(lo, hi, skew * int(sizeof(T)));
+  } else {
+    ld_shared_128(at, as_vector(r));
+  }
   CUTE_UNROLL
   for (int k = 0; k < P; ++k) {
     r(k) = m.valid(j, k) ? r(k) : fill;
   }
 }
 
-// Pack j of `row` from r (PACK); only columns inside the row are written.
+// Pack j of `row` from r (PACK); only columns inside the row are written. kShifted packs
+// are aligned on the output row's granules: one vector where the pack is inside the row.
 template <int P, Access A, class T, class Pack>
 CUTE_DEVICE void store_pack(T* row, PackMap<P, A> const& m, int j, Pack&& r) {
   if constexpr (A == Access::kVector) {
     if (m.valid(j, 0)) {
       st_128(row + m.col(j, 0), as_vector(r));
+    }
+  } else if constexpr (A == Access::kShifted) {
+    if (m.whole(j)) {
+      st_128(row + m.col(j, 0), as_vector(r));
+    } else {
+      CUTE_UNROLL
+      for (int k = 0; k < P; ++k) {
+        if (m.valid(j, k)) {
+          row[m.col(j, k)] = r(k);
+        }
+      }
     }
   } else {
     CUTE_UNROLL

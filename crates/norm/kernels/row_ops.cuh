@@ -139,10 +139,12 @@ struct OpTraits {
   static constexpr int kMaxPacks = (kFwd ? kForwardElems : kBackwardElems) / P;
   static constexpr int kChunkPacks = kChunkElems / P;
   // Parameter packs per group (store_row_grouped) for a thread share of N packs. Rows read
-  // element by element (unaligned) take one pack: their per-element addresses and predicates
-  // leave no registers for more.
+  // element by element (backward, unaligned) take one pack: their per-element addresses and
+  // predicates leave no registers for more.
   template <int N, Access A>
-  static constexpr int kParamPacks = A != Access::kVector ? 1 : N < kParamGroupElems / P ? N : kParamGroupElems / P;
+  static constexpr int kParamPacks = A != Access::kVector ? 1
+                                     : N < kParamGroupElems / P                         ? N
+                                                                                        : kParamGroupElems / P;
   static constexpr bool kForward = kFwd;
   static constexpr int kInputs = kIn;
   static constexpr int kColumnArrays = kColumns;
@@ -217,10 +219,19 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, 1, 0> {
 
     // Every lane of the warp calls it (the shift is a shuffle). The first lane of the
     // row's lane group (the warp, or fewer lanes for short rows) holds the first column of
-    // the group's share in element (0, 0), inside the row unless the whole group is past it
-    // (then n = 0 everywhere and the shift is never used).
+    // the group's share in pack 0: element 0, or (kShifted packs starting before the row)
+    // the row's first column. It is inside the row unless the whole group is past it (then
+    // n = 0 everywhere and the shift is never used).
     CUTE_DEVICE Stat<4> stats(RowParams const&, int64_t, Map const& m) const {
-      const float shift = __shfl_sync(0xffffffffu, float(x(0, 0)), 0, m.group < 32 ? m.group : 32);
+      float first = float(x(0, 0));
+      if constexpr (A == Access::kShifted) {
+        const int k0 = max(0, -m.col(0, 0));
+        CUTE_UNROLL
+        for (int k = 1; k < P; ++k) {
+          first = k == k0 ? float(x(k, 0)) : first;  // constant indices: x stays in registers
+        }
+      }
+      const float shift = __shfl_sync(0xffffffffu, first, 0, m.group < 32 ? m.group : 32);
       float n = 0.0f, sum = 0.0f, sq = 0.0f;
       for_each_elem<P, N>([&](int j, int k) {
         const bool valid = m.valid(j, k);

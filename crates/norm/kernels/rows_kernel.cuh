@@ -39,6 +39,9 @@ constexpr int kMaxThreads = 512;
 constexpr int kWarpRowsPerCta = 4;
 constexpr int kMaxStages = 4;
 constexpr int kMaxClusterParts = 16;
+// The most packs per operand a warp lane holds on shifted accesses (f32 warp-x8 rows take
+// strided ones: their 32 registers of row leave none for the shifted paths).
+constexpr int kMaxShiftedPacks = 4;
 // Shared memory a staged CTA keeps beside its dynamic ring (barriers, warp slots, the
 // cluster inbox); the host allows the ring the opt-in limit less this (src/variants.rs).
 constexpr int kStaticSmemReserve = 2048;
@@ -84,7 +87,8 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, 4)
   static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
   static_assert(G == 32 || Op::kColumnArrays == 0, "column sums are per lane: whole warps per row");
 
-  constexpr Access A = kVec ? Access::kVector : Access::kStrided;
+  constexpr bool kShiftable = Op::kColumnArrays == 0 && N <= kMaxShiftedPacks;
+  constexpr Access A = kVec ? Access::kVector : kShiftable ? Access::kShifted : Access::kStrided;
   const int lane = threadIdx.x % 32, member = lane % G;
   const auto m_row = pack_map<P, N, A>(p.cols, 0, G, member);
   typename Op::template Thread<N, A> th;
@@ -99,6 +103,9 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, 4)
     auto m = m_row;
     if constexpr (G < 32) {
       m.cols = live ? p.cols : 0;  // a warp per row: the loop bound keeps its row live
+    }
+    if constexpr (A == Access::kShifted) {
+      m.shift = granule_offset(out_row<T>(p, row));
     }
     th.load(p, row, [&](int input, auto& frag, T fill) {
       load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
@@ -211,16 +218,39 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
   const int part_cols = chunks * chunk_cols;
   const int part_begin = blockIdx.x * part_cols;
   const int part_len = max(0, min(p.cols - part_begin, part_cols));
-  constexpr Access A = kVec ? Access::kVector : Access::kContiguous;
-  auto chunk_map = [&](int c) { return pack_map_from<P, A>(p.cols, part_begin + c * chunk_cols, threads, tid); };
-  const auto m = chunk_map(0);
+  constexpr Access A = kVec ? Access::kVector : Op::kColumnArrays == 0 ? Access::kShifted : Access::kContiguous;
+  // Bulk copies stage the 16-byte granules (the whole part, or a shifted part's inside);
+  // plain stores the rest (a shifted part's ends, or the whole of an element part).
+  constexpr bool kBulk = A != Access::kContiguous;
+  constexpr bool kPlain = A != Access::kVector;
+  // A shifted part is staged at its input's alignment: one granule more than the part.
+  constexpr int kPad = A == Access::kShifted ? P : 0;
+  // Chunk c of a row whose output starts `shift` columns into its first granule.
+  auto chunk_map = [&](int c, int shift) {
+    auto mc = pack_map_from<P, A>(p.cols, part_begin + c * chunk_cols, threads, tid);
+    mc.shift = shift;
+    return mc;
+  };
+  auto shift_of = [&](int64_t row) { return A == Access::kShifted ? granule_offset(out_row<T>(p, row)) : 0; };
+  // The column a stage of `input`'s part of `row` starts with: the part's first (shifted
+  // parts: the first of its input granule, which may lie before the row).
+  auto origin_of = [&](int input, int64_t row) {
+    if constexpr (A == Access::kShifted) {
+      const int first = part_begin - shift_of(row);
+      const int skew = granule_offset(in_row<T>(input_base(p, input), p, row) + first);
+      return first - skew;
+    } else {
+      return part_begin;
+    }
+  };
+  const auto m = chunk_map(0, 0);
   Tensor sRows = make_tensor(make_smem_ptr(reinterpret_cast<T*>(staged_bytes)),
-                             make_layout(make_shape(part_cols, Int<Op::kInputs>{}, stages)));  // (PART,INPUTS,STAGES)
+                             make_layout(make_shape(part_cols + kPad, Int<Op::kInputs>{}, stages)));  // (PART,INPUTS,STAGES)
 
   // Brings the CTA's part of `row` into stage `stage`. The stage was last read before a
   // __syncthreads that every caller has passed (the prologue fills stages never read yet).
   auto stage_row = [&](int64_t row, int stage) {
-    if constexpr (kVec) {
+    if constexpr (A == Access::kVector) {
       if (tid == 0) {
         const uint32_t bytes = uint32_t(part_len) * sizeof(T);
         cutlass::arch::fence_view_async_shared();
@@ -232,6 +262,36 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
                                      &sRows(0, input, stage), int32_t(bytes));
           }
         }
+      }
+    } else if constexpr (A == Access::kShifted) {
+      // The part's columns [lo, hi) of the row, each at its input's alignment: the granules
+      // wholly inside by bulk copy, the ends by plain stores. The stage's transactions are
+      // expected input by input; the one arrival comes last.
+      const int first = part_begin - shift_of(row);
+      const int lo = max(first, 0), hi = min(first + part_cols, p.cols);
+      if (tid == 0) {
+        cutlass::arch::fence_view_async_shared();
+      }
+      CUTE_UNROLL
+      for (int input = 0; input < Op::kInputs; ++input) {
+        T const* src = in_row<T>(input_base(p, input), p, row);
+        const int origin = first - granule_offset(src + first);
+        const int b0 = lo + (P - granule_offset(src + lo)) % P, b1 = hi - granule_offset(src + hi);
+        const int body = b1 > b0 ? b0 : hi, body_end = b1 > b0 ? b1 : hi;
+        for (int e = lo + tid; e < body; e += threads) {
+          sRows(e - origin, input, stage) = src[e];
+        }
+        for (int e = body_end + tid; e < hi; e += threads) {
+          sRows(e - origin, input, stage) = src[e];
+        }
+        if (tid == 0 && body_end > body) {
+          const uint32_t bytes = uint32_t(body_end - body) * sizeof(T);
+          Barrier::expect_transaction(&full[stage], bytes);
+          SM90_BULK_COPY_G2S::copy(src + body, &full[stage], &sRows(body - origin, input, stage), int32_t(bytes));
+        }
+      }
+      if (tid == 0) {
+        Barrier::arrive(&full[stage]);
       }
     } else {
       CUTE_UNROLL
@@ -245,7 +305,7 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     }
   };
 
-  if constexpr (kVec) {
+  if constexpr (kBulk) {
     if (tid == 0) {
       for (int s = 0; s < stages; ++s) {
         Barrier::init(&full[s], 1);
@@ -269,8 +329,8 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
   for (int s = 0; s + 1 < stages && first_row + s * row_step < p.rows; ++s) {
     stage_row(first_row + s * row_step, s);
   }
-  if constexpr (!kVec) {
-    __syncthreads();  // plain stores of the first row are visible
+  if constexpr (kPlain) {
+    __syncthreads();  // plain stores of the first rows are visible
   }
 
   typename Op::template Thread<N, A> th;
@@ -282,23 +342,31 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     if (ahead < p.rows) {
       stage_row(ahead, (it + stages - 1) % stages);
     }
-    if constexpr (kVec) {
+    if constexpr (kBulk) {
       Barrier::wait(&full[stage], (it / stages) % 2);
-    } else if (stages == 1) {
+    }
+    if (kPlain && stages == 1) {
       __syncthreads();  // this row's plain stores are visible
+    }
+    const int shift = shift_of(row);
+    int origins[Op::kInputs];
+    CUTE_UNROLL
+    for (int input = 0; input < Op::kInputs; ++input) {
+      origins[input] = origin_of(input, row);
     }
     auto load_chunk = [&](auto const& mc) {
       th.load(p, row, [&](int input, auto& frag, T fill) {
+        const int origin = origins[input];
         CUTE_UNROLL
         for (int j = 0; j < N; ++j) {
-          load_pack_smem(&sRows(0, input, stage), part_begin, mc, j, frag(_, j), fill);
+          load_pack_smem(&sRows(0, input, stage), origin, mc, j, frag(_, j), fill);
         }
       });
     };
     Stat<K> s = C::identity();
 #pragma unroll 1  // one chunk's registers at a time
     for (int c = 0; c < chunks; ++c) {
-      const auto mc = chunk_map(c);
+      const auto mc = chunk_map(c, shift);
       load_chunk(mc);
       s = C::combine(s, th.stats(p, row, mc));
     }
@@ -308,11 +376,11 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     if (row_stats<C, K>(p, row, s, exchange, it)) {
       const bool lead = tid == 0 && blockIdx.x == 0;
       if (chunks == 1) {
-        th.apply(p, row, m, s, lead);  // still in registers
+        th.apply(p, row, chunk_map(0, shift), s, lead);  // still in registers
       } else {
 #pragma unroll 1
         for (int c = 0; c < chunks; ++c) {
-          const auto mc = chunk_map(c);
+          const auto mc = chunk_map(c, shift);
           load_chunk(mc);
           th.apply(p, row, mc, s, lead && c == 0);
         }
@@ -450,11 +518,26 @@ int staged_residency(StagedQuery& q) {
   return q.vectorized ? residency_of<Op, true>(q) : residency_of<Op, false>(q);
 }
 
+// Whether the plan's rows take shifted accesses (unaligned rows without column sums; warp
+// lanes of up to kMaxShiftedPacks): mirrored by NormPlan::shifted in src/variants.rs.
+template <class Op>
+bool shifted_rows(RowParams const& p) {
+  return !(p.flags & kVectorized) && Op::kColumnArrays == 0 &&
+         (p.layout == kCtaPerRow || p.packs <= kMaxShiftedPacks);
+}
+
+// Granules a stage adds to each row operand's part: one for shifted parts, staged at their
+// input's alignment.
+template <class Op>
+int shifted_pad(RowParams const& p) {
+  return p.layout == kCtaPerRow && shifted_rows<Op>(p) ? 1 : 0;
+}
+
 // Launches the staged kernel with the plan's depth on the plan's (persistent) grid.
 template <class Op, bool kVec>
 int launch_staged(RowParams const& p, cudaStream_t stream) {
   auto* kernel = &staged_rows_kernel<Op, kVec>;
-  const int64_t smem = int64_t(p.stages) * Op::kInputs * p.threads * p.packs * kVectorBytes;
+  const int64_t smem = int64_t(p.stages) * Op::kInputs * (int64_t(p.threads) * p.packs + shifted_pad<Op>(p)) * kVectorBytes;
   if (smem > p.smem_limit) {
     return kRefusedSharedMemory;
   }
@@ -483,10 +566,12 @@ bool launchable(RowParams const& p) {
   const bool geometry = p.rows >= 1 && p.cols >= 1 && p.threads >= 32 && p.threads % 32 == 0 &&
                         p.slots >= 1 && p.slots <= 65535 && p.parts >= 1 && p.in_stride >= p.cols &&
                         p.out_stride >= p.cols;
-  // Only the staged kernel's 16-byte path stages asynchronously, several rows deep.
-  const bool deep = p.layout == kCtaPerRow && (p.flags & kVectorized);
+  // The staged kernel stages 16-byte and shifted parts asynchronously, several rows deep.
+  const bool shifted = shifted_rows<Op>(p);
+  const bool deep = p.layout == kCtaPerRow && ((p.flags & kVectorized) || shifted);
   const bool stages = p.stages >= 1 && p.stages <= (deep ? kMaxStages : 1);
-  const bool covers = int64_t(p.parts) * group * p.packs * P >= p.cols;
+  // Shifted packs start up to P - 1 columns before the row.
+  const bool covers = int64_t(p.parts) * group * p.packs * P >= p.cols + (shifted ? P - 1 : 0);
   const bool vectorized =
       !(p.flags & kVectorized) || (p.cols % P == 0 && p.in_stride % P == 0 && p.out_stride % P == 0);
   bool layout = false;

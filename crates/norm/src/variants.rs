@@ -1,9 +1,11 @@
 //! The one table of compiled kernel variants, and the planner that makes one concrete.
 //!
 //! Every op runs on two skeletons (kernels/rows_kernel.cuh), compiled per op, element type
-//! and access pattern (16-byte vectors when every row and parameter is 16-byte aligned and
-//! the row length a multiple of the pack, element accesses otherwise; chosen by address,
-//! not a variant):
+//! and access pattern, chosen by address, not a variant: 16-byte vectors when every row and
+//! parameter is 16-byte aligned and the row length a multiple of the pack; otherwise, for
+//! rows without column sums, shifted ones (packs on the output row's 16-byte granules, so
+//! that a row holds up to a pack less one element fewer than the table says), and element
+//! accesses for the rest (backward norms, f32 warp-x8):
 //!
 //! | variant   | skeleton | a row is held by | rows up to (f32 / halves, forward) |
 //! |-----------|----------|------------------|-------------------------------------|
@@ -79,6 +81,8 @@ pub const NORM_VARIANTS: &[(NormVariant, &str)] = &[
 
 /// Row elements a warp lane holds per operand (`kForwardElems`, `kBackwardElems`).
 const FORWARD_ELEMS: usize = 32;
+/// The most packs a warp lane holds on shifted accesses (`kMaxShiftedPacks`).
+const MAX_SHIFTED_PACKS: usize = 4;
 const BACKWARD_ELEMS: usize = 16;
 /// Row elements a staged thread takes through registers at once (`kChunkElems`).
 const CHUNK_ELEMS: usize = 16;
@@ -364,6 +368,8 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         let pack = 16 / dtype.size_bytes();
         let cols = problem.cols.max(1);
         let rows = problem.rows.max(1);
+        // Columns a plan must cover: shifted packs start up to a pack less one before the row.
+        let shifted_span = if !vectorized && op.column_sums() == 0 { cols + pack - 1 } else { cols };
         let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
         let plan = |packs, threads, parts, slots| {
             Ok(NormPlan { variant, vectorized, packs, threads, parts, stages: 1, slots })
@@ -379,7 +385,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         };
         let chunk_packs = CHUNK_ELEMS / pack;
         let staged_shape = |parts: usize| {
-            let part = cols.div_ceil(parts);
+            let part = shifted_span.div_ceil(parts);
             let threads = (part.div_ceil(thread_elems).div_ceil(32).max(1) * 32).min(max_threads);
             (threads, part.div_ceil(threads * CHUNK_ELEMS) * chunk_packs)
         };
@@ -393,10 +399,10 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
             let (threads, packs) = staged_shape(parts);
             plan(packs, threads, parts, staged_slots(threads, parts))
         };
-        let parts = cols.div_ceil(part_capacity);
+        let parts = shifted_span.div_ceil(part_capacity);
         let cluster_parts = {
-            let small =
-                cols.div_ceil((CLUSTER_PART_BYTES.min(tuning.part_bytes) / dtype.size_bytes()).max(CHUNK_ELEMS));
+            let small = shifted_span
+                .div_ceil((CLUSTER_PART_BYTES.min(tuning.part_bytes) / dtype.size_bytes()).max(CHUNK_ELEMS));
             if op.is_forward() && small <= SMALL_CLUSTER {
                 small
             } else {
@@ -408,8 +414,9 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                 if !op.is_forward() {
                     return mismatch("backward ops keep column sums per lane: a whole warp per row".into());
                 }
-                if cols > lanes * pack {
-                    return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {}", lanes * pack));
+                if shifted_span > lanes * pack {
+                    let holds = lanes * pack + cols - shifted_span;
+                    return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {holds}"));
                 }
                 let rows_per_cta = WARP_ROWS_PER_CTA * (32 / lanes);
                 plan(1, 32 * WARP_ROWS_PER_CTA, 1, rows.div_ceil(rows_per_cta).min(MAX_SLOTS))
@@ -421,8 +428,10 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                         "{dtype}: {packs} packs a lane exceed its register budget of {max_packs}"
                     ));
                 }
-                if cols > 32 * packs * pack {
-                    return mismatch(format!("{cols}-element rows ({dtype}): a warp holds {}", 32 * packs * pack));
+                let span = if packs <= MAX_SHIFTED_PACKS { shifted_span } else { cols };
+                if span > 32 * packs * pack {
+                    let holds = 32 * packs * pack + cols - span;
+                    return mismatch(format!("{cols}-element rows ({dtype}): a warp holds {holds}"));
                 }
                 let mut slots = rows.div_ceil(WARP_ROWS_PER_CTA).min(MAX_SLOTS);
                 if op.column_sums() > 0 {
@@ -467,7 +476,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
             threads,
             smem_bytes: stages * stage_bytes,
         };
-        plan.stages = self.depth(vectorized, stage_bytes, &kernel)?;
+        plan.stages = self.depth(vectorized || plan.shifted(op), stage_bytes, &kernel)?;
         let kernel = kernel(plan.stages);
         // Row slots resident at once; independent CTAs of rows split wider than the GPU
         // holds run in waves on one slot.
@@ -489,9 +498,14 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
     /// Rows in flight on an SM are CTAs per SM x stages: the depth (1..=max_stages) that
     /// puts the most in flight wins, ties going to fewer stages (independent CTAs also
     /// overlap one another's reductions and barriers, a deeper ring only the loads), unless
-    /// the tuning forces one that fits. Element rows stage synchronously: one stage.
-    fn depth(&self, vectorized: bool, stage_bytes: usize, kernel: &dyn Fn(usize) -> StagedKernel) -> NormResult<usize> {
-        if !vectorized {
+    /// the tuning forces one that fits. Element rows (`!asynchronous`) stage synchronously: one stage.
+    fn depth(
+        &self,
+        asynchronous: bool,
+        stage_bytes: usize,
+        kernel: &dyn Fn(usize) -> StagedKernel,
+    ) -> NormResult<usize> {
+        if !asynchronous {
             return Ok(1);
         }
         let fits = |depth: usize| depth * stage_bytes <= self.limits.max_dynamic_smem;
@@ -542,11 +556,18 @@ impl NormPlan {
         group * self.packs * 16
     }
 
-    /// Shared memory of one stage of the ring: every row operand's part (0 for warp variants).
+    /// Whether `op`'s rows take shifted accesses: unaligned rows without column sums, on
+    /// warp lanes of up to 4 packs or staged (`shifted_rows` in kernels/rows_kernel.cuh).
+    pub fn shifted(&self, op: NormOp) -> bool {
+        !self.vectorized && op.column_sums() == 0 && (!self.is_warp_layout() || self.packs <= MAX_SHIFTED_PACKS)
+    }
+
+    /// Shared memory of one stage of the ring: every row operand's part, shifted ones a
+    /// granule more, staged at their input's alignment (0 for warp variants).
     pub fn stage_bytes(&self, op: NormOp) -> usize {
         match self.variant {
             NormVariant::Lanes { .. } | NormVariant::Warp { .. } => 0,
-            _ => op.row_inputs() * self.part_bytes(),
+            _ => op.row_inputs() * (self.part_bytes() + if self.shifted(op) { 16 } else { 0 }),
         }
     }
 
@@ -660,8 +681,10 @@ mod tests {
     fn short_rows_share_a_warp() {
         use NormOp::*;
         let lanes = |op, cols, dtype| choose(op, 4096, cols, dtype).variant;
-        assert_eq!(lanes(Softmax, 2, DType::F32), NormVariant::Lanes { lanes: 1 });
-        assert_eq!(lanes(LayerNorm, 7, DType::BF16), NormVariant::Lanes { lanes: 1 });
+        // Rows of other lengths than whole packs are shifted: up to a pack less one more.
+        assert_eq!(lanes(Softmax, 4, DType::F32), NormVariant::Lanes { lanes: 1 });
+        assert_eq!(lanes(Softmax, 2, DType::F32), NormVariant::Lanes { lanes: 2 });
+        assert_eq!(lanes(LayerNorm, 7, DType::BF16), NormVariant::Lanes { lanes: 2 });
         assert_eq!(lanes(RmsNorm, 33, DType::BF16), NormVariant::Lanes { lanes: 8 });
         assert_eq!(lanes(RmsNorm, 33, DType::F32), NormVariant::Lanes { lanes: 16 });
         assert_eq!(lanes(Softmax, 129, DType::BF16), NormVariant::Warp { packs: 1 });
@@ -731,12 +754,12 @@ mod tests {
         // 16 KiB parts: 12 CTAs x 1 stage tie 6 x 2 (ties go to fewer stages) and beat 4 x 3 and 3 x 4.
         let plan = choose(NormOp::RmsNorm, 32768, 4096, DType::F32);
         assert_eq!((plan.part_bytes(), plan.stages), (16384, 1), "{plan:?}");
-        // Element rows stage synchronously.
-        let unaligned =
-            planner(&ROOMY, Tuning::default()).plan(NormVariant::Block, NormOp::Softmax, &p, DType::F32, false);
-        assert_eq!(unaligned.unwrap().stages, 1);
+        // Shifted rows stage asynchronously; element rows (backward norms) synchronously.
+        let unaligned = |op| planner(&ROOMY, Tuning::default()).plan(NormVariant::Block, op, &p, DType::F32, false);
+        assert!(unaligned(NormOp::Softmax).unwrap().stages > 1);
+        assert_eq!(unaligned(NormOp::LayerNormBackward).unwrap().stages, 1);
         let odd = force(NormVariant::Block, NormOp::Softmax, RowsProblem::dense(4096, 510), DType::F32).unwrap();
-        assert!(!odd.vectorized && odd.stages == 1, "{odd:?}");
+        assert!(!odd.vectorized && odd.shifted(NormOp::Softmax) && odd.stages > 1, "{odd:?}");
         // The tuning caps the depth, or forces one.
         let capped = Tuning { max_stages: 2, ..Tuning::default() };
         let plan = planner(&ROOMY, capped).plan(NormVariant::Block, NormOp::Softmax, &p, DType::F32, true).unwrap();
