@@ -193,7 +193,9 @@ CUTE_DEVICE void store_pack(T* row, PackMap<P, A> const& m, int j, Pack&& r) {
       st_128(row + m.col(j, 0), as_vector(r));
     }
   } else if constexpr (A == Access::kShifted) {
-    if (m.whole(j)) {
+    // The map's shift is the output row's: a second output (fused add's h) of another
+    // alignment goes element by element.
+    if (m.whole(j) && granule_offset(row + m.col(j, 0)) == 0) {
       st_128(row + m.col(j, 0), as_vector(r));
     } else {
       CUTE_UNROLL

@@ -24,7 +24,7 @@ enum Flags : int32_t { kVectorized = 1, kLogSoftmax = 2 };
 
 struct RowParams {
   void const* x;        // T: rows x cols, `in_stride` apart (softmax backward: y)
-  void const* dy;       // T: like x (backward), else null
+  void const* dy;       // T: like x: dy (backward), the residual (fused add forward), else null
   void const* gamma;    // T: cols (layernorm, rmsnorm)
   void const* beta;     // T: cols (layernorm forward)
   void* out;            // T: rows x cols, `out_stride` apart (forward y, backward dx)
@@ -34,9 +34,11 @@ struct RowParams {
   float* col_partials;  // backward column sums: arrays x slots x cols
   void* dgamma;         // T: cols (backward)
   void* dbeta;          // T: cols (layernorm backward)
+  void* sum_out;        // T: like out: h = x + residual (fused add forward), else null
+  void const* addend;   // T: like x: added to dx (backward of a fused add: h's own gradient), or null
   int64_t rows;
-  int64_t in_stride;    // elements between rows of x and dy
-  int64_t out_stride;   // elements between rows of out
+  int64_t in_stride;    // elements between rows of x, dy and addend
+  int64_t out_stride;   // elements between rows of out and sum_out
   int32_t cols;
   int32_t packs;        // 16-byte packs per thread and row operand (warp: N; staged: its part's, whole chunks)
   int32_t threads;      // per CTA
@@ -50,7 +52,7 @@ struct RowParams {
   int32_t smem_limit;   // dynamic shared memory the staged kernels were allowed (StagedQuery::smem_limit)
   int32_t lanes;        // warp layout: lanes per row (32; forward rows of one pack a lane: 1 to 16)
 };
-static_assert(sizeof(RowParams) == 160, "layout shared with src/launch.rs");
+static_assert(sizeof(RowParams) == 176, "layout shared with src/launch.rs");
 
 // Register budget of a warp-per-row lane: row elements it holds per operand (f32: 8 / 4
 // packs, halves 4 / 2). Forward ops hold one operand; backward ops two, plus gamma and
@@ -67,7 +69,8 @@ constexpr int kPartialFloats = 4;
 
 // The row operands, as ops name them to the loader the skeleton hands to Thread::load:
 // load(input, fragment (PACK,N), fill) fills the fragment with the thread's share of the row.
-enum Input : int { kX = 0, kDy = 1 };
+// The second operand is dy in backward ops, the residual in fused add forward ops.
+enum Input : int { kX = 0, kDy = 1, kResidual = 1 };
 
 CUTE_DEVICE void const* input_base(RowParams const& p, int input) { return input == kX ? p.x : p.dy; }
 
@@ -78,6 +81,10 @@ CUTE_DEVICE T const* in_row(void const* base, RowParams const& p, int64_t row) {
 template <class T>
 CUTE_DEVICE T* out_row(RowParams const& p, int64_t row) {
   return static_cast<T*>(p.out) + row * p.out_stride;
+}
+template <class T>
+CUTE_DEVICE T* sum_row(RowParams const& p, int64_t row) {
+  return static_cast<T*>(p.sum_out) + row * p.out_stride;
 }
 
 // Calls f(j, k) for every element (PACK,N) of a thread's share. Elements past the end of
@@ -101,6 +108,29 @@ CUTE_DEVICE void store_row(T* out, PackMap<P, A> const& m, Fill&& fill) {
     Tensor o = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
     fill(j, o);
     store_pack(out, m, j, o);
+  }
+}
+
+// Fused add forward ops: x += residual, rounded to T (the h a separate add would store, so
+// that the norm of h is the norm of what is written), through the skeleton's loader.
+template <bool kAdd, class T, class Frag, class Load>
+CUTE_DEVICE void load_sum(Load&& load, Frag& x) {
+  load(kX, x, T(0.0f));
+  if constexpr (kAdd) {
+    Frag r;  // (PACK,N)
+    load(kResidual, r, T(0.0f));
+    CUTE_UNROLL
+    for (int i = 0; i < size(x); ++i) {
+      x(i) = T(float(x(i)) + float(r(i)));
+    }
+  }
+}
+
+// Fused add forward ops: writes the thread's share of h (held in x) to sum_out.
+template <bool kAdd, int N, class T, int P, Access A, class Frag>
+CUTE_DEVICE void store_sum(RowParams const& p, int64_t row, PackMap<P, A> const& m, Frag const& x) {
+  if constexpr (kAdd) {
+    store_row<N>(sum_row<T>(p, row), m, [&](int j, auto& o) { copy(x(_, j), o); });
   }
 }
 
@@ -198,12 +228,13 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
 };
 
 // y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(biased var + eps); saves mean and
-// rstd where their pointers are not null (the inference form passes null).
+// rstd where their pointers are not null (the inference form passes null). kAdd: the fused
+// form, x = x + residual first, written to sum_out (load_sum).
 // Statistics are shifted sums (ShiftedSumsCombine) about the first element of lane 0 of the
 // warp (already in a register: one shuffle, no global load on the row's critical path).
-template <class T>
-struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, 1, 0> {
-  using OpTraits<T, ShiftedSumsCombine, true, 1, 0>::P;
+template <class T, bool kAdd = false>
+struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0> {
+  using OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>::P;
 
   template <int N, Access A>
   struct Thread {
@@ -214,7 +245,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, 1, 0> {
 
     template <class Load>
     CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
-      load(kX, x, T(0.0f));
+      load_sum<kAdd, T>(load, x);
     }
 
     // Every lane of the warp calls it (the shift is a shuffle). The first lane of the
@@ -254,6 +285,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, 1, 0> {
       if (lead && p.rstd != nullptr) {
         p.rstd[row] = rstd;
       }
+      store_sum<kAdd, N, T>(p, row, m, x);
       constexpr int G = LayerNormForward::template kParamPacks<N, A>;
       RowFrag<T, G> g, b;  // (PACK,G)
       store_row_grouped<N, G>(
@@ -275,10 +307,10 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, 1, 0> {
 };
 
 // y = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd unless its pointer is
-// null (the inference form).
-template <class T>
-struct RmsNormForward : OpTraits<T, SumCombine<1>, true, 1, 0> {
-  using OpTraits<T, SumCombine<1>, true, 1, 0>::P;
+// null (the inference form). kAdd: the fused form, as LayerNormForward's.
+template <class T, bool kAdd = false>
+struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0> {
+  using OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0>::P;
 
   template <int N, Access A>
   struct Thread {
@@ -289,7 +321,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, 1, 0> {
 
     template <class Load>
     CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
-      load(kX, x, T(0.0f));
+      load_sum<kAdd, T>(load, x);
     }
 
     CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, Map const&) const {
@@ -306,6 +338,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, 1, 0> {
       if (lead && p.rstd != nullptr) {
         p.rstd[row] = rstd;
       }
+      store_sum<kAdd, N, T>(p, row, m, x);
       constexpr int G = RmsNormForward::template kParamPacks<N, A>;
       RowFrag<T, G> g;  // (PACK,G)
       store_row_grouped<N, G>(
@@ -389,6 +422,8 @@ struct ColumnSums {
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))   (RMSNorm: no mean(g) term),
 //   dgamma += dy * xhat, dbeta += dy (LayerNorm only).
 // RMSNorm's usual form rstd * (g - x * rstd^2 * mean(g * x)) is the same expression.
+// Behind a fused add (h = x + residual normalized), dx += addend, h's own gradient: then dx
+// is the gradient of x and of the residual alike.
 template <class T, bool kCentered>
 struct NormBackward : OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCentered ? 2 : 1> {
   using Base = OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCentered ? 2 : 1>;
@@ -438,10 +473,17 @@ struct NormBackward : OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCent
       const float inv_n = __fdividef(1.0f, float(p.cols));
       const float mean_g_xhat = s.v[0] * inv_n;
       const float mean_g = kCentered ? s.v[K - 1] * inv_n : 0.0f;
+      T const* addend = p.addend != nullptr ? in_row<T>(p.addend, p, row) : nullptr;
       store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+        Tensor a = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
+        if (addend != nullptr) {
+          load_pack<Cache::kStream>(addend, m, j, a, T(0.0f));
+        } else {
+          fill(a, T(0.0f));
+        }
         CUTE_UNROLL
         for (int k = 0; k < P; ++k) {
-          o(k) = T(rstd * (g(j, k) - mean_g - xhat(j, k) * mean_g_xhat));
+          o(k) = T(fmaf(rstd, g(j, k) - mean_g - xhat(j, k) * mean_g_xhat, float(a(k))));
         }
       });
       // Past the row, dy = 0: the sums there stay 0 and are never stored.
@@ -463,5 +505,9 @@ template <class T>
 using LayerNormBackward = NormBackward<T, true>;
 template <class T>
 using RmsNormBackward = NormBackward<T, false>;
+template <class T>
+using AddLayerNormForward = LayerNormForward<T, true>;
+template <class T>
+using AddRmsNormForward = RmsNormForward<T, true>;
 
 }  // namespace ckb::norm

@@ -76,9 +76,14 @@ CUTE_DEVICE void store_column_sums(Thread const& th, RowParams const& p, Map con
   }
 }
 
+// Warp-per-row CTAs an SM must hold: 4 (128 registers a thread), 3 for fused add forward
+// ops, whose lanes hold the row and the residual (168).
+template <class Op>
+constexpr int kWarpMinBlocks = Op::kForward && Op::kInputs == 2 ? 3 : 4;
+
 // A warp per row (G = 32), or 32 / G rows a warp, G lanes each (short forward rows).
 template <class Op, int N, bool kVec, int G>
-__global__ void __launch_bounds__(32 * kWarpRowsPerCta, 4)
+__global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     warp_rows_kernel(RowParams const p) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
@@ -182,12 +187,13 @@ CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, ClusterE
 }
 
 // Forward ops hold one chunk of one operand in registers: three 256-thread CTAs share an
-// SM (the most whose 64 KiB parts fit its shared memory). Backward ops hold two operands,
-// gamma and column sums: one CTA of up to 512 threads.
+// SM (the most whose 64 KiB parts fit its shared memory); fused add forward ops, two
+// operands, two (half parts each: src/variants.rs). Backward ops hold two operands, gamma
+// and column sums: one CTA of up to 512 threads.
 template <class Op>
 constexpr int kStagedMaxThreads = Op::kForward ? 256 : kMaxThreads;
 template <class Op>
-constexpr int kStagedMinBlocks = Op::kForward ? 3 : 1;
+constexpr int kStagedMinBlocks = Op::kForward ? (Op::kInputs == 1 ? 3 : 2) : 1;
 
 template <class Op, bool kVec>
 __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
@@ -653,6 +659,10 @@ int launch(RowParams const& params, cudaStream_t stream) {
   CKB_NORM_LAUNCHER(softmax, SoftmaxForward, T, TNAME)     \
   CKB_NORM_LAUNCHER(layernorm, LayerNormForward, T, TNAME) \
   CKB_NORM_LAUNCHER(rmsnorm, RmsNormForward, T, TNAME)
+
+#define CKB_NORM_ADD(T, TNAME)                                   \
+  CKB_NORM_LAUNCHER(add_layernorm, AddLayerNormForward, T, TNAME) \
+  CKB_NORM_LAUNCHER(add_rmsnorm, AddRmsNormForward, T, TNAME)
 
 #define CKB_NORM_BACKWARD(T, TNAME)                                  \
   CKB_NORM_LAUNCHER(softmax_backward, SoftmaxBackward, T, TNAME)     \

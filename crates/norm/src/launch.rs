@@ -28,6 +28,8 @@ pub(crate) struct RowParams {
     pub col_partials: u64,
     pub dgamma: u64,
     pub dbeta: u64,
+    pub sum_out: u64,
+    pub addend: u64,
     pub rows: i64,
     pub in_stride: i64,
     pub out_stride: i64,
@@ -44,7 +46,7 @@ pub(crate) struct RowParams {
     pub smem_limit: i32,
     pub lanes: i32,
 }
-const _: () = assert!(std::mem::size_of::<RowParams>() == 160);
+const _: () = assert!(std::mem::size_of::<RowParams>() == 176);
 
 /// Mirrors `ckb::norm::StagedQuery` in kernels/rows_kernel.cuh, field for field.
 #[repr(C)]
@@ -118,6 +120,12 @@ kernels! {
     (RmsNorm, F32) => ckb_norm_rmsnorm_f32, ckb_norm_rmsnorm_f32_residency;
     (RmsNorm, F16) => ckb_norm_rmsnorm_f16, ckb_norm_rmsnorm_f16_residency;
     (RmsNorm, BF16) => ckb_norm_rmsnorm_bf16, ckb_norm_rmsnorm_bf16_residency;
+    (AddLayerNorm, F32) => ckb_norm_add_layernorm_f32, ckb_norm_add_layernorm_f32_residency;
+    (AddLayerNorm, F16) => ckb_norm_add_layernorm_f16, ckb_norm_add_layernorm_f16_residency;
+    (AddLayerNorm, BF16) => ckb_norm_add_layernorm_bf16, ckb_norm_add_layernorm_bf16_residency;
+    (AddRmsNorm, F32) => ckb_norm_add_rmsnorm_f32, ckb_norm_add_rmsnorm_f32_residency;
+    (AddRmsNorm, F16) => ckb_norm_add_rmsnorm_f16, ckb_norm_add_rmsnorm_f16_residency;
+    (AddRmsNorm, BF16) => ckb_norm_add_rmsnorm_bf16, ckb_norm_add_rmsnorm_bf16_residency;
     (SoftmaxBackward, F32) => ckb_norm_softmax_backward_f32, ckb_norm_softmax_backward_f32_residency;
     (SoftmaxBackward, F16) => ckb_norm_softmax_backward_f16, ckb_norm_softmax_backward_f16_residency;
     (SoftmaxBackward, BF16) => ckb_norm_softmax_backward_bf16, ckb_norm_softmax_backward_bf16_residency;

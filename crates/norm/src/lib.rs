@@ -1,5 +1,5 @@
-//! Row-wise normalisation kernels: softmax, log-softmax, layernorm, rmsnorm, forward and
-//! backward, along the last axis of a `rows x cols` matrix with any row stride; f32, f16 and
+//! Row-wise normalisation kernels: softmax, log-softmax, layernorm, rmsnorm (alone or fused
+//! with a residual add), forward and backward, along the last axis of a `rows x cols` matrix with any row stride; f32, f16 and
 //! bf16 in and out, f32 math.
 //!
 //! Follow a call: [`problem`] (typed problems, validation, errors), [`variants`] (the table
@@ -181,6 +181,94 @@ row_op!(
     (
         x: &impl DevicePtr<T>,
         dy: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        rstd: &impl DevicePtr<f32>,
+        dx: &mut impl DevicePtrMut<T>,
+        dgamma: &mut impl DevicePtrMut<T>,
+    )
+);
+row_op!(
+    /// Fused residual add and LayerNorm forward, saving mean and rstd; see [`Normalizer::add_layernorm`].
+    add_layernorm,
+    add_layernorm_with_variant,
+    (
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+        mean: &mut impl DevicePtrMut<f32>,
+        rstd: &mut impl DevicePtrMut<f32>,
+    )
+);
+row_op!(
+    /// Fused residual add and LayerNorm forward without mean and rstd; see
+    /// [`Normalizer::add_layernorm_inference`].
+    add_layernorm_inference,
+    add_layernorm_inference_with_variant,
+    (
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+    )
+);
+row_op!(
+    /// Fused residual add and RMSNorm forward, saving rstd; see [`Normalizer::add_rmsnorm`].
+    add_rmsnorm,
+    add_rmsnorm_with_variant,
+    (
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+        rstd: &mut impl DevicePtrMut<f32>,
+    )
+);
+row_op!(
+    /// Fused residual add and RMSNorm forward without rstd; see [`Normalizer::add_rmsnorm_inference`].
+    add_rmsnorm_inference,
+    add_rmsnorm_inference_with_variant,
+    (
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+    )
+);
+row_op!(
+    /// The backward pass of the fused add and LayerNorm; see [`Normalizer::add_layernorm_backward`].
+    add_layernorm_backward,
+    add_layernorm_backward_with_variant,
+    (
+        h: &impl DevicePtr<T>,
+        dy: &impl DevicePtr<T>,
+        dh: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        mean: &impl DevicePtr<f32>,
+        rstd: &impl DevicePtr<f32>,
+        dx: &mut impl DevicePtrMut<T>,
+        dgamma: &mut impl DevicePtrMut<T>,
+        dbeta: &mut impl DevicePtrMut<T>,
+    )
+);
+row_op!(
+    /// The backward pass of the fused add and RMSNorm; see [`Normalizer::add_rmsnorm_backward`].
+    add_rmsnorm_backward,
+    add_rmsnorm_backward_with_variant,
+    (
+        h: &impl DevicePtr<T>,
+        dy: &impl DevicePtr<T>,
+        dh: &impl DevicePtr<T>,
         gamma: &impl DevicePtr<T>,
         rstd: &impl DevicePtr<f32>,
         dx: &mut impl DevicePtrMut<T>,

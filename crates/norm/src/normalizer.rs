@@ -30,6 +30,16 @@ use crate::variants::{DeviceLimits, NormPlan, NormVariant, Planner, Residency, S
 /// No statistics buffer: the inference forms' `mean` and `rstd`.
 const NO_STATS: Option<&mut CudaSlice<f32>> = None;
 
+/// The fused residual add's operands (`residual`, `h`) of a norm forward call, or none.
+type Residual<'a, R, H> = Option<(&'a R, &'a mut H)>;
+/// No saved mean: RMSNorm backward.
+const NO_MEAN: Option<&CudaSlice<f32>> = None;
+
+/// No fused add: the plain norm forward calls.
+fn no_residual<'a, T: NormElement>() -> Residual<'a, CudaSlice<T>, CudaSlice<T>> {
+    None
+}
+
 /// Device addresses of one call's operands (0 where the op has none).
 #[derive(Debug, Clone, Copy, Default)]
 struct Operands {
@@ -42,6 +52,8 @@ struct Operands {
     rstd: u64,
     dgamma: u64,
     dbeta: u64,
+    sum_out: u64,
+    addend: u64,
 }
 
 /// The device's occupancy answers for the planner: asked of the CUDA occupancy API through
@@ -249,7 +261,18 @@ impl Normalizer {
         mean: &mut impl DevicePtrMut<f32>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, Some(mean), Some(rstd))
+        self.norm_forward(
+            NormOp::LayerNorm,
+            problem,
+            x,
+            no_residual::<T>(),
+            gamma,
+            Some(beta),
+            eps,
+            y,
+            Some(mean),
+            Some(rstd),
+        )
     }
 
     /// [`Normalizer::layernorm`] without saving mean and rstd (inference): the same plan and
@@ -263,7 +286,18 @@ impl Normalizer {
         eps: f32,
         y: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_forward(NormOp::LayerNorm, problem, x, gamma, Some(beta), eps, y, NO_STATS, NO_STATS)
+        self.norm_forward(
+            NormOp::LayerNorm,
+            problem,
+            x,
+            no_residual::<T>(),
+            gamma,
+            Some(beta),
+            eps,
+            y,
+            NO_STATS,
+            NO_STATS,
+        )
     }
 
     /// `y = x * rstd * gamma` along each row; writes rstd = 1 / sqrt(mean(x^2) + eps) (f32)
@@ -277,7 +311,18 @@ impl Normalizer {
         y: &mut impl DevicePtrMut<T>,
         rstd: &mut impl DevicePtrMut<f32>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, NO_STATS, Some(rstd))
+        self.norm_forward(
+            NormOp::RmsNorm,
+            problem,
+            x,
+            no_residual::<T>(),
+            gamma,
+            None::<&CudaSlice<T>>,
+            eps,
+            y,
+            NO_STATS,
+            Some(rstd),
+        )
     }
 
     /// [`Normalizer::rmsnorm`] without saving rstd (inference): the same plan and the same
@@ -290,17 +335,117 @@ impl Normalizer {
         eps: f32,
         y: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_forward(NormOp::RmsNorm, problem, x, gamma, None::<&CudaSlice<T>>, eps, y, NO_STATS, NO_STATS)
+        self.norm_forward(
+            NormOp::RmsNorm,
+            problem,
+            x,
+            no_residual::<T>(),
+            gamma,
+            None::<&CudaSlice<T>>,
+            eps,
+            y,
+            NO_STATS,
+            NO_STATS,
+        )
     }
 
-    /// LayerNorm (with `beta`) and RMSNorm forward, saving whichever statistics are given:
-    /// buffer and eps checks, statistics of empty rows, launch. The kernels store only
-    /// through the statistics pointers that are not null.
-    fn norm_forward<T: NormElement, B: DevicePtr<T>, M: DevicePtrMut<f32>, R: DevicePtrMut<f32>>(
+    /// Fused residual add and LayerNorm: `h = x + residual` (rounded to T, as a separate add
+    /// would store it), then `y` = [`Normalizer::layernorm`] of h, saving mean and rstd.
+    /// `residual` shares x's row stride; `h` and `y` are dense. One pass over the rows:
+    /// reads x and the residual once, writes h and y once.
+    pub fn add_layernorm<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+        mean: &mut impl DevicePtrMut<f32>,
+        rstd: &mut impl DevicePtrMut<f32>,
+    ) -> NormResult<Option<NormPlan>> {
+        let add = Some((residual, h));
+        self.norm_forward(NormOp::AddLayerNorm, problem, x, add, gamma, Some(beta), eps, y, Some(mean), Some(rstd))
+    }
+
+    /// [`Normalizer::add_layernorm`] without saving mean and rstd (inference).
+    pub fn add_layernorm_inference<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        beta: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        let add = Some((residual, h));
+        self.norm_forward(NormOp::AddLayerNorm, problem, x, add, gamma, Some(beta), eps, y, NO_STATS, NO_STATS)
+    }
+
+    /// Fused residual add and RMSNorm: `h = x + residual` (rounded to T), then `y` =
+    /// [`Normalizer::rmsnorm`] of h, saving rstd; layouts as [`Normalizer::add_layernorm`].
+    pub fn add_rmsnorm<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+        rstd: &mut impl DevicePtrMut<f32>,
+    ) -> NormResult<Option<NormPlan>> {
+        let add = Some((residual, h));
+        self.norm_forward(
+            NormOp::AddRmsNorm,
+            problem,
+            x,
+            add,
+            gamma,
+            None::<&CudaSlice<T>>,
+            eps,
+            y,
+            NO_STATS,
+            Some(rstd),
+        )
+    }
+
+    /// [`Normalizer::add_rmsnorm`] without saving rstd (inference).
+    pub fn add_rmsnorm_inference<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        x: &impl DevicePtr<T>,
+        residual: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        eps: f32,
+        h: &mut impl DevicePtrMut<T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        let add = Some((residual, h));
+        self.norm_forward(NormOp::AddRmsNorm, problem, x, add, gamma, None::<&CudaSlice<T>>, eps, y, NO_STATS, NO_STATS)
+    }
+
+    /// LayerNorm (with `beta`) and RMSNorm forward, fused with a residual add or not, saving
+    /// whichever statistics are given: buffer and eps checks, statistics of empty rows,
+    /// launch. The kernels store only through the statistics pointers that are not null.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_forward<
+        T: NormElement,
+        A: DevicePtr<T>,
+        H: DevicePtrMut<T>,
+        B: DevicePtr<T>,
+        M: DevicePtrMut<f32>,
+        R: DevicePtrMut<f32>,
+    >(
         &mut self,
         op: NormOp,
         problem: &RowsProblem,
         x: &impl DevicePtr<T>,
+        add: Residual<'_, A, H>,
         gamma: &impl DevicePtr<T>,
         beta: Option<&B>,
         eps: f32,
@@ -308,7 +453,11 @@ impl Normalizer {
         mut mean: Option<&mut M>,
         mut rstd: Option<&mut R>,
     ) -> NormResult<Option<NormPlan>> {
-        let mut buffers = vec![("x", Extent::Rows, x.len()), ("gamma", Extent::PerColumn, gamma.len())];
+        let mut buffers = vec![("x", Extent::Rows, x.len())];
+        if let Some((residual, h)) = &add {
+            buffers.extend([("residual", Extent::Rows, residual.len()), ("h", Extent::Dense, h.len())]);
+        }
+        buffers.push(("gamma", Extent::PerColumn, gamma.len()));
         buffers.extend(beta.map(|b| ("beta", Extent::PerColumn, b.len())));
         buffers.push(("y", Extent::Dense, y.len()));
         buffers.extend(mean.as_ref().map(|m| ("mean", Extent::PerRow, m.len())));
@@ -330,6 +479,10 @@ impl Normalizer {
         }
         let stream = self.gpu.stream.clone();
         let (x, _x) = x.device_ptr(&stream);
+        let (residual, sum_out) = match add {
+            Some((residual, h)) => (Some(residual.device_ptr(&stream)), Some(h.device_ptr_mut(&stream))),
+            None => (None, None),
+        };
         let (gamma, _g) = gamma.device_ptr(&stream);
         let beta = beta.map(|b| b.device_ptr(&stream));
         let (out, _y) = y.device_ptr_mut(&stream);
@@ -337,6 +490,8 @@ impl Normalizer {
         let rstd = rstd.as_mut().map(|r| r.device_ptr_mut(&stream));
         let operands = Operands {
             x,
+            dy: residual.as_ref().map_or(0, |(p, _)| *p),
+            sum_out: sum_out.as_ref().map_or(0, |(p, _)| *p),
             gamma,
             beta: beta.as_ref().map_or(0, |(p, _)| *p),
             out,
@@ -386,7 +541,40 @@ impl Normalizer {
         dgamma: &mut impl DevicePtrMut<T>,
         dbeta: &mut impl DevicePtrMut<T>,
     ) -> NormResult<Option<NormPlan>> {
-        self.norm_backward(NormOp::LayerNormBackward, problem, x, dy, gamma, Some(mean), rstd, dx, dgamma, Some(dbeta))
+        self.norm_backward(
+            NormOp::LayerNormBackward,
+            problem,
+            x,
+            dy,
+            None::<&CudaSlice<T>>,
+            gamma,
+            Some(mean),
+            rstd,
+            dx,
+            dgamma,
+            Some(dbeta),
+        )
+    }
+
+    /// The backward pass of [`Normalizer::add_layernorm`]: [`Normalizer::layernorm_backward`]
+    /// of the normalized `h`, plus `dh`, h's own gradient (from its later uses as the
+    /// residual stream): `dx` is then the gradient of x and of the residual alike. `dh`
+    /// shares h's row stride.
+    pub fn add_layernorm_backward<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        h: &impl DevicePtr<T>,
+        dy: &impl DevicePtr<T>,
+        dh: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        mean: &impl DevicePtr<f32>,
+        rstd: &impl DevicePtr<f32>,
+        dx: &mut impl DevicePtrMut<T>,
+        dgamma: &mut impl DevicePtrMut<T>,
+        dbeta: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        let op = NormOp::LayerNormBackward;
+        self.norm_backward(op, problem, h, dy, Some(dh), gamma, Some(mean), rstd, dx, dgamma, Some(dbeta))
     }
 
     /// RMSNorm gradients from the saved `rstd`: `dx` (dense) and `dgamma = sum_rows(dy * x * rstd)`.
@@ -405,8 +593,9 @@ impl Normalizer {
             problem,
             x,
             dy,
+            None::<&CudaSlice<T>>,
             gamma,
-            None::<&CudaSlice<f32>>,
+            NO_MEAN,
             rstd,
             dx,
             dgamma,
@@ -414,15 +603,44 @@ impl Normalizer {
         )
     }
 
-    /// LayerNorm (with `mean` and `dbeta`) and RMSNorm backward: buffer checks, column sums
-    /// over no rows, launch.
+    /// The backward pass of [`Normalizer::add_rmsnorm`]: [`Normalizer::rmsnorm_backward`] of
+    /// `h`, plus `dh`, as [`Normalizer::add_layernorm_backward`].
+    pub fn add_rmsnorm_backward<T: NormElement>(
+        &mut self,
+        problem: &RowsProblem,
+        h: &impl DevicePtr<T>,
+        dy: &impl DevicePtr<T>,
+        dh: &impl DevicePtr<T>,
+        gamma: &impl DevicePtr<T>,
+        rstd: &impl DevicePtr<f32>,
+        dx: &mut impl DevicePtrMut<T>,
+        dgamma: &mut impl DevicePtrMut<T>,
+    ) -> NormResult<Option<NormPlan>> {
+        self.norm_backward(
+            NormOp::RmsNormBackward,
+            problem,
+            h,
+            dy,
+            Some(dh),
+            gamma,
+            NO_MEAN,
+            rstd,
+            dx,
+            dgamma,
+            None::<&mut CudaSlice<T>>,
+        )
+    }
+
+    /// LayerNorm (with `mean` and `dbeta`) and RMSNorm backward, behind a fused add (with
+    /// `addend`) or not: buffer checks, column sums over no rows, launch.
     #[allow(clippy::too_many_arguments)]
-    fn norm_backward<T: NormElement, M: DevicePtr<f32>, B: DevicePtrMut<T>>(
+    fn norm_backward<T: NormElement, D: DevicePtr<T>, M: DevicePtr<f32>, B: DevicePtrMut<T>>(
         &mut self,
         op: NormOp,
         problem: &RowsProblem,
         x: &impl DevicePtr<T>,
         dy: &impl DevicePtr<T>,
+        addend: Option<&D>,
         gamma: &impl DevicePtr<T>,
         mean: Option<&M>,
         rstd: &impl DevicePtr<f32>,
@@ -430,11 +648,9 @@ impl Normalizer {
         dgamma: &mut impl DevicePtrMut<T>,
         mut dbeta: Option<&mut B>,
     ) -> NormResult<Option<NormPlan>> {
-        let mut buffers = vec![
-            ("x", Extent::Rows, x.len()),
-            ("dy", Extent::Rows, dy.len()),
-            ("gamma", Extent::PerColumn, gamma.len()),
-        ];
+        let mut buffers = vec![("x", Extent::Rows, x.len()), ("dy", Extent::Rows, dy.len())];
+        buffers.extend(addend.map(|a| ("dh", Extent::Rows, a.len())));
+        buffers.push(("gamma", Extent::PerColumn, gamma.len()));
         buffers.extend(mean.map(|m| ("mean", Extent::PerRow, m.len())));
         buffers.extend([
             ("rstd", Extent::PerRow, rstd.len()),
@@ -457,6 +673,7 @@ impl Normalizer {
         let stream = self.gpu.stream.clone();
         let (x, _x) = x.device_ptr(&stream);
         let (dy, _dy) = dy.device_ptr(&stream);
+        let addend = addend.map(|a| a.device_ptr(&stream));
         let (gamma, _g) = gamma.device_ptr(&stream);
         let mean = mean.map(|m| m.device_ptr(&stream));
         let (rstd, _r) = rstd.device_ptr(&stream);
@@ -472,6 +689,7 @@ impl Normalizer {
             out,
             dgamma,
             dbeta: dbeta.as_ref().map_or(0, |(p, _)| *p),
+            addend: addend.as_ref().map_or(0, |(p, _)| *p),
             ..Operands::default()
         };
         self.launch::<T>(op, problem, operands, 0.0).map(Some)
@@ -489,7 +707,8 @@ impl Normalizer {
         // 16-byte accesses need every row and parameter to start on a 16-byte boundary
         // (absent operands are 0; a bit test, see `multiple_of`); the planner adds the
         // shape's conditions.
-        let aligned = [ops.x, ops.dy, ops.gamma, ops.beta, ops.out].iter().all(|a| a & 15 == 0);
+        let aligned =
+            [ops.x, ops.dy, ops.gamma, ops.beta, ops.out, ops.sum_out, ops.addend].iter().all(|a| a & 15 == 0);
         let plan = self.plan_rows::<T>(op, problem, aligned)?;
         self.run::<T>(op, problem, ops, eps, plan)?;
         Ok(plan)
@@ -530,6 +749,8 @@ impl Normalizer {
             col_partials: col_partials.as_ref().map_or(0, |(p, _)| *p),
             dgamma: ops.dgamma,
             dbeta: ops.dbeta,
+            sum_out: ops.sum_out,
+            addend: ops.addend,
             rows: problem.rows as i64,
             in_stride: problem.row_stride as i64,
             out_stride: problem.cols as i64,

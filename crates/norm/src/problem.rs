@@ -134,6 +134,12 @@ pub enum NormOp {
     LayerNorm,
     /// RMSNorm forward (with or without saving rstd).
     RmsNorm,
+    /// Fused residual add and LayerNorm forward: `h = x + residual`, `y = layernorm(h)`,
+    /// both written.
+    AddLayerNorm,
+    /// Fused residual add and RMSNorm forward: `h = x + residual`, `y = rmsnorm(h)`, both
+    /// written.
+    AddRmsNorm,
     /// Softmax backward, from the forward output.
     SoftmaxBackward,
     /// LayerNorm backward, from the saved mean and rstd.
@@ -144,11 +150,13 @@ pub enum NormOp {
 
 impl NormOp {
     /// Every op, forward ones first.
-    pub const ALL: [NormOp; 7] = [
+    pub const ALL: [NormOp; 9] = [
         NormOp::Softmax,
         NormOp::LogSoftmax,
         NormOp::LayerNorm,
         NormOp::RmsNorm,
+        NormOp::AddLayerNorm,
+        NormOp::AddRmsNorm,
         NormOp::SoftmaxBackward,
         NormOp::LayerNormBackward,
         NormOp::RmsNormBackward,
@@ -161,20 +169,28 @@ impl NormOp {
             NormOp::LogSoftmax => "log_softmax",
             NormOp::LayerNorm => "layernorm",
             NormOp::RmsNorm => "rmsnorm",
+            NormOp::AddLayerNorm => "add_layernorm",
+            NormOp::AddRmsNorm => "add_rmsnorm",
             NormOp::SoftmaxBackward => "softmax_backward",
             NormOp::LayerNormBackward => "layernorm_backward",
             NormOp::RmsNormBackward => "rmsnorm_backward",
         }
     }
 
-    /// Softmax, log-softmax, layernorm and rmsnorm forward.
+    /// Softmax, log-softmax, layernorm and rmsnorm forward, fused with a residual add or not.
     pub fn is_forward(self) -> bool {
-        matches!(self, NormOp::Softmax | NormOp::LogSoftmax | NormOp::LayerNorm | NormOp::RmsNorm)
+        !matches!(self, NormOp::SoftmaxBackward | NormOp::LayerNormBackward | NormOp::RmsNormBackward)
     }
 
-    /// Row-shaped inputs the op reads (`kInputs`): x; backward ops also dy.
+    /// The fused residual-add forms, which also read the residual and write `h`.
+    pub fn adds_residual(self) -> bool {
+        matches!(self, NormOp::AddLayerNorm | NormOp::AddRmsNorm)
+    }
+
+    /// Row-shaped inputs the op reads (`kInputs`): x; backward ops also dy, fused adds the
+    /// residual.
     pub fn row_inputs(self) -> usize {
-        if self.is_forward() {
+        if self.is_forward() && !self.adds_residual() {
             1
         } else {
             2

@@ -375,11 +375,13 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
             Ok(NormPlan { variant, vectorized, packs, threads, parts, stages: 1, slots })
         };
         // Staged CTAs: the most elements a part takes, the most threads, the elements a
-        // thread aims at, and (threads, packs) for `parts` parts.
+        // thread aims at, and (threads, packs) for `parts` parts. Forward parts share their
+        // bytes among the row operands (fused adds stage x and the residual).
+        let operand_bytes = |bytes: usize| bytes / op.row_inputs();
         let (part_capacity, max_threads, thread_elems) = if op.is_forward() {
             let tuned = if dtype.size_bytes() >= 4 { F32_THREAD_ELEMS } else { HALF_THREAD_ELEMS };
             let elems = tuning.thread_elems.unwrap_or(tuned).max(1);
-            ((tuning.part_bytes / dtype.size_bytes()).max(CHUNK_ELEMS), tuning.threads.max(32), elems)
+            ((operand_bytes(tuning.part_bytes) / dtype.size_bytes()).max(CHUNK_ELEMS), tuning.threads.max(32), elems)
         } else {
             (MAX_THREADS * CHUNK_ELEMS, MAX_THREADS, CHUNK_ELEMS)
         };
@@ -401,8 +403,9 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         };
         let parts = shifted_span.div_ceil(part_capacity);
         let cluster_parts = {
-            let small = shifted_span
-                .div_ceil((CLUSTER_PART_BYTES.min(tuning.part_bytes) / dtype.size_bytes()).max(CHUNK_ELEMS));
+            let small = shifted_span.div_ceil(
+                (operand_bytes(CLUSTER_PART_BYTES.min(tuning.part_bytes)) / dtype.size_bytes()).max(CHUNK_ELEMS),
+            );
             if op.is_forward() && small <= SMALL_CLUSTER {
                 small
             } else {
@@ -694,6 +697,20 @@ mod tests {
         assert_eq!(plan.to_string(), "lanes-4, 128 thr (32 rows a CTA), 16-byte accesses, 4 slots");
         // Backward rows keep whole warps.
         assert_eq!(lanes(SoftmaxBackward, 7, DType::F32), NormVariant::Warp { packs: 1 });
+    }
+
+    #[test]
+    fn fused_adds_share_a_part_between_their_two_operands() {
+        // x and the residual staged: a part's bytes go half to each, so a 64 KiB bf16 row
+        // (one CTA unfused) takes a cluster, of 16 KiB parts (its small parts, halved).
+        let p = choose(NormOp::AddRmsNorm, 4096, 8192, DType::BF16);
+        assert_eq!((p.variant, p.parts), (NormVariant::Block, 1), "{p:?}");
+        assert_eq!(p.stage_bytes(NormOp::AddRmsNorm), 2 * p.part_bytes());
+        let p = choose(NormOp::AddLayerNorm, 1024, 32768, DType::BF16);
+        assert_eq!((p.variant, p.parts, p.part_bytes()), (NormVariant::Cluster, 4, 16 * 1024), "{p:?}");
+        assert_eq!(choose(NormOp::LayerNorm, 1024, 32768, DType::BF16).variant, NormVariant::Block);
+        // Short rows share warps as the plain forward ops do.
+        assert_eq!(choose(NormOp::AddRmsNorm, 4096, 7, DType::BF16).variant, NormVariant::Lanes { lanes: 2 });
     }
 
     #[test]

@@ -179,6 +179,72 @@ fn rmsnorm_host<T: NormElement>(
     finish::<T>(p, y, rows, &want.y, compare(&per_row(rstd, rows), &want.rstd, RSTD))
 }
 
+/// Fused add and LayerNorm forward: `h` against x + residual rounded to T, then `y`, mean
+/// and rstd as [`check_layernorm`] holds them, of the `h` the kernel wrote (dense rows).
+pub fn check_add_layernorm<T: NormElement>(
+    gpu: &Gpu,
+    problem: &RowsProblem,
+    x: &impl DevicePtr<T>,
+    residual: &impl DevicePtr<T>,
+    gamma: &impl DevicePtr<T>,
+    beta: &impl DevicePtr<T>,
+    eps: f32,
+    h: &impl DevicePtr<T>,
+    y: &impl DevicePtr<T>,
+    mean: &impl DevicePtr<f32>,
+    rstd: &impl DevicePtr<f32>,
+    seed: u64,
+) -> NormResult<NormCheck> {
+    let rows = sample_rows(problem, seed);
+    let h = gpu.download(h)?;
+    let sum = sum_host(problem, &gpu.download(x)?, &gpu.download(residual)?, &h, &rows)?;
+    let params = [gpu.download(gamma)?, gpu.download(beta)?];
+    let stats = [gpu.download(mean)?, gpu.download(rstd)?];
+    let dense = RowsProblem::dense(problem.rows, problem.cols);
+    let check = layernorm_host(&dense, &h, &params, eps, &gpu.download(y)?, &stats, &rows)?;
+    Ok(NormCheck { summary: check.summary.and(sum), ..check })
+}
+
+/// Fused add and RMSNorm forward: `h` as for [`check_add_layernorm`], then `y` and rstd as
+/// [`check_rmsnorm`] holds them, of that `h`.
+pub fn check_add_rmsnorm<T: NormElement>(
+    gpu: &Gpu,
+    problem: &RowsProblem,
+    x: &impl DevicePtr<T>,
+    residual: &impl DevicePtr<T>,
+    gamma: &impl DevicePtr<T>,
+    eps: f32,
+    h: &impl DevicePtr<T>,
+    y: &impl DevicePtr<T>,
+    rstd: &impl DevicePtr<f32>,
+    seed: u64,
+) -> NormResult<NormCheck> {
+    let rows = sample_rows(problem, seed);
+    let h = gpu.download(h)?;
+    let sum = sum_host(problem, &gpu.download(x)?, &gpu.download(residual)?, &h, &rows)?;
+    let dense = RowsProblem::dense(problem.rows, problem.cols);
+    let (gamma, y, rstd) = (gpu.download(gamma)?, gpu.download(y)?, gpu.download(rstd)?);
+    let check = rmsnorm_host(&dense, &h, &gamma, eps, &y, &rstd, &rows)?;
+    Ok(NormCheck { summary: check.summary.and(sum), ..check })
+}
+
+/// A fused add's `h` (dense) on `rows` against x + residual (rows `row_stride` apart), the
+/// exact sum rounded to T (the kernels' f32 sum differs from it by at most T's rounding).
+fn sum_host<T: NormElement>(
+    p: &RowsProblem,
+    x: &[T],
+    residual: &[T],
+    h: &[T],
+    rows: &[usize],
+) -> NormResult<Comparison> {
+    let buffers = [("residual", Extent::Rows, residual.len())];
+    let (xs, _) = checked_rows(NormOp::AddRmsNorm, p, None, x, h.len(), &buffers, rows)?;
+    let rs = gather(residual, rows, p.row_stride, p.cols);
+    let want: Vec<f64> = xs.iter().zip(&rs).map(|(a, b)| a + b).collect();
+    let tol = Tolerance::for_output(T::DTYPE);
+    Ok(check_rows(&gather(h, rows, p.cols, p.cols), &rounded::<T>(&want), p.cols, tol, None)?.summary)
+}
+
 /// Checks eps and the buffers of `op` (x, a dense y of `y_len` elements, and `others`) as
 /// a launch does, then gathers the checked rows of x, densely, with their shape.
 fn checked_rows<T: Element>(
@@ -256,6 +322,24 @@ mod tests {
             assert!(softmax_host(op, &p, &x, &others_wrong, &[0, 4, 6, 129]).unwrap().summary.passed);
             assert!(!softmax_host(op, &p, &x, &others_wrong, &[0, 5, 129]).unwrap().summary.passed);
         }
+    }
+
+    #[test]
+    fn fused_sums_are_held_element_by_element() {
+        let p = problem();
+        let (x, r): (Vec<bf16>, Vec<bf16>) = (random::normal(p.input_len(), 5), random::normal(p.input_len(), 6));
+        let rows: Vec<usize> = (0..p.rows).collect();
+        let h: Vec<bf16> = (0..p.output_len())
+            .map(|e| {
+                let at = e / p.cols * p.row_stride + e % p.cols;
+                bf16::from_f64(x[at].to_f64() + r[at].to_f64())
+            })
+            .collect();
+        assert!(sum_host(&p, &x, &r, &h, &rows).unwrap().passed);
+        let mut off = h.clone();
+        off[77 * p.cols + 500] = bf16::from_f64(off[77 * p.cols + 500].to_f64() + 0.5);
+        assert!(!sum_host(&p, &x, &r, &off, &rows).unwrap().passed);
+        assert!(sum_host(&p, &x, &r[..10], &h, &rows).is_err(), "a short residual is refused");
     }
 
     #[test]

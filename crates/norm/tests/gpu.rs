@@ -17,10 +17,12 @@ use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
 use ckb_common::{bf16, check_rows, compare, f16, random, to_f64_vec, DType, Element, Gpu, Tolerance};
 use ckb_norm::reference;
 use ckb_norm::{
-    layernorm, layernorm_backward, layernorm_backward_with_variant, layernorm_inference, layernorm_with_variant,
-    log_softmax, log_softmax_with_variant, rmsnorm, rmsnorm_backward, rmsnorm_backward_with_variant,
-    rmsnorm_with_variant, softmax, softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement,
-    NormError, NormOp, NormPlan, NormResult, NormVariant, Normalizer, Refusal, RowsProblem, Tuning, NORM_VARIANTS,
+    add_layernorm, add_layernorm_backward, add_layernorm_backward_with_variant, add_layernorm_with_variant,
+    add_rmsnorm, add_rmsnorm_backward, add_rmsnorm_backward_with_variant, add_rmsnorm_with_variant, layernorm,
+    layernorm_backward, layernorm_backward_with_variant, layernorm_inference, layernorm_with_variant, log_softmax,
+    log_softmax_with_variant, rmsnorm, rmsnorm_backward, rmsnorm_backward_with_variant, rmsnorm_with_variant, softmax,
+    softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement, NormError, NormOp, NormPlan,
+    NormResult, NormVariant, Normalizer, Refusal, RowsProblem, Tuning, NORM_VARIANTS,
 };
 
 const LENGTHS: [usize; 7] = [1, 7, 33, 1000, 4096 + 3, 70000, 262144];
@@ -317,7 +319,116 @@ fn check_rmsnorm<T: NormElement>(
     Ok(Outcome::Ran)
 }
 
+/// A fused add's `h` (dense, at `h_off`) against x + residual rounded to T; returns the h
+/// the norm saw, as the reference takes it (dense rows).
+fn expect_sum<T: NormElement>(
+    gpu: &Gpu,
+    p: &RowsProblem,
+    (x, residual): (&[f64], &[f64]),
+    h: &cudarc::driver::CudaSlice<T>,
+    h_off: usize,
+) -> Result<Vec<f64>, String> {
+    let want: Vec<f64> = (0..p.output_len())
+        .map(|e| {
+            let at = e / p.cols * p.row_stride + e % p.cols;
+            T::DTYPE.round(x[at] + residual[at])
+        })
+        .collect();
+    let got = download(gpu, h, h_off);
+    expect("h", &got, &want, tolerance::<T>())?;
+    Ok(got)
+}
+
+/// Odd seeds put h one element off y's alignment: h's stores then go element by element
+/// while y's take 16-byte ones.
+fn sum_offset(off: usize, seed: u64) -> usize {
+    off + (seed % 2) as usize
+}
+
+fn check_add_layernorm<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |_, _, v| v);
+    let r_host: Vec<T> = rows_input(p, off, seed + 3, |_, _, v| v);
+    let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 1), off);
+    let beta_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
+    let (x, r) = (upload(gpu, &x_host), upload(gpu, &r_host));
+    let (gamma, beta) = (upload(gpu, &gamma_host), upload(gpu, &beta_host));
+    let h_off = sum_offset(off, seed);
+    let mut h = poisoned::<T>(gpu, p.output_len(), h_off);
+    let mut y = poisoned::<T>(gpu, p.output_len(), off);
+    let mut mean = poisoned::<f32>(gpu, p.rows, 0);
+    let mut rstd = poisoned::<f32>(gpu, p.rows, 0);
+    let (xv, rv, gv, bv) = (x.slice(off..), r.slice(off..), gamma.slice(off..), beta.slice(off..));
+    let (mut hv, mut yv) = (h.slice_mut(h_off..), y.slice_mut(off..));
+    let result = run!(
+        gpu,
+        variant,
+        add_layernorm,
+        add_layernorm_with_variant,
+        p,
+        &xv,
+        &rv,
+        &gv,
+        &bv,
+        EPS,
+        &mut hv,
+        &mut yv,
+        &mut mean,
+        &mut rstd
+    );
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let sum = expect_sum(gpu, p, (&f64s(&x_host, off), &f64s(&r_host, off)), &h, h_off)?;
+    let dense = RowsProblem::dense(p.rows, p.cols).reference_rows();
+    let want = reference::layernorm(&sum, dense, &f64s(&gamma_host, off), &f64s(&beta_host, off), EPS as f64);
+    expect("y", &download(gpu, &y, off), &want.y, tolerance::<T>())?;
+    expect("mean", &download(gpu, &mean, 0), &want.mean, MEAN)?;
+    expect("rstd", &download(gpu, &rstd, 0), &want.rstd, STATS)?;
+    Ok(Outcome::Ran)
+}
+
+fn check_add_rmsnorm<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    let x_host: Vec<T> = rows_input(p, off, seed, |_, _, v| v);
+    let r_host: Vec<T> = rows_input(p, off, seed + 3, |_, _, v| v);
+    let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 1), off);
+    let (x, r, gamma) = (upload(gpu, &x_host), upload(gpu, &r_host), upload(gpu, &gamma_host));
+    let h_off = sum_offset(off, seed);
+    let mut h = poisoned::<T>(gpu, p.output_len(), h_off);
+    let mut y = poisoned::<T>(gpu, p.output_len(), off);
+    let mut rstd = poisoned::<f32>(gpu, p.rows, 0);
+    let (xv, rv, gv) = (x.slice(off..), r.slice(off..), gamma.slice(off..));
+    let (mut hv, mut yv) = (h.slice_mut(h_off..), y.slice_mut(off..));
+    let result =
+        run!(gpu, variant, add_rmsnorm, add_rmsnorm_with_variant, p, &xv, &rv, &gv, EPS, &mut hv, &mut yv, &mut rstd);
+    if let Some(outcome) = ran(result, variant)? {
+        return Ok(outcome);
+    }
+    let sum = expect_sum(gpu, p, (&f64s(&x_host, off), &f64s(&r_host, off)), &h, h_off)?;
+    let dense = RowsProblem::dense(p.rows, p.cols).reference_rows();
+    let want = reference::rmsnorm(&sum, dense, &f64s(&gamma_host, off), EPS as f64);
+    expect("y", &download(gpu, &y, off), &want.y, tolerance::<T>())?;
+    expect("rstd", &download(gpu, &rstd, 0), &want.rstd, STATS)?;
+    Ok(Outcome::Ran)
+}
+
 // --- Backward -----------------------------------------------------------------------------
+
+/// Behind a fused add: h's own gradient dh (strided like x), and the dx it adds up to.
+fn with_addend(p: &RowsProblem, dx: &[f64], dh: &[f64]) -> Vec<f64> {
+    dx.iter().enumerate().map(|(e, v)| v + dh[e / p.cols * p.row_stride + e % p.cols]).collect()
+}
 
 /// Column sums add `rows` terms: scale the element-wise bound by sqrt(rows).
 fn column_tolerance<T: Element>(rows: usize) -> Tolerance {
@@ -362,7 +473,30 @@ fn check_layernorm_backward<T: NormElement>(
     seed: u64,
     off: usize,
 ) -> CaseResult {
+    check_layernorm_backward_of::<T>(gpu, variant, p, seed, off, false)
+}
+
+fn check_add_layernorm_backward<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    check_layernorm_backward_of::<T>(gpu, variant, p, seed, off, true)
+}
+
+/// LayerNorm backward, behind a fused add (`fused`: dx gains dh) or not.
+fn check_layernorm_backward_of<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+    fused: bool,
+) -> CaseResult {
     let x_host: Vec<T> = rows_input(p, off, seed, |_, _, v| v);
+    let dh_host: Vec<T> = rows_input(p, off, seed + 3, |_, _, v| v);
     let dy_host: Vec<T> = rows_input(p, off, seed + 1, |_, _, v| v);
     let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
     let (x64, dy64, gamma64) = (f64s(&x_host, off), f64s(&dy_host, off), f64s(&gamma_host, off));
@@ -374,27 +508,52 @@ fn check_layernorm_backward<T: NormElement>(
     let mut dx = poisoned::<T>(gpu, p.output_len(), off);
     let mut dgamma = poisoned::<T>(gpu, p.cols, off);
     let mut dbeta = poisoned::<T>(gpu, p.cols, off);
-    let (xv, dyv, gv) = (x.slice(off..), dy.slice(off..), gamma.slice(off..));
+    let dh = upload(gpu, &dh_host);
+    let (xv, dyv, dhv, gv) = (x.slice(off..), dy.slice(off..), dh.slice(off..), gamma.slice(off..));
     let (mut dxv, mut dgv, mut dbv) = (dx.slice_mut(off..), dgamma.slice_mut(off..), dbeta.slice_mut(off..));
-    let result = run!(
-        gpu,
-        variant,
-        layernorm_backward,
-        layernorm_backward_with_variant,
-        p,
-        &xv,
-        &dyv,
-        &gv,
-        &mean,
-        &rstd,
-        &mut dxv,
-        &mut dgv,
-        &mut dbv
-    );
+    let (m, r) = (&mean, &rstd);
+    let result = if fused {
+        let (dx, dg, db) = (&mut dxv, &mut dgv, &mut dbv);
+        run!(
+            gpu,
+            variant,
+            add_layernorm_backward,
+            add_layernorm_backward_with_variant,
+            p,
+            &xv,
+            &dyv,
+            &dhv,
+            &gv,
+            m,
+            r,
+            dx,
+            dg,
+            db
+        )
+    } else {
+        run!(
+            gpu,
+            variant,
+            layernorm_backward,
+            layernorm_backward_with_variant,
+            p,
+            &xv,
+            &dyv,
+            &gv,
+            m,
+            r,
+            &mut dxv,
+            &mut dgv,
+            &mut dbv
+        )
+    };
     if let Some(outcome) = ran(result, variant)? {
         return Ok(outcome);
     }
-    let want = reference::layernorm_backward(&dy64, &x64, p.reference_rows(), &gamma64, &mean64, &rstd64);
+    let mut want = reference::layernorm_backward(&dy64, &x64, p.reference_rows(), &gamma64, &mean64, &rstd64);
+    if fused {
+        want.dx = with_addend(p, &want.dx, &f64s(&dh_host, off));
+    }
     expect_norm_dx(&download(gpu, &dx, off), &want.dx, p, (&dy64, &gamma64, &rstd64), tolerance::<T>())?;
     expect("dgamma", &download(gpu, &dgamma, off), &want.dgamma, column_tolerance::<T>(p.rows))?;
     expect("dbeta", &download(gpu, &dbeta, off), &want.dbeta, column_tolerance::<T>(p.rows))?;
@@ -408,7 +567,30 @@ fn check_rmsnorm_backward<T: NormElement>(
     seed: u64,
     off: usize,
 ) -> CaseResult {
+    check_rmsnorm_backward_of::<T>(gpu, variant, p, seed, off, false)
+}
+
+fn check_add_rmsnorm_backward<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+) -> CaseResult {
+    check_rmsnorm_backward_of::<T>(gpu, variant, p, seed, off, true)
+}
+
+/// RMSNorm backward, behind a fused add (`fused`: dx gains dh) or not.
+fn check_rmsnorm_backward_of<T: NormElement>(
+    gpu: &Gpu,
+    variant: Option<NormVariant>,
+    p: &RowsProblem,
+    seed: u64,
+    off: usize,
+    fused: bool,
+) -> CaseResult {
     let x_host: Vec<T> = rows_input(p, off, seed, |_, _, v| v);
+    let dh_host: Vec<T> = rows_input(p, off, seed + 3, |_, _, v| v);
     let dy_host: Vec<T> = rows_input(p, off, seed + 1, |_, _, v| v);
     let gamma_host: Vec<T> = with_offset(random::normal(p.cols, seed + 2), off);
     let (x64, dy64, gamma64) = (f64s(&x_host, off), f64s(&dy_host, off), f64s(&gamma_host, off));
@@ -418,25 +600,46 @@ fn check_rmsnorm_backward<T: NormElement>(
         (upload(gpu, &x_host), upload(gpu, &dy_host), upload(gpu, &gamma_host), upload(gpu, &rstd32));
     let mut dx = poisoned::<T>(gpu, p.output_len(), off);
     let mut dgamma = poisoned::<T>(gpu, p.cols, off);
-    let (xv, dyv, gv) = (x.slice(off..), dy.slice(off..), gamma.slice(off..));
+    let dh = upload(gpu, &dh_host);
+    let (xv, dyv, dhv, gv) = (x.slice(off..), dy.slice(off..), dh.slice(off..), gamma.slice(off..));
     let (mut dxv, mut dgv) = (dx.slice_mut(off..), dgamma.slice_mut(off..));
-    let result = run!(
-        gpu,
-        variant,
-        rmsnorm_backward,
-        rmsnorm_backward_with_variant,
-        p,
-        &xv,
-        &dyv,
-        &gv,
-        &rstd,
-        &mut dxv,
-        &mut dgv
-    );
+    let result = if fused {
+        run!(
+            gpu,
+            variant,
+            add_rmsnorm_backward,
+            add_rmsnorm_backward_with_variant,
+            p,
+            &xv,
+            &dyv,
+            &dhv,
+            &gv,
+            &rstd,
+            &mut dxv,
+            &mut dgv
+        )
+    } else {
+        run!(
+            gpu,
+            variant,
+            rmsnorm_backward,
+            rmsnorm_backward_with_variant,
+            p,
+            &xv,
+            &dyv,
+            &gv,
+            &rstd,
+            &mut dxv,
+            &mut dgv
+        )
+    };
     if let Some(outcome) = ran(result, variant)? {
         return Ok(outcome);
     }
-    let want = reference::rmsnorm_backward(&dy64, &x64, p.reference_rows(), &gamma64, &rstd64);
+    let mut want = reference::rmsnorm_backward(&dy64, &x64, p.reference_rows(), &gamma64, &rstd64);
+    if fused {
+        want.dx = with_addend(p, &want.dx, &f64s(&dh_host, off));
+    }
     expect_norm_dx(&download(gpu, &dx, off), &want.dx, p, (&dy64, &gamma64, &rstd64), tolerance::<T>())?;
     expect("dgamma", &download(gpu, &dgamma, off), &want.dgamma, column_tolerance::<T>(p.rows))?;
     Ok(Outcome::Ran)
@@ -499,7 +702,7 @@ fn assert_sweep(name: &str, checks: [(DType, Check); 3], problems: &[RowsProblem
 }
 
 /// Every op, with its checks for the three element types.
-fn all_ops() -> [(&'static str, [(DType, Check); 3]); 7] {
+fn all_ops() -> [(&'static str, [(DType, Check); 3]); 11] {
     [
         ("softmax", checks!(check_softmax)),
         ("log_softmax", checks!(check_log_softmax)),
@@ -508,6 +711,10 @@ fn all_ops() -> [(&'static str, [(DType, Check); 3]); 7] {
         ("softmax_backward", checks!(check_softmax_backward)),
         ("layernorm_backward", checks!(check_layernorm_backward)),
         ("rmsnorm_backward", checks!(check_rmsnorm_backward)),
+        ("add_layernorm", checks!(check_add_layernorm)),
+        ("add_rmsnorm", checks!(check_add_rmsnorm)),
+        ("add_layernorm_backward", checks!(check_add_layernorm_backward)),
+        ("add_rmsnorm_backward", checks!(check_add_rmsnorm_backward)),
     ]
 }
 
@@ -531,6 +738,10 @@ length_sweep_tests! {
     softmax_backward_matches_reference => 4,
     layernorm_backward_matches_reference => 5,
     rmsnorm_backward_matches_reference => 6,
+    add_layernorm_matches_reference => 7,
+    add_rmsnorm_matches_reference => 8,
+    add_layernorm_backward_matches_reference => 9,
+    add_rmsnorm_backward_matches_reference => 10,
 }
 
 /// LayerNorm's shifted statistics keep f32 rows with a large mean and a small spread

@@ -1,6 +1,7 @@
-//! The norm family: softmax, LayerNorm and RMSNorm against the memory roofline (a streaming kernel reading and writing the rows' bytes, in the same
-//! run), with cuDNN's softmax timed beside; gates, benches, `ckb profile norm`, and the
-//! fuzzer, forward and backward.
+//! The norm family: softmax, LayerNorm and RMSNorm (alone or fused with a residual add)
+//! against the memory roofline (a streaming kernel reading and writing the rows' bytes, in
+//! the same run), with cuDNN's softmax timed beside; gates, benches, `ckb profile norm`, and
+//! the fuzzer, forward and backward.
 
 use anyhow::{anyhow, bail, Result};
 use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
@@ -53,22 +54,30 @@ fn largest(xs: &[f64]) -> f64 {
     xs.iter().filter(|v| v.is_finite()).fold(0.0, |m, v| m.max(v.abs()))
 }
 
-/// Where one forward run's outputs live.
+/// Where one forward run's outputs live (`h`: fused adds only, else empty).
 struct Outputs<T: NormElement> {
     y: CudaSlice<T>,
+    h: CudaSlice<T>,
     mean: CudaSlice<f32>,
     rstd: CudaSlice<f32>,
 }
 
 impl<T: NormElement> Outputs<T> {
-    fn poisoned(gpu: &Gpu, p: &RowsProblem) -> Result<Outputs<T>> {
-        Ok(Outputs { y: gpu.poisoned(p.output_len())?, mean: gpu.poisoned(p.rows)?, rstd: gpu.poisoned(p.rows)? })
+    fn poisoned(gpu: &Gpu, op: NormOp, p: &RowsProblem) -> Result<Outputs<T>> {
+        let sum_len = if op.adds_residual() { p.output_len() } else { 0 };
+        Ok(Outputs {
+            y: gpu.poisoned(p.output_len())?,
+            h: gpu.poisoned(sum_len)?,
+            mean: gpu.poisoned(p.rows)?,
+            rstd: gpu.poisoned(p.rows)?,
+        })
     }
 }
 
-/// Inputs for one problem: x (strided rows), gamma, beta, dy.
+/// Inputs for one problem: x and (fused adds) the residual (strided rows), gamma, beta.
 struct Inputs<T: NormElement> {
     x: CudaSlice<T>,
+    residual: CudaSlice<T>,
     gamma: CudaSlice<T>,
     beta: CudaSlice<T>,
     host_x: Vec<f64>,
@@ -76,8 +85,10 @@ struct Inputs<T: NormElement> {
     host_beta: Vec<f64>,
 }
 
-fn inputs<T: NormElement>(gpu: &Gpu, p: &RowsProblem, seed: u64) -> Result<Inputs<T>> {
+fn inputs<T: NormElement>(gpu: &Gpu, op: NormOp, p: &RowsProblem, seed: u64) -> Result<Inputs<T>> {
     let x = gpu.random_normal::<T>(p.input_len(), seed)?;
+    let residual_len = if op.adds_residual() { p.input_len() } else { 0 };
+    let residual = gpu.random_normal::<T>(residual_len, seed + 3)?;
     let gamma = gpu.random_normal::<T>(p.cols, seed + 1)?;
     let beta = gpu.random_normal::<T>(p.cols, seed + 2)?;
     Ok(Inputs {
@@ -85,6 +96,7 @@ fn inputs<T: NormElement>(gpu: &Gpu, p: &RowsProblem, seed: u64) -> Result<Input
         host_gamma: to_f64_vec(&gpu.download(&gamma)?),
         host_beta: to_f64_vec(&gpu.download(&beta)?),
         x,
+        residual,
         gamma,
         beta,
     })
@@ -98,12 +110,15 @@ fn run_forward<T: NormElement>(
     inp: &Inputs<T>,
     out: &mut Outputs<T>,
 ) -> Result<()> {
-    let Outputs { y, mean, rstd } = out;
+    let Outputs { y, h, mean, rstd } = out;
+    let (x, r) = (&inp.x, &inp.residual);
     match op {
-        NormOp::Softmax => norm.softmax(p, &inp.x, y),
-        NormOp::LogSoftmax => norm.log_softmax(p, &inp.x, y),
-        NormOp::LayerNorm => norm.layernorm(p, &inp.x, &inp.gamma, &inp.beta, EPS, y, mean, rstd),
-        NormOp::RmsNorm => norm.rmsnorm(p, &inp.x, &inp.gamma, EPS, y, rstd),
+        NormOp::Softmax => norm.softmax(p, x, y),
+        NormOp::LogSoftmax => norm.log_softmax(p, x, y),
+        NormOp::LayerNorm => norm.layernorm(p, x, &inp.gamma, &inp.beta, EPS, y, mean, rstd),
+        NormOp::RmsNorm => norm.rmsnorm(p, x, &inp.gamma, EPS, y, rstd),
+        NormOp::AddLayerNorm => norm.add_layernorm(p, x, r, &inp.gamma, &inp.beta, EPS, h, y, mean, rstd),
+        NormOp::AddRmsNorm => norm.add_rmsnorm(p, x, r, &inp.gamma, EPS, h, y, rstd),
         other => bail!("{} is not a forward op", other.name()),
     }?;
     Ok(())
@@ -126,6 +141,23 @@ fn check_forward<T: NormElement>(
             verify::check_layernorm(gpu, p, &inp.x, &inp.gamma, &inp.beta, EPS, &out.y, &out.mean, &out.rstd, SEED)?
         }
         NormOp::RmsNorm => verify::check_rmsnorm(gpu, p, &inp.x, &inp.gamma, EPS, &out.y, &out.rstd, SEED)?,
+        NormOp::AddLayerNorm => verify::check_add_layernorm(
+            gpu,
+            p,
+            &inp.x,
+            &inp.residual,
+            &inp.gamma,
+            &inp.beta,
+            EPS,
+            &out.h,
+            &out.y,
+            &out.mean,
+            &out.rstd,
+            SEED,
+        )?,
+        NormOp::AddRmsNorm => {
+            verify::check_add_rmsnorm(gpu, p, &inp.x, &inp.residual, &inp.gamma, EPS, &out.h, &out.y, &out.rstd, SEED)?
+        }
         other => bail!("{} is not a forward op", other.name()),
     };
     Ok(check.summary)
@@ -139,10 +171,12 @@ fn run_and_check<T: NormElement>(
     p: &RowsProblem,
     inp: &Inputs<T>,
 ) -> Result<Comparison> {
-    let mut out = Outputs::poisoned(gpu, p)?;
+    let mut out = Outputs::poisoned(gpu, op, p)?;
     run_forward(norm, op, p, inp, &mut out)?;
     check_forward(gpu, op, p, inp, &out)
 }
+
+const FORWARD_OPS: &str = "softmax, log_softmax, layernorm, rmsnorm, add_layernorm or add_rmsnorm";
 
 fn forward_op(name: &str) -> Result<NormOp> {
     match name {
@@ -150,7 +184,9 @@ fn forward_op(name: &str) -> Result<NormOp> {
         "log_softmax" => Ok(NormOp::LogSoftmax),
         "layernorm" => Ok(NormOp::LayerNorm),
         "rmsnorm" => Ok(NormOp::RmsNorm),
-        other => Err(anyhow!("norm op {other}: softmax, log_softmax, layernorm or rmsnorm")),
+        "add_layernorm" => Ok(NormOp::AddLayerNorm),
+        "add_rmsnorm" => Ok(NormOp::AddRmsNorm),
+        other => Err(anyhow!("norm op {other}: {FORWARD_OPS}")),
     }
 }
 
@@ -192,7 +228,7 @@ impl Family for Norm {
     }
 
     fn about(&self) -> &'static str {
-        "softmax, log_softmax, layernorm, rmsnorm forward over rows, against the streaming roofline (cuDNN softmax beside)"
+        "softmax, log_softmax, layernorm, rmsnorm, add_layernorm, add_rmsnorm forward over rows, against the streaming roofline (cuDNN softmax beside)"
     }
 
     fn measure_cases(
@@ -241,7 +277,7 @@ impl Family for Norm {
 #[derive(Debug, Parser)]
 #[command(name = "ckb profile norm", about = "A row op on any row count and length, against the streaming roofline")]
 struct ProfileArgs {
-    /// softmax, log_softmax, layernorm or rmsnorm; a list.
+    /// softmax, log_softmax, layernorm, rmsnorm, add_layernorm or add_rmsnorm; a list.
     #[arg(long, value_delimiter = ',')]
     op: Vec<String>,
     /// f32, f16 or bf16; a list.
@@ -266,7 +302,7 @@ struct ProfileArgs {
 impl ProfileArgs {
     fn runs(&self) -> Result<Vec<Run>> {
         if self.op.is_empty() {
-            bail!("--op is required: softmax, log_softmax, layernorm or rmsnorm");
+            bail!("--op is required: {FORWARD_OPS}");
         }
         let ops: Vec<NormOp> = self.op.iter().map(|o| forward_op(o)).collect::<Result<_>>()?;
         let dtypes: Vec<DType> = self.dtype.iter().map(|d| cli::dtype(d)).collect::<Result<_>>()?;
@@ -326,7 +362,8 @@ fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>)
                 continue;
             }
             plan?;
-            let bytes = 2 * (run.problem.input_len() + run.problem.output_len()) * run.dtype.size_bytes();
+            let operands = run.op.row_inputs();
+            let bytes = 2 * operands * (run.problem.input_len() + run.problem.output_len()) * run.dtype.size_bytes();
             measure::ensure_fits(&ctx.gpu, &run.name(), bytes)?;
             let row = match run.dtype {
                 DType::F32 => measure::<f32>(ctx, &mut norm, run),
@@ -342,21 +379,23 @@ fn measure_runs(ctx: &Context, label: &str, runs: &[Run], variant: Option<&str>)
     Ok(rows)
 }
 
-/// One forward op: checked, then timed against the streaming roofline of the same bytes (one read and one
-/// write of the rows); softmax is also timed against cuDNN's.
+/// One forward op: checked, then timed against the streaming roofline of the same bytes (one
+/// read and one write of the rows; fused adds two of each); softmax is also timed against
+/// cuDNN's.
 fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run) -> Result<CaseResult> {
     let gpu = &ctx.gpu;
     let (op, p) = (run.op, run.problem);
-    let inp = inputs::<T>(gpu, &p, 31)?;
+    let inp = inputs::<T>(gpu, op, &p, 31)?;
     let first = run_and_check(gpu, norm, op, &p, &inp)?;
     // The plan the calls run (the planner's answer is what the launcher executes).
     let plan = norm.plan::<T>(op, &p, true)?.ok_or_else(|| anyhow!("{}: empty problem", run.name()))?;
     let variant = plan.to_string();
-    let mut out = Outputs::poisoned(gpu, &p)?;
-    // The gate's bytes: one read and one write of the matrix (gamma, beta and the
-    // statistics are left out).
+    let mut out = Outputs::poisoned(gpu, op, &p)?;
+    // The gate's bytes: one read and one write of the matrix, two of each for fused adds
+    // (x and the residual in, h and y out; gamma, beta and the statistics are left out).
     let matrix = p.rows * p.cols * T::DTYPE.size_bytes();
-    let traffic = Traffic::new(&[matrix], &[matrix]);
+    let matrices = vec![matrix; op.row_inputs()];
+    let traffic = Traffic::new(&matrices, &matrices);
     let bytes = traffic.bytes();
     // cuDNN's softmax, where the installed cuDNN takes this type, timed in the same rotation.
     let vendor = match op {
@@ -399,12 +438,23 @@ struct FuzzCase {
     pad: usize,
 }
 
-const FUZZ_OPS: [&str; 7] =
-    ["softmax", "log_softmax", "layernorm", "rmsnorm", "softmax_backward", "layernorm_backward", "rmsnorm_backward"];
+const FUZZ_OPS: [&str; 11] = [
+    "softmax",
+    "log_softmax",
+    "layernorm",
+    "rmsnorm",
+    "add_layernorm",
+    "add_rmsnorm",
+    "softmax_backward",
+    "layernorm_backward",
+    "rmsnorm_backward",
+    "add_layernorm_backward",
+    "add_rmsnorm_backward",
+];
 
-/// Random ops (forward and backward), dtypes, row counts, row lengths up to 300k (a third
-/// of them short rows of up to 40, which share warps) and row strides against the CPU
-/// reference.
+/// Random ops (forward and backward, fused with a residual add or not), dtypes, row counts,
+/// row lengths up to 300k (a third of them short rows of up to 40, which share warps) and
+/// row strides against the CPU reference.
 pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
     let lengths = prop_oneof![1usize..41, 41usize..2048, 2048usize..300_000];
     let strategy = (0..FUZZ_OPS.len(), 0..3usize, 1usize..200, lengths, 0usize..9)
@@ -428,11 +478,13 @@ pub fn fuzz(gpu: &Gpu, cases: u32, seed: u64) -> Result<FuzzReport> {
 
 fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
     let p = RowsProblem::new(c.rows, c.cols, c.cols + c.pad);
-    let inp = inputs::<T>(gpu, &p, (c.rows * 7 + c.cols) as u64)?;
+    let seed = (c.rows * 7 + c.cols) as u64;
     let mut norm = Normalizer::new(gpu)?;
-    if c.op < 4 {
-        return run_and_check(gpu, &mut norm, forward_op(FUZZ_OPS[c.op])?, &p, &inp);
+    if let Ok(op) = forward_op(FUZZ_OPS[c.op]) {
+        let inp = inputs::<T>(gpu, op, &p, seed)?;
+        return run_and_check(gpu, &mut norm, op, &p, &inp);
     }
+    let inp = inputs::<T>(gpu, NormOp::SoftmaxBackward, &p, seed)?;
     let shape = p.reference_rows();
     let dy = gpu.random_normal::<T>(p.input_len(), 77)?;
     let host_dy = to_f64_vec(&gpu.download(&dy)?);
@@ -453,14 +505,22 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
             backward_rows::<T>(&got(gpu, &dx)?, &want, p.cols, largest(&want))
         }
         name => {
+            // Behind a fused add, x is h and dx gains h's own gradient dh (strided like x).
+            let dh = if name.starts_with("add_") { Some(gpu.random_normal::<T>(p.input_len(), 78)?) } else { None };
             let fwd = cpu::layernorm(&inp.host_x, shape, &inp.host_gamma, &inp.host_beta, f64::from(EPS));
             let rms = cpu::rmsnorm(&inp.host_x, shape, &inp.host_gamma, f64::from(EPS));
             let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
             let mut dgamma = gpu.poisoned::<T>(p.cols)?;
-            let (want_dx, want_dgamma, dbeta_check) = if name == "layernorm_backward" {
+            let (mut want_dx, want_dgamma, dbeta_check) = if name.ends_with("layernorm_backward") {
                 let (mean, rstd) = (gpu.upload(&to_f32(&fwd.mean))?, gpu.upload(&to_f32(&fwd.rstd))?);
                 let mut dbeta = gpu.poisoned::<T>(p.cols)?;
-                norm.layernorm_backward(&p, &inp.x, &dy, &inp.gamma, &mean, &rstd, &mut dx, &mut dgamma, &mut dbeta)?;
+                let (x, g) = (&inp.x, &inp.gamma);
+                match &dh {
+                    Some(dh) => {
+                        norm.add_layernorm_backward(&p, x, &dy, dh, g, &mean, &rstd, &mut dx, &mut dgamma, &mut dbeta)?
+                    }
+                    None => norm.layernorm_backward(&p, x, &dy, g, &mean, &rstd, &mut dx, &mut dgamma, &mut dbeta)?,
+                };
                 let mean64: Vec<f64> = to_f32(&fwd.mean).iter().map(|&v| f64::from(v)).collect();
                 let rstd64: Vec<f64> = to_f32(&fwd.rstd).iter().map(|&v| f64::from(v)).collect();
                 let g = cpu::layernorm_backward(&host_dy, &inp.host_x, shape, &inp.host_gamma, &mean64, &rstd64);
@@ -469,11 +529,23 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
                 (g.dx, g.dgamma, Some(dbeta_check))
             } else {
                 let rstd = gpu.upload(&to_f32(&rms.rstd))?;
-                norm.rmsnorm_backward(&p, &inp.x, &dy, &inp.gamma, &rstd, &mut dx, &mut dgamma)?;
+                match &dh {
+                    Some(dh) => {
+                        norm.add_rmsnorm_backward(&p, &inp.x, &dy, dh, &inp.gamma, &rstd, &mut dx, &mut dgamma)?
+                    }
+                    None => norm.rmsnorm_backward(&p, &inp.x, &dy, &inp.gamma, &rstd, &mut dx, &mut dgamma)?,
+                };
                 let rstd64: Vec<f64> = to_f32(&rms.rstd).iter().map(|&v| f64::from(v)).collect();
                 let g = cpu::rmsnorm_backward(&host_dy, &inp.host_x, shape, &inp.host_gamma, &rstd64);
                 (g.dx, g.dgamma, None)
             };
+            if let Some(dh) = &dh {
+                // dx is dense; dh has x's row stride.
+                let dh = got(gpu, dh)?;
+                for (i, v) in want_dx.iter_mut().enumerate() {
+                    *v += dh[i / p.cols * p.row_stride + i % p.cols];
+                }
+            }
             let mut result = backward_rows::<T>(&got(gpu, &dx)?, &want_dx, p.cols, 1.0)?.and(backward_rows::<T>(
                 &got(gpu, &dgamma)?,
                 &want_dgamma,
