@@ -49,8 +49,19 @@ struct PackMap {
       return unsigned(col(j, k)) < unsigned(cols);  // shifted packs also start before the row
     }
   }
-  // Pack j lies wholly inside the row.
+  // Pack j lies wholly inside the row (contiguous packs: kVector's, kShifted's, kContiguous's).
   CUTE_DEVICE bool whole(int j) const { return col(j, 0) >= 0 && col(j, 0) + P <= cols; }
+  // Every element of pack j lies inside the row: the common case, which then takes no
+  // per-element predicates (on halves, a select per element costs several instructions).
+  CUTE_DEVICE bool all_valid(int j) const {
+    if constexpr (A == Access::kVector) {
+      return valid(j, 0);
+    } else if constexpr (A == Access::kStrided) {
+      return col(j, P - 1) < cols;  // columns grow with k from base >= 0
+    } else {
+      return whole(j);
+    }
+  }
 };
 
 // The offset of `ptr` into its 16-byte granule, in elements (kShifted's PackMap::shift).
@@ -144,6 +155,11 @@ CUTE_DEVICE void load_pack(T const* row, PackMap<P, A> const& m, int j, Pack&& r
         r(k) = m.valid(j, k) ? row[m.col(j, k)] : fill;
       }
     }
+  } else if (m.all_valid(j)) {
+    CUTE_UNROLL
+    for (int k = 0; k < P; ++k) {
+      r(k) = row[m.col(j, k)];
+    }
   } else {
     CUTE_UNROLL
     for (int k = 0; k < P; ++k) {
@@ -178,9 +194,11 @@ CUTE_DEVICE void load_pack_smem(T const* part, int origin, PackMap<P, A> const& 
   } else {
     ld_shared_128(at, as_vector(r));
   }
-  CUTE_UNROLL
-  for (int k = 0; k < P; ++k) {
-    r(k) = m.valid(j, k) ? r(k) : fill;
+  if (!m.all_valid(j)) {
+    CUTE_UNROLL
+    for (int k = 0; k < P; ++k) {
+      r(k) = m.valid(j, k) ? r(k) : fill;
+    }
   }
 }
 
@@ -204,6 +222,11 @@ CUTE_DEVICE void store_pack(T* row, PackMap<P, A> const& m, int j, Pack&& r) {
           row[m.col(j, k)] = r(k);
         }
       }
+    }
+  } else if (m.all_valid(j)) {
+    CUTE_UNROLL
+    for (int k = 0; k < P; ++k) {
+      row[m.col(j, k)] = r(k);
     }
   } else {
     CUTE_UNROLL

@@ -264,13 +264,27 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>
       }
       const float shift = __shfl_sync(0xffffffffu, first, 0, m.group < 32 ? m.group : 32);
       float n = 0.0f, sum = 0.0f, sq = 0.0f;
-      for_each_elem<P, N>([&](int j, int k) {
-        const bool valid = m.valid(j, k);
-        const float d = valid ? float(x(k, j)) - shift : 0.0f;
-        n += valid ? 1.0f : 0.0f;
-        sum += d;
-        sq = fmaf(d, d, sq);
-      });
+      CUTE_UNROLL
+      for (int j = 0; j < N; ++j) {
+        if (m.all_valid(j)) {  // no per-element predicates but at the row's ends
+          CUTE_UNROLL
+          for (int k = 0; k < P; ++k) {
+            const float d = float(x(k, j)) - shift;
+            sum += d;
+            sq = fmaf(d, d, sq);
+          }
+          n += float(P);
+        } else {
+          CUTE_UNROLL
+          for (int k = 0; k < P; ++k) {
+            const bool valid = m.valid(j, k);
+            const float d = valid ? float(x(k, j)) - shift : 0.0f;
+            n += valid ? 1.0f : 0.0f;
+            sum += d;
+            sq = fmaf(d, d, sq);
+          }
+        }
+      }
       return {{n, sum, sq, shift}};
     }
 

@@ -39,9 +39,6 @@ constexpr int kMaxThreads = 512;
 constexpr int kWarpRowsPerCta = 4;
 constexpr int kMaxStages = 4;
 constexpr int kMaxClusterParts = 16;
-// The most packs per operand a warp lane holds on shifted accesses (f32 warp-x8 rows take
-// strided ones: their 32 registers of row leave none for the shifted paths).
-constexpr int kMaxShiftedPacks = 4;
 // Shared memory a staged CTA keeps beside its dynamic ring (barriers, warp slots, the
 // cluster inbox); the host allows the ring the opt-in limit less this (src/variants.rs).
 constexpr int kStaticSmemReserve = 2048;
@@ -92,8 +89,10 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
   static_assert(G == 32 || Op::kColumnArrays == 0, "column sums are per lane: whole warps per row");
 
-  constexpr bool kShiftable = Op::kColumnArrays == 0 && N <= kMaxShiftedPacks;
-  constexpr Access A = kVec ? Access::kVector : kShiftable ? Access::kShifted : Access::kStrided;
+  // Unaligned rows take strided element accesses: shifted packs (staged_rows_kernel) cost a
+  // lane more instructions than they save on rows this short (measured on the H200: bf16
+  // rows of 2 at 0.10 of copy on shifted lanes, 0.29 strided; 1023 no longer fit warp-x4).
+  constexpr Access A = kVec ? Access::kVector : Access::kStrided;
   const int lane = threadIdx.x % 32, member = lane % G;
   const auto m_row = pack_map<P, N, A>(p.cols, 0, G, member);
   typename Op::template Thread<N, A> th;
@@ -108,9 +107,6 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     auto m = m_row;
     if constexpr (G < 32) {
       m.cols = live ? p.cols : 0;  // a warp per row: the loop bound keeps its row live
-    }
-    if constexpr (A == Access::kShifted) {
-      m.shift = granule_offset(out_row<T>(p, row));
     }
     th.load(p, row, [&](int input, auto& frag, T fill) {
       load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
@@ -524,12 +520,11 @@ int staged_residency(StagedQuery& q) {
   return q.vectorized ? residency_of<Op, true>(q) : residency_of<Op, false>(q);
 }
 
-// Whether the plan's rows take shifted accesses (unaligned rows without column sums; warp
-// lanes of up to kMaxShiftedPacks): mirrored by NormPlan::shifted in src/variants.rs.
+// Whether the plan's rows take shifted accesses (unaligned staged rows without column
+// sums): mirrored by NormPlan::shifted in src/variants.rs.
 template <class Op>
 bool shifted_rows(RowParams const& p) {
-  return !(p.flags & kVectorized) && Op::kColumnArrays == 0 &&
-         (p.layout == kCtaPerRow || p.packs <= kMaxShiftedPacks);
+  return !(p.flags & kVectorized) && Op::kColumnArrays == 0 && p.layout == kCtaPerRow;
 }
 
 // Granules a stage adds to each row operand's part: one for shifted parts, staged at their

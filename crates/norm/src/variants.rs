@@ -3,9 +3,9 @@
 //! Every op runs on two skeletons (kernels/rows_kernel.cuh), compiled per op, element type
 //! and access pattern, chosen by address, not a variant: 16-byte vectors when every row and
 //! parameter is 16-byte aligned and the row length a multiple of the pack; otherwise, for
-//! rows without column sums, shifted ones (packs on the output row's 16-byte granules, so
-//! that a row holds up to a pack less one element fewer than the table says), and element
-//! accesses for the rest (backward norms, f32 warp-x8):
+//! staged rows without column sums, shifted ones (packs on the output row's 16-byte
+//! granules, so that a part holds up to a pack less one element fewer than its threads'
+//! packs), and element accesses for the rest (warp variants, backward norms):
 //!
 //! | variant   | skeleton | a row is held by | rows up to (f32 / halves, forward) |
 //! |-----------|----------|------------------|-------------------------------------|
@@ -81,8 +81,6 @@ pub const NORM_VARIANTS: &[(NormVariant, &str)] = &[
 
 /// Row elements a warp lane holds per operand (`kForwardElems`, `kBackwardElems`).
 const FORWARD_ELEMS: usize = 32;
-/// The most packs a warp lane holds on shifted accesses (`kMaxShiftedPacks`).
-const MAX_SHIFTED_PACKS: usize = 4;
 const BACKWARD_ELEMS: usize = 16;
 /// Row elements a staged thread takes through registers at once (`kChunkElems`).
 const CHUNK_ELEMS: usize = 16;
@@ -368,7 +366,8 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         let pack = 16 / dtype.size_bytes();
         let cols = problem.cols.max(1);
         let rows = problem.rows.max(1);
-        // Columns a plan must cover: shifted packs start up to a pack less one before the row.
+        // Columns a staged plan must cover: shifted packs start up to a pack less one before
+        // the row (warp lanes take strided element accesses on unaligned rows).
         let shifted_span = if !vectorized && op.column_sums() == 0 { cols + pack - 1 } else { cols };
         let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
         let plan = |packs, threads, parts, slots| {
@@ -417,8 +416,8 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                 if !op.is_forward() {
                     return mismatch("backward ops keep column sums per lane: a whole warp per row".into());
                 }
-                if shifted_span > lanes * pack {
-                    let holds = lanes * pack + cols - shifted_span;
+                if cols > lanes * pack {
+                    let holds = lanes * pack;
                     return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {holds}"));
                 }
                 let rows_per_cta = WARP_ROWS_PER_CTA * (32 / lanes);
@@ -431,9 +430,8 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                         "{dtype}: {packs} packs a lane exceed its register budget of {max_packs}"
                     ));
                 }
-                let span = if packs <= MAX_SHIFTED_PACKS { shifted_span } else { cols };
-                if span > 32 * packs * pack {
-                    let holds = 32 * packs * pack + cols - span;
+                if cols > 32 * packs * pack {
+                    let holds = 32 * packs * pack;
                     return mismatch(format!("{cols}-element rows ({dtype}): a warp holds {holds}"));
                 }
                 let mut slots = rows.div_ceil(WARP_ROWS_PER_CTA).min(MAX_SLOTS);
@@ -559,10 +557,10 @@ impl NormPlan {
         group * self.packs * 16
     }
 
-    /// Whether `op`'s rows take shifted accesses: unaligned rows without column sums, on
-    /// warp lanes of up to 4 packs or staged (`shifted_rows` in kernels/rows_kernel.cuh).
+    /// Whether `op`'s rows take shifted accesses: unaligned staged rows without column sums
+    /// (`shifted_rows` in kernels/rows_kernel.cuh).
     pub fn shifted(&self, op: NormOp) -> bool {
-        !self.vectorized && op.column_sums() == 0 && (!self.is_warp_layout() || self.packs <= MAX_SHIFTED_PACKS)
+        !self.vectorized && op.column_sums() == 0 && !self.is_warp_layout()
     }
 
     /// Shared memory of one stage of the ring: every row operand's part, shifted ones a
@@ -684,10 +682,11 @@ mod tests {
     fn short_rows_share_a_warp() {
         use NormOp::*;
         let lanes = |op, cols, dtype| choose(op, 4096, cols, dtype).variant;
-        // Rows of other lengths than whole packs are shifted: up to a pack less one more.
+        // Unaligned short rows take element accesses, as many columns as lanes hold.
         assert_eq!(lanes(Softmax, 4, DType::F32), NormVariant::Lanes { lanes: 1 });
-        assert_eq!(lanes(Softmax, 2, DType::F32), NormVariant::Lanes { lanes: 2 });
-        assert_eq!(lanes(LayerNorm, 7, DType::BF16), NormVariant::Lanes { lanes: 2 });
+        assert_eq!(lanes(Softmax, 2, DType::F32), NormVariant::Lanes { lanes: 1 });
+        assert_eq!(lanes(LayerNorm, 7, DType::BF16), NormVariant::Lanes { lanes: 1 });
+        assert_eq!(lanes(LayerNorm, 1023, DType::BF16), NormVariant::Warp { packs: 4 });
         assert_eq!(lanes(RmsNorm, 33, DType::BF16), NormVariant::Lanes { lanes: 8 });
         assert_eq!(lanes(RmsNorm, 33, DType::F32), NormVariant::Lanes { lanes: 16 });
         assert_eq!(lanes(Softmax, 129, DType::BF16), NormVariant::Warp { packs: 1 });
@@ -710,7 +709,7 @@ mod tests {
         assert_eq!((p.variant, p.parts, p.part_bytes()), (NormVariant::Cluster, 4, 16 * 1024), "{p:?}");
         assert_eq!(choose(NormOp::LayerNorm, 1024, 32768, DType::BF16).variant, NormVariant::Block);
         // Short rows share warps as the plain forward ops do.
-        assert_eq!(choose(NormOp::AddRmsNorm, 4096, 7, DType::BF16).variant, NormVariant::Lanes { lanes: 2 });
+        assert_eq!(choose(NormOp::AddRmsNorm, 4096, 7, DType::BF16).variant, NormVariant::Lanes { lanes: 1 });
     }
 
     #[test]
