@@ -454,7 +454,9 @@ struct NormBackward : OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCent
     float mean = 0.0f, rstd;
 
     CUTE_DEVICE float xhat(int j, int k) const { return (float(x(k, j)) - mean) * rstd; }
-    CUTE_DEVICE float g(int j, int k) const { return float(dy(k, j)) * float(gamma(k, j)); }
+    // Rounded product, never contracted into an fma: mean(g) cancels g in dx, which on short
+    // rows (one element: dx = 0) leaves only the two roundings' difference, times rstd.
+    CUTE_DEVICE float g(int j, int k) const { return __fmul_rn(float(dy(k, j)), float(gamma(k, j))); }
 
     CUTE_DEVICE void begin(RowParams const& p, Map const& m) {
       load_packs<Cache::kKeep>(static_cast<T const*>(p.gamma), m, gamma);
