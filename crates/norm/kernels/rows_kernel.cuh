@@ -205,7 +205,10 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
   extern __shared__ __align__(128) uint8_t staged_bytes[];
   __shared__ uint64_t full[kMaxStages];  // stage s holds its row (bulk copies landed)
   // Two of each, alternated row by row: a slot is rewritten only after another barrier.
-  __shared__ Stat<K> warp_slots[2][kMaxThreads / 32];
+  // As many as the kernel's CTAs have warps (launchable and residency_of refuse more
+  // threads): layernorm's 4-float slots sized for 512 threads cost forward CTAs 256 bytes,
+  // which left a second 2 x 56 KiB-stage CTA (bf16 rows of 131075) 320 bytes short of an SM.
+  __shared__ Stat<K> warp_slots[2][kStagedMaxThreads<Op> / 32];
   __shared__ ClusterExchange exchange;
   // ptxas pads the static block to the ring's 128-byte alignment.
   static_assert((sizeof(full) + sizeof(warp_slots) + sizeof(exchange) + 127) / 128 * 128 <= kStaticSmemReserve,
