@@ -23,7 +23,7 @@ using RowFrag = decltype(make_tensor<T>(Shape<Int<kPackElems<T>>, Int<N>>{}));  
 //    before kVector's, so that a pack inside the row is stored as one aligned vector. Inputs
 //    are read through load_span: one vector where their alignment matches, else the two
 //    around the pack, funnel-shifted. Only packs reaching past either end of the row go
-//    element by element. Forward rows of any alignment (backward column sums need the same
+//    element by element. Staged forward rows of any alignment (backward column sums need the same
 //    columns in a register on every row).
 //  - kContiguous: kVector's packs, accessed element by element (any alignment). Backward rows
 //    staged in shared memory, whose global loads are coalesced by the staging itself.
