@@ -31,8 +31,13 @@ using RowFrag = decltype(make_tensor<T>(Shape<Int<kPackElems<T>>, Int<N>>{}));  
 //    element access is coalesced across the warp on its own (any alignment; backward rows).
 enum class Access { kVector, kShifted, kContiguous, kStrided };
 
-template <int P, Access A>
+// kInside: a map the caller has found wholly inside the row (PackMap::inside): every
+// predicate folds to true at compile time, so the common case takes none of the row ends'
+// per-element selects (the compiler if-converts them into the common path otherwise: on
+// the H200 the shifted staged kernel spent half its issue slots on them).
+template <int P, Access A, bool kInside = false>
 struct PackMap {
+  static constexpr bool kInsideRow = kInside;
   int cols;       // row length
   int base;       // column of the thread's element (k, j) = (0, 0), before the shift
   int step;       // columns from pack j to pack j + 1: group * P
@@ -43,18 +48,22 @@ struct PackMap {
     return base + j * step + k * (A == Access::kStrided ? group : 1) - (A == Access::kShifted ? shift : 0);
   }
   CUTE_DEVICE bool valid(int j, int k) const {
-    if constexpr (A == Access::kVector) {
+    if constexpr (kInside) {
+      return true;
+    } else if constexpr (A == Access::kVector) {
       return col(j, 0) < cols;
     } else {
       return unsigned(col(j, k)) < unsigned(cols);  // shifted packs also start before the row
     }
   }
   // Pack j lies wholly inside the row (contiguous packs: kVector's, kShifted's, kContiguous's).
-  CUTE_DEVICE bool whole(int j) const { return col(j, 0) >= 0 && col(j, 0) + P <= cols; }
+  CUTE_DEVICE bool whole(int j) const { return kInside || (col(j, 0) >= 0 && col(j, 0) + P <= cols); }
   // Every element of pack j lies inside the row: the common case, which then takes no
   // per-element predicates (on halves, a select per element costs several instructions).
   CUTE_DEVICE bool all_valid(int j) const {
-    if constexpr (A == Access::kVector) {
+    if constexpr (kInside) {
+      return true;
+    } else if constexpr (A == Access::kVector) {
       return valid(j, 0);
     } else if constexpr (A == Access::kStrided) {
       return col(j, P - 1) < cols;  // columns grow with k from base >= 0
@@ -62,6 +71,14 @@ struct PackMap {
       return whole(j);
     }
   }
+  // Whether all N packs lie wholly inside the row (contiguous packs, growing with j).
+  template <int N>
+  CUTE_DEVICE bool packs_inside() const {
+    static_assert(A != Access::kStrided, "contiguous packs");
+    return kInside || (col(0, 0) >= 0 && col(N - 1, 0) + P <= cols);
+  }
+  // This map, its predicates folded: only where packs_inside holds.
+  CUTE_DEVICE PackMap<P, A, true> inside() const { return {cols, base, step, group, shift}; }
 };
 
 // The offset of `ptr` into its 16-byte granule, in elements (kShifted's PackMap::shift).
@@ -136,8 +153,8 @@ CUTE_DEVICE void load_span(T const* base, int n, int col, Pack&& r) {
 
 // Pack j of `row` into r (PACK); `fill` outside the row (a value neutral for the op's
 // statistics, so that they need no predicates).
-template <Cache kCache, int P, Access A, class T, class Pack>
-CUTE_DEVICE void load_pack(T const* row, PackMap<P, A> const& m, int j, Pack&& r, T fill) {
+template <Cache kCache, int P, Access A, bool I, class T, class Pack>
+CUTE_DEVICE void load_pack(T const* row, PackMap<P, A, I> const& m, int j, Pack&& r, T fill) {
   if constexpr (A == Access::kVector) {
     if (m.valid(j, 0)) {
       ld_global_128<kCache>(row + m.col(j, 0), as_vector(r));
@@ -169,8 +186,8 @@ CUTE_DEVICE void load_pack(T const* row, PackMap<P, A> const& m, int j, Pack&& r
 }
 
 // Every pack of the thread's share into r (PACK,N).
-template <Cache kCache, int P, Access A, class T, class Frag>
-CUTE_DEVICE void load_packs(T const* row, PackMap<P, A> const& m, Frag& r, T fill = T(0.0f)) {
+template <Cache kCache, int P, Access A, bool I, class T, class Frag>
+CUTE_DEVICE void load_packs(T const* row, PackMap<P, A, I> const& m, Frag& r, T fill = T(0.0f)) {
   CUTE_UNROLL
   for (int j = 0; j < size<1>(r); ++j) {
     load_pack<kCache>(row, m, j, r(_, j), fill);
@@ -181,16 +198,22 @@ CUTE_DEVICE void load_packs(T const* row, PackMap<P, A> const& m, Frag& r, T fil
 // `origin` on, densely, from a 16-byte aligned address, with room for a granule past the
 // last pack read. `fill` outside the row. kShifted packs may start off a granule (their
 // input's alignment differs from the output's): two granules, shifted.
-template <int P, Access A, class T, class Pack>
-CUTE_DEVICE void load_pack_smem(T const* part, int origin, PackMap<P, A> const& m, int j, Pack&& r, T fill) {
+template <int P, Access A, bool I, class T, class Pack>
+CUTE_DEVICE void load_pack_smem(T const* part, int origin, PackMap<P, A, I> const& m, int j, Pack&& r, T fill) {
   static_assert(A != Access::kStrided, "staged parts are read a pack at a time");
   T const* at = part + (m.col(j, 0) - origin);
   if constexpr (A == Access::kShifted) {
-    const int skew = granule_offset(at);  // 0: lo is the pack
-    uint4 lo, hi;
-    ld_shared_128(at - skew, lo);
-    ld_shared_128(at - skew + P, hi);
-    as_vector(r) = funnel_bytes(lo, hi, skew * int(sizeof(T)));
+    // Uniform across the CTA for a row, and 0 wherever input and output share their
+    // alignment (dense rows): then one vector.
+    const int skew = granule_offset(at);
+    if (skew == 0) {
+      ld_shared_128(at, as_vector(r));
+    } else {
+      uint4 lo, hi;
+      ld_shared_128(at - skew, lo);
+      ld_shared_128(at - skew + P, hi);
+      as_vector(r) = funnel_bytes(lo, hi, skew * int(sizeof(T)));
+    }
   } else {
     ld_shared_128(at, as_vector(r));
   }
@@ -204,8 +227,8 @@ CUTE_DEVICE void load_pack_smem(T const* part, int origin, PackMap<P, A> const& 
 
 // Pack j of `row` from r (PACK); only columns inside the row are written. kShifted packs
 // are aligned on the output row's granules: one vector where the pack is inside the row.
-template <int P, Access A, class T, class Pack>
-CUTE_DEVICE void store_pack(T* row, PackMap<P, A> const& m, int j, Pack&& r) {
+template <int P, Access A, bool I, class T, class Pack>
+CUTE_DEVICE void store_pack(T* row, PackMap<P, A, I> const& m, int j, Pack&& r) {
   if constexpr (A == Access::kVector) {
     if (m.valid(j, 0)) {
       st_128(row + m.col(j, 0), as_vector(r));

@@ -101,8 +101,8 @@ CUTE_DEVICE void for_each_elem(F&& f) {
 }
 
 // Writes the thread's share of an output row: `fill(j, o)` computes pack j into o (PACK).
-template <int N, class T, int P, Access A, class Fill>
-CUTE_DEVICE void store_row(T* out, PackMap<P, A> const& m, Fill&& fill) {
+template <int N, class T, int P, Access A, bool I, class Fill>
+CUTE_DEVICE void store_row(T* out, PackMap<P, A, I> const& m, Fill&& fill) {
   CUTE_UNROLL
   for (int j = 0; j < N; ++j) {
     Tensor o = make_tensor<T>(Shape<Int<P>>{});  // (PACK)
@@ -127,8 +127,8 @@ CUTE_DEVICE void load_sum(Load&& load, Frag& x) {
 }
 
 // Fused add forward ops: writes the thread's share of h (held in x) to sum_out.
-template <bool kAdd, int N, class T, int P, Access A, class Frag>
-CUTE_DEVICE void store_sum(RowParams const& p, int64_t row, PackMap<P, A> const& m, Frag const& x) {
+template <bool kAdd, int N, class T, int P, Access A, bool I, class Frag>
+CUTE_DEVICE void store_sum(RowParams const& p, int64_t row, PackMap<P, A, I> const& m, Frag const& x) {
   if constexpr (kAdd) {
     store_row<N>(sum_row<T>(p, row), m, [&](int j, auto& o) { copy(x(_, j), o); });
   }
@@ -141,8 +141,8 @@ constexpr int kParamGroupElems = 16;
 
 // store_row for ops reading per-column parameters: `load(j, i)` loads pack j's parameters
 // into group slot i (0 <= i < G), `fill(j, i, o)` then computes pack j into o (PACK).
-template <int N, int G, class T, int P, Access A, class Load, class Fill>
-CUTE_DEVICE void store_row_grouped(T* out, PackMap<P, A> const& m, Load&& load, Fill&& fill) {
+template <int N, int G, class T, int P, Access A, bool I, class Load, class Fill>
+CUTE_DEVICE void store_row_grouped(T* out, PackMap<P, A, I> const& m, Load&& load, Fill&& fill) {
   static_assert(N % G == 0, "whole groups");
   CUTE_UNROLL
   for (int j0 = 0; j0 < N; j0 += G) {
@@ -169,8 +169,8 @@ struct OpTraits {
   static constexpr int kMaxPacks = (kFwd ? kForwardElems : kBackwardElems) / P;
   static constexpr int kChunkPacks = kChunkElems / P;
   // Parameter packs per group (store_row_grouped) for a thread share of N packs. Rows read
-  // element by element (backward, unaligned) take one pack: their per-element addresses and
-  // predicates leave no registers for more.
+  // element by element (backward, unaligned warp rows) take one pack: their per-element
+  // addresses and predicates leave no registers for more.
   template <int N, Access A>
   static constexpr int kParamPacks = A != Access::kVector ? 1
                                      : N < kParamGroupElems / P                         ? N
@@ -201,18 +201,20 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
       load(kX, x, T(-INFINITY));  // -inf past the row: adds exp(-inf) = 0
     }
 
-    CUTE_DEVICE Stat<2> stats(RowParams const&, int64_t, Map const&) const {
+    template <class M>
+    CUTE_DEVICE Stat<2> stats(RowParams const&, int64_t, M const&) const {
       float max = -INFINITY;
       for_each_elem<P, N>([&](int j, int k) { max = fmaxf(max, float(x(k, j))); });
+      // About a finite max, -inf entries (and fills) add exp(-inf) = 0 with no test; a
+      // max of -inf (no finite entry) takes 0 for the same.
+      const float about = max == -INFINITY ? 0.0f : max;
       float sum = 0.0f;
-      for_each_elem<P, N>([&](int j, int k) {
-        const float v = float(x(k, j));
-        sum += v == -INFINITY ? 0.0f : exp_fast(v - max);
-      });
+      for_each_elem<P, N>([&](int j, int k) { sum += exp_fast(float(x(k, j)) - about); });
       return {{max, sum}};
     }
 
-    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<2> s, bool) const {
+    template <class M>
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, M const& m, Stat<2> s, bool) const {
       const float max = s.v[0];
       const bool log = p.flags & kLogSoftmax;
       const float scale = log ? logf(s.v[1]) : __fdividef(1.0f, s.v[1]);
@@ -253,9 +255,10 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>
     // the group's share in pack 0: element 0, or (kShifted packs starting before the row)
     // the row's first column. It is inside the row unless the whole group is past it (then
     // n = 0 everywhere and the shift is never used).
-    CUTE_DEVICE Stat<4> stats(RowParams const&, int64_t, Map const& m) const {
+    template <class M>
+    CUTE_DEVICE Stat<4> stats(RowParams const&, int64_t, M const& m) const {
       float first = float(x(0, 0));
-      if constexpr (A == Access::kShifted) {
+      if constexpr (A == Access::kShifted && !M::kInsideRow) {
         const int k0 = max(0, -m.col(0, 0));
         CUTE_UNROLL
         for (int k = 1; k < P; ++k) {
@@ -288,7 +291,8 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>
       return {{n, sum, sq, shift}};
     }
 
-    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<4> s, bool lead) const {
+    template <class M>
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, M const& m, Stat<4> s, bool lead) const {
       const float inv_n = __fdividef(1.0f, s.v[0]);
       const float mean_d = s.v[1] * inv_n;
       const float shift = s.v[3], mean = shift + mean_d;
@@ -338,7 +342,8 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0> {
       load_sum<kAdd, T>(load, x);
     }
 
-    CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, Map const&) const {
+    template <class M>
+    CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, M const&) const {
       float sum_sq = 0.0f;  // zero fill: adds 0
       for_each_elem<P, N>([&](int j, int k) {
         const float v = float(x(k, j));
@@ -347,7 +352,8 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0> {
       return {{sum_sq}};
     }
 
-    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<1> s, bool lead) const {
+    template <class M>
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, M const& m, Stat<1> s, bool lead) const {
       const float rstd = rsqrtf(__fdividef(s.v[0], float(p.cols)) + p.eps);
       if (lead && p.rstd != nullptr) {
         p.rstd[row] = rstd;
@@ -389,13 +395,15 @@ struct SoftmaxBackward : OpTraits<T, SumCombine<1>, false, 2, 0> {
       load(kDy, dy, T(0.0f));
     }
 
-    CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, Map const&) const {
+    template <class M>
+    CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, M const&) const {
       float dot = 0.0f;  // zero fill: adds 0
       for_each_elem<P, N>([&](int j, int k) { dot += float(dy(k, j)) * float(y(k, j)); });
       return {{dot}};
     }
 
-    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<1> s, bool) const {
+    template <class M>
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, M const& m, Stat<1> s, bool) const {
       store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
         CUTE_UNROLL
         for (int k = 0; k < P; ++k) {
@@ -474,7 +482,8 @@ struct NormBackward : OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCent
     }
 
     // (sum(g * xhat)[, sum(g)]); zero fill: g = 0 adds 0.
-    CUTE_DEVICE Stat<K> stats(RowParams const&, int64_t, Map const&) const {
+    template <class M>
+    CUTE_DEVICE Stat<K> stats(RowParams const&, int64_t, M const&) const {
       Stat<K> s = Base::Combine::identity();
       for_each_elem<P, N>([&](int j, int k) {
         s.v[0] += g(j, k) * xhat(j, k);
@@ -485,7 +494,8 @@ struct NormBackward : OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCent
       return s;
     }
 
-    CUTE_DEVICE void apply(RowParams const& p, int64_t row, Map const& m, Stat<K> s, bool) {
+    template <class M>
+    CUTE_DEVICE void apply(RowParams const& p, int64_t row, M const& m, Stat<K> s, bool) {
       const float inv_n = __fdividef(1.0f, float(p.cols));
       const float mean_g_xhat = s.v[0] * inv_n;
       const float mean_g = kCentered ? s.v[K - 1] * inv_n : 0.0f;

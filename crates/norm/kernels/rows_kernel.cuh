@@ -248,6 +248,16 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
       return part_begin;
     }
   };
+  // Calls f with chunk map mc, its predicates folded (PackMap::inside) where every pack of
+  // the warp lies inside the row: all chunks of a part but those at the row's ends. Warp
+  // by warp, so that the ops' shuffles see every lane on one path.
+  auto with_inside = [&](auto const& mc, auto&& f) {
+    if (__all_sync(0xffffffffu, mc.template packs_inside<N>())) {
+      f(mc.inside());
+    } else {
+      f(mc);
+    }
+  };
   const auto m = chunk_map(0, 0);
   Tensor sRows = make_tensor(make_smem_ptr(reinterpret_cast<T*>(staged_bytes)),
                              make_layout(make_shape(part_cols + kPad, Int<Op::kInputs>{}, stages)));  // (PART,INPUTS,STAGES)
@@ -371,9 +381,10 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     Stat<K> s = C::identity();
 #pragma unroll 1  // one chunk's registers at a time
     for (int c = 0; c < chunks; ++c) {
-      const auto mc = chunk_map(c, shift);
-      load_chunk(mc);
-      s = C::combine(s, th.stats(p, row, mc));
+      with_inside(chunk_map(c, shift), [&](auto const& mc) {
+        load_chunk(mc);
+        s = C::combine(s, th.stats(p, row, mc));
+      });
     }
     // Its __syncthreads also orders a single chunk's stage reads before the next row's
     // staging, and (plain staging) the next row's stores before their reads.
@@ -386,7 +397,13 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
 #pragma unroll 1
         for (int c = 0; c < chunks; ++c) {
           const auto mc = chunk_map(c, shift);
-          load_chunk(mc);
+          // Folded for shifted parts only (vector fills cost a few moves; folded, ptxas spilled
+          // f16 layernorm).
+          if constexpr (A == Access::kShifted) {
+            with_inside(mc, [&](auto const& mi) { load_chunk(mi); });
+          } else {
+            load_chunk(mc);
+          }
           th.apply(p, row, mc, s, lead && c == 0);
         }
       }
