@@ -71,11 +71,14 @@ struct PackMap {
       return whole(j);
     }
   }
-  // Whether all N packs lie wholly inside the row (contiguous packs, growing with j).
+  // Whether all N packs lie wholly inside the row (contiguous packs, growing with j);
+  // kShifted packs also with the granule either side (load_span's pair of a per-column
+  // parameter of any alignment stays inside its array).
   template <int N>
   CUTE_DEVICE bool packs_inside() const {
     static_assert(A != Access::kStrided, "contiguous packs");
-    return kInside || (col(0, 0) >= 0 && col(N - 1, 0) + P <= cols);
+    constexpr int kMargin = A == Access::kShifted ? P : 0;
+    return kInside || (col(0, 0) >= kMargin && col(N - 1, 0) + P + kMargin <= cols);
   }
   // This map, its predicates folded: only where packs_inside holds.
   CUTE_DEVICE PackMap<P, A, true> inside() const { return {cols, base, step, group, shift}; }
@@ -131,14 +134,16 @@ CUTE_DEVICE uint4 funnel_bytes(uint4 const& lo, uint4 const& hi, int bytes) {
 // Elements col .. col + PACK of `base`, an array of n (all inside it), into r (PACK): one
 // 16-byte load where base + col is aligned, else (kPair) the two granules around it,
 // shifted; element loads where those granules reach outside the array, or without kPair.
-template <Cache kCache, bool kPair, class T, class Pack>
+// kInBounds: the caller knows the granules inside the array (col - PACK >= 0, col + 2 PACK
+// <= n), which drops the element loads (if-converted, they issue beside the pair).
+template <Cache kCache, bool kPair, bool kInBounds = false, class T, class Pack>
 CUTE_DEVICE void load_span(T const* base, int n, int col, Pack&& r) {
   constexpr int P = kPackElems<T>;
   T const* at = base + col;
   const int skew = granule_offset(at);
   if (skew == 0) {
     ld_global_128<kCache>(at, as_vector(r));
-  } else if (kPair && col - skew >= 0 && col - skew + 2 * P <= n) {
+  } else if (kPair && (kInBounds || (col - skew >= 0 && col - skew + 2 * P <= n))) {
     uint4 lo, hi;
     ld_global_128<kCache>(at - skew, lo);
     ld_global_128<kCache>(at - skew + P, hi);
@@ -165,7 +170,7 @@ CUTE_DEVICE void load_pack(T const* row, PackMap<P, A, I> const& m, int j, Pack&
     // Row operands whose alignment differs from the output's (strided views) go element by
     // element, which keeps the pair's registers out of the row's: parameters take the pair.
     if (m.whole(j)) {
-      load_span<kCache, kCache == Cache::kKeep>(row, m.cols, m.col(j, 0), r);
+      load_span<kCache, kCache == Cache::kKeep, I>(row, m.cols, m.col(j, 0), r);
     } else {
       CUTE_UNROLL
       for (int k = 0; k < P; ++k) {

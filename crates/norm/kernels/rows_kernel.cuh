@@ -392,19 +392,26 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
     if (row_stats<C, K>(p, row, s, exchange, it)) {
       const bool lead = tid == 0 && blockIdx.x == 0;
       if (chunks == 1) {
-        th.apply(p, row, chunk_map(0, shift), s, lead);  // still in registers
+        // Still in registers. Shifted outputs fold their predicates too: their parameters'
+        // pairs then take no element loads.
+        if constexpr (A == Access::kShifted) {
+          with_inside(chunk_map(0, shift), [&](auto const& mc) { th.apply(p, row, mc, s, lead); });
+        } else {
+          th.apply(p, row, chunk_map(0, shift), s, lead);
+        }
       } else {
 #pragma unroll 1
         for (int c = 0; c < chunks; ++c) {
           const auto mc = chunk_map(c, shift);
-          // Folded for shifted parts only (vector fills cost a few moves; folded, ptxas spilled
-          // f16 layernorm).
           if constexpr (A == Access::kShifted) {
-            with_inside(mc, [&](auto const& mi) { load_chunk(mi); });
+            with_inside(mc, [&](auto const& mi) {
+              load_chunk(mi);
+              th.apply(p, row, mi, s, lead && c == 0);
+            });
           } else {
-            load_chunk(mc);
+            load_chunk(mc);  // folded, ptxas spilled f16 layernorm (vector fills cost a few moves)
+            th.apply(p, row, mc, s, lead && c == 0);
           }
-          th.apply(p, row, mc, s, lead && c == 0);
         }
       }
     }
