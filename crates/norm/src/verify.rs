@@ -276,6 +276,39 @@ fn finish<T: NormElement>(
     Ok(NormCheck { summary: y.summary.and(stats), y, stats: Some(stats), rows_checked: rows.len() })
 }
 
+/// A norm backward's dx error: the relative Frobenius error of `got` against `want` (both
+/// dense rows x cols), taken relative to the larger of ||want|| and ||dy * gamma * rstd||,
+/// the size of the terms dx is the difference of (`dy` strided as `problem` says, `rstd` one
+/// per row). For long rows the two norms are alike; for rows of one or two elements dx
+/// cancels to about 0 (one element: rstd * g * eps / (x^2 + eps); two: exactly 0, xhat =
+/// +-1), and a bound relative to ||want|| alone would ask f32 rounding of the terms to
+/// vanish. Reference entries that are not finite are left to the element-wise check.
+pub fn norm_dx_rel_err(
+    got: &[f64],
+    want: &[f64],
+    problem: &RowsProblem,
+    dy: &[f64],
+    gamma: &[f64],
+    rstd: &[f64],
+) -> f64 {
+    let (num, den) = got
+        .iter()
+        .zip(want)
+        .filter(|(_, w)| w.is_finite())
+        .fold((0.0, 0.0), |(n, d), (g, w)| (n + (g - w) * (g - w), d + w * w));
+    let (cols, stride) = (problem.cols, problem.row_stride);
+    let terms: f64 = (0..problem.rows)
+        .flat_map(|i| (0..cols).map(move |j| (i, j)))
+        .map(|(i, j)| (dy[i * stride + j] * gamma[j] * rstd[i]).powi(2))
+        .sum();
+    let den = den.max(terms);
+    if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        num.sqrt()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

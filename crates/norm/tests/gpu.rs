@@ -15,7 +15,6 @@
 
 use ckb_common::baselines::cudnn_softmax::CudnnSoftmax;
 use ckb_common::{bf16, check_rows, compare, f16, random, to_f64_vec, DType, Element, Gpu, Tolerance};
-use ckb_norm::reference;
 use ckb_norm::{
     add_layernorm, add_layernorm_backward, add_layernorm_backward_with_variant, add_layernorm_with_variant,
     add_rmsnorm, add_rmsnorm_backward, add_rmsnorm_backward_with_variant, add_rmsnorm_with_variant, layernorm,
@@ -24,6 +23,7 @@ use ckb_norm::{
     softmax_backward, softmax_backward_with_variant, softmax_with_variant, NormElement, NormError, NormOp, NormPlan,
     NormResult, NormVariant, Normalizer, Refusal, RowsProblem, Tuning, NORM_VARIANTS,
 };
+use ckb_norm::{reference, verify};
 
 const LENGTHS: [usize; 7] = [1, 7, 33, 1000, 4096 + 3, 70000, 262144];
 const EPS: f32 = 1e-5;
@@ -115,11 +115,8 @@ fn expect_softmax_rows<T: Element>(log: bool, got: &[f64], want: &[f64], cols: u
     }
 }
 
-/// A norm backward's dx: `tol` element by element (and no NaN), but the Frobenius error
-/// relative to the larger of ||dx_ref|| and ||dy * gamma * rstd||, the size of the terms dx
-/// is the difference of. For long rows the two norms are alike; for rows of one element dx
-/// is rstd * g * eps / (x^2 + eps), a cancellation about 1e-7 of its terms, and a bound
-/// relative to ||dx_ref|| alone would ask for f32 rounding of the terms to vanish.
+/// A norm backward's dx: `tol` element by element (and no NaN), the Frobenius error as
+/// [`verify::norm_dx_rel_err`] takes it (relative to the size of the terms dx cancels).
 fn expect_norm_dx(
     got: &[f64],
     want: &[f64],
@@ -128,17 +125,7 @@ fn expect_norm_dx(
     tol: Tolerance,
 ) -> Result<(), String> {
     expect("dx", got, want, Tolerance { rel_frobenius: f64::INFINITY, ..tol })?;
-    let (num, den) = got
-        .iter()
-        .zip(want)
-        .filter(|(_, w)| w.is_finite())
-        .fold((0.0, 0.0), |(n, d), (g, w)| (n + (g - w) * (g - w), d + w * w));
-    let terms: f64 = (0..p.rows)
-        .flat_map(|i| (0..p.cols).map(move |j| (i, j)))
-        .map(|(i, j)| (dy[i * p.row_stride + j] * gamma[j] * rstd[i]).powi(2))
-        .sum();
-    let den = den.max(terms);
-    let rel = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+    let rel = verify::norm_dx_rel_err(got, want, p, dy, gamma, rstd);
     if rel <= tol.rel_frobenius {
         Ok(())
     } else {
