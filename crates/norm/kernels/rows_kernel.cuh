@@ -188,11 +188,15 @@ CUTE_DEVICE bool row_stats(RowParams const& p, int64_t row, Stat<K>& s, ClusterE
 // and column sums: one CTA of up to 512 threads.
 template <class Op>
 constexpr int kStagedMaxThreads = Op::kForward ? 256 : kMaxThreads;
-template <class Op>
-constexpr int kStagedMinBlocks = Op::kForward ? (Op::kInputs == 1 ? 3 : 2) : 1;
+// Shifted parts of softmax and rmsnorm (two statistics or fewer) fit 64 registers, four
+// such CTAs: unbounded, their two chunk paths took 74-80, and 160-thread CTAs of f32 rows of
+// 4098 fell from five an SM to three (a scheduler's 16K registers hold 6 warps of 80).
+template <class Op, bool kVec>
+constexpr int kStagedMinBlocks =
+    Op::kForward ? (Op::kInputs == 1 ? (!kVec && Op::Combine::kStats <= 2 ? 4 : 3) : 2) : 1;
 
 template <class Op, bool kVec>
-__global__ void __launch_bounds__(kStagedMaxThreads<Op>, kStagedMinBlocks<Op>)
+__global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, kVec>))
     staged_rows_kernel(RowParams const p, int const stages) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
