@@ -256,7 +256,8 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
   // the warp lies inside the row: all chunks of a part but those at the row's ends. Warp
   // by warp, so that the ops' shuffles see every lane on one path.
   // Shifted parts only: vector fills cost a few moves, and the second path's registers cost
-  // 16-byte kernels residency (add_rmsnorm bf16 64 -> 95).
+  // 16-byte kernels residency (add_rmsnorm bf16 64 -> 95) or spilled (f16 layernorm). Folded
+  // outputs of shifted parts also read their parameters' pairs with no element loads.
   auto with_inside = [&](auto const& mc, auto&& f) {
     if constexpr (A != Access::kShifted) {
       f(mc);
@@ -400,26 +401,14 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
     if (row_stats<C, K>(p, row, s, exchange, it)) {
       const bool lead = tid == 0 && blockIdx.x == 0;
       if (chunks == 1) {
-        // Still in registers. Shifted outputs fold their predicates too: their parameters'
-        // pairs then take no element loads.
-        if constexpr (A == Access::kShifted) {
-          with_inside(chunk_map(0, shift), [&](auto const& mc) { th.apply(p, row, mc, s, lead); });
-        } else {
-          th.apply(p, row, chunk_map(0, shift), s, lead);
-        }
+        with_inside(chunk_map(0, shift), [&](auto const& mc) { th.apply(p, row, mc, s, lead); });  // still in registers
       } else {
 #pragma unroll 1
         for (int c = 0; c < chunks; ++c) {
-          const auto mc = chunk_map(c, shift);
-          if constexpr (A == Access::kShifted) {
-            with_inside(mc, [&](auto const& mi) {
-              load_chunk(mi);
-              th.apply(p, row, mi, s, lead && c == 0);
-            });
-          } else {
-            load_chunk(mc);  // folded, ptxas spilled f16 layernorm (vector fills cost a few moves)
+          with_inside(chunk_map(c, shift), [&](auto const& mc) {
+            load_chunk(mc);
             th.apply(p, row, mc, s, lead && c == 0);
-          }
+          });
         }
       }
     }
