@@ -9,9 +9,12 @@ namespace ckb::norm {
 
 using namespace cute;
 
-// One thread's register share of a row part: N packs, pack j at columns col(j) .. col(j)+PACK.
-template <class T, int N>
-using RowFrag = decltype(make_tensor<T>(Shape<Int<kPackElems<T>>, Int<N>>{}));  // (PACK,N)
+// One thread's register share of a row part: N packs of W elements, pack j at columns
+// col(j) .. col(j)+W. W is the 16-byte pack but for lanes of short rows (lanes-1), whose
+// packs are sized to the row: a pack of 8 slots for a row of 2 issued 6 dead predicated
+// loads, stores and their tests per row.
+template <class T, int N, int W = kPackElems<T>>
+using RowFrag = decltype(make_tensor<T>(Shape<Int<W>, Int<N>>{}));  // (PACK,N)
 
 // How a thread's elements lie in its row part of group * N * PACK columns.
 //  - kVector: consecutive threads take consecutive packs, so a warp moves 512 contiguous
@@ -114,6 +117,29 @@ CUTE_DEVICE void ld_global_128(void const* gmem, uint4& r) {
   }
 }
 
+// A pack of W elements as one vector load (W * sizeof(T) bytes: 16, or 2 to 8 for packs
+// sized to short rows), from an address aligned to it.
+template <Cache kCache, class T, class Pack>
+CUTE_DEVICE void ld_global_vec(T const* gmem, Pack&& r) {
+  constexpr int kBytes = decltype(size(r))::value * int(sizeof(T));
+  if constexpr (kBytes == kVectorBytes) {
+    ld_global_128<kCache>(gmem, as_vector(r));
+  } else {
+    using Bits = cute::uint_byte_t<kBytes>;
+    recast<Bits>(r)(0) = *reinterpret_cast<Bits const*>(gmem);
+  }
+}
+template <class T, class Pack>
+CUTE_DEVICE void st_global_vec(T* gmem, Pack&& r) {
+  constexpr int kBytes = decltype(size(r))::value * int(sizeof(T));
+  if constexpr (kBytes == kVectorBytes) {
+    st_128(gmem, as_vector(r));
+  } else {
+    using Bits = cute::uint_byte_t<kBytes>;
+    *reinterpret_cast<Bits*>(gmem) = recast<Bits>(r)(0);
+  }
+}
+
 // The 16 bytes starting `bytes` (0 <= bytes < 16) into the 32 bytes lo:hi.
 CUTE_DEVICE uint4 funnel_bytes(uint4 const& lo, uint4 const& hi, int bytes) {
   const uint32_t w[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
@@ -162,7 +188,7 @@ template <Cache kCache, int P, Access A, bool I, class T, class Pack>
 CUTE_DEVICE void load_pack(T const* row, PackMap<P, A, I> const& m, int j, Pack&& r, T fill) {
   if constexpr (A == Access::kVector) {
     if (m.valid(j, 0)) {
-      ld_global_128<kCache>(row + m.col(j, 0), as_vector(r));
+      ld_global_vec<kCache>(row + m.col(j, 0), r);
     } else {
       cute::fill(r, fill);
     }
@@ -236,7 +262,7 @@ template <int P, Access A, bool I, class T, class Pack>
 CUTE_DEVICE void store_pack(T* row, PackMap<P, A, I> const& m, int j, Pack&& r) {
   if constexpr (A == Access::kVector) {
     if (m.valid(j, 0)) {
-      st_128(row + m.col(j, 0), as_vector(r));
+      st_global_vec(row + m.col(j, 0), r);
     }
   } else if constexpr (A == Access::kShifted) {
     // The map's shift is the output row's: a second output (fused add's h) of another

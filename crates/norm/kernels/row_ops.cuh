@@ -1,12 +1,16 @@
 // The row operations, as policies for the skeleton in rows_kernel.cuh. Each names its
 // element type, how its per-row statistics combine (row_stats.cuh), and a per-thread state
-// `Thread<N, A>` holding its share of a row (N packs, laid out by access pattern A) in
-// registers:
-//   begin(p, m)                 once per kernel (backward: gamma, zeroed column sums)
+// `Thread<N, A, W, kHold>` holding its share of a row (N packs of W elements, laid out by
+// access pattern A) in registers:
+//   begin(p, m)                 once per kernel (backward: gamma, zeroed column sums;
+//                               kHold: forward parameters)
 //   load(p, row, load)          fill its fragments through the skeleton's loader
 //   stats(p, row, m)            this thread's partial statistics
 //   apply(p, row, m, s, lead)   write the row's outputs from the whole row's statistics
 //   store_columns(p, slot, m, accumulate)   backward only: this thread's column sums
+// W is the pack's elements: the 16-byte pack P, or fewer for lanes of short rows (forward
+// ops; backward ones take P). kHold: the skeleton maps every row to begin's columns (warp
+// rows), so that forward per-column parameters are loaded once, in begin, not every row.
 // Math is fp32 whatever the element type; divisions and square roots take the fast
 // approximate forms (2 ulp), which keeps IEEE slow paths (and their stack) out of the kernels.
 #pragma once
@@ -51,8 +55,10 @@ struct RowParams {
   int32_t stages;       // staged kernel: rows its shared-memory ring holds (1 unless vectorized); warp: 1
   int32_t smem_limit;   // dynamic shared memory the staged kernels were allowed (StagedQuery::smem_limit)
   int32_t lanes;        // warp layout: lanes per row (32; forward rows of one pack a lane: 1 to 16)
+  int32_t width;        // elements of a lane's pack: the 16-byte pack, or (a lane per row) 1, 2 or 4
+  int32_t reserved;
 };
-static_assert(sizeof(RowParams) == 176, "layout shared with src/launch.rs");
+static_assert(sizeof(RowParams) == 184, "layout shared with src/launch.rs");
 
 // Register budget of a warp-per-row lane: row elements it holds per operand (f32: 8 / 4
 // packs, halves 4 / 2). Forward ops hold one operand; backward ops two, plus gamma and
@@ -161,22 +167,28 @@ CUTE_DEVICE void store_row_grouped(T* out, PackMap<P, A, I> const& m, Load&& loa
 
 // What every op declares: element type, combining rule, register budget, row operands
 // (1: x; 2: x and dy) and column sums (dgamma, dbeta).
-template <class T, class C, bool kFwd, int kIn, int kColumns>
+template <class T, class C, bool kFwd, int kIn, int kColumns, int kParams = 0>
 struct OpTraits {
   using Element = T;
   using Combine = C;
   static constexpr int P = kPackElems<T>;
   static constexpr int kMaxPacks = (kFwd ? kForwardElems : kBackwardElems) / P;
   static constexpr int kChunkPacks = kChunkElems / P;
-  // Parameter packs per group (store_row_grouped) for a thread share of N packs. Rows read
-  // element by element (backward, unaligned warp rows) take one pack: their per-element
+  // Parameter packs per group (store_row_grouped) for a thread share of N packs of W. Rows
+  // read element by element (backward, unaligned warp rows) take one pack: their per-element
   // addresses and predicates leave no registers for more.
-  template <int N, Access A>
+  template <int N, Access A, int W = P>
   static constexpr int kParamPacks = A != Access::kVector ? 1
-                                     : N < kParamGroupElems / P                         ? N
-                                                                                        : kParamGroupElems / P;
+                                     : N < kParamGroupElems / W                         ? N
+                                                                                        : kParamGroupElems / W;
   static constexpr bool kForward = kFwd;
   static constexpr int kInputs = kIn;
+  // Per-column parameter arrays of the forward op (gamma, beta).
+  static constexpr int kParamArrays = kParams;
+  // Whether a warp lane holding N packs of W elements also holds their parameters (kHold):
+  // up to 32 elements of them; more spilled layernorm's halves at 4 packs a lane.
+  template <int N, int W = P>
+  static constexpr bool kHoldsParams = kParams * N * W <= kForwardElems;
   static constexpr int kColumnArrays = kColumns;
 };
 
@@ -189,10 +201,10 @@ template <class T>
 struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
   using OpTraits<T, MaxSumCombine, true, 1, 0>::P;
 
-  template <int N, Access A>
+  template <int N, Access A, int W = P, bool kHold = false>
   struct Thread {
-    using Map = PackMap<P, A>;
-    RowFrag<T, N> x;  // (PACK,N)
+    using Map = PackMap<W, A>;
+    RowFrag<T, N, W> x;  // (PACK,N)
 
     CUTE_DEVICE void begin(RowParams const&, Map const&) {}
 
@@ -204,12 +216,12 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
     template <class M>
     CUTE_DEVICE Stat<2> stats(RowParams const&, int64_t, M const&) const {
       float max = -INFINITY;
-      for_each_elem<P, N>([&](int j, int k) { max = fmaxf(max, float(x(k, j))); });
+      for_each_elem<W, N>([&](int j, int k) { max = fmaxf(max, float(x(k, j))); });
       // About a finite max, -inf entries (and fills) add exp(-inf) = 0 with no test; a
       // max of -inf (no finite entry) takes 0 for the same.
       const float about = max == -INFINITY ? 0.0f : max;
       float sum = 0.0f;
-      for_each_elem<P, N>([&](int j, int k) { sum += exp_fast(float(x(k, j)) - about); });
+      for_each_elem<W, N>([&](int j, int k) { sum += exp_fast(float(x(k, j)) - about); });
       return {{max, sum}};
     }
 
@@ -220,7 +232,7 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
       const float scale = log ? logf(s.v[1]) : __fdividef(1.0f, s.v[1]);
       store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
         CUTE_UNROLL
-        for (int k = 0; k < P; ++k) {
+        for (int k = 0; k < W; ++k) {
           const float shifted = float(x(k, j)) - max;
           o(k) = T(log ? shifted - scale : exp_fast(shifted) * scale);
         }
@@ -235,15 +247,21 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
 // Statistics are shifted sums (ShiftedSumsCombine) about the first element of lane 0 of the
 // warp (already in a register: one shuffle, no global load on the row's critical path).
 template <class T, bool kAdd = false>
-struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0> {
-  using OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>::P;
+struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0, 2> {
+  using OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0, 2>::P;
 
-  template <int N, Access A>
+  template <int N, Access A, int W = P, bool kHold = false>
   struct Thread {
-    using Map = PackMap<P, A>;
-    RowFrag<T, N> x;  // (PACK,N)
+    using Map = PackMap<W, A>;
+    RowFrag<T, N, W> x;            // (PACK,N)
+    RowFrag<T, N, W> gamma, beta;  // (PACK,N): kHold only
 
-    CUTE_DEVICE void begin(RowParams const&, Map const&) {}
+    CUTE_DEVICE void begin(RowParams const& p, Map const& m) {
+      if constexpr (kHold) {
+        load_packs<Cache::kKeep>(static_cast<T const*>(p.gamma), m, gamma);
+        load_packs<Cache::kKeep>(static_cast<T const*>(p.beta), m, beta);
+      }
+    }
 
     template <class Load>
     CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
@@ -261,7 +279,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>
       if constexpr (A == Access::kShifted && !M::kInsideRow) {
         const int k0 = max(0, -m.col(0, 0));
         CUTE_UNROLL
-        for (int k = 1; k < P; ++k) {
+        for (int k = 1; k < W; ++k) {
           first = k == k0 ? float(x(k, 0)) : first;  // constant indices: x stays in registers
         }
       }
@@ -271,15 +289,15 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>
       for (int j = 0; j < N; ++j) {
         if (m.all_valid(j)) {  // no per-element predicates but at the row's ends
           CUTE_UNROLL
-          for (int k = 0; k < P; ++k) {
+          for (int k = 0; k < W; ++k) {
             const float d = float(x(k, j)) - shift;
             sum += d;
             sq = fmaf(d, d, sq);
           }
-          n += float(P);
+          n += float(W);
         } else {
           CUTE_UNROLL
-          for (int k = 0; k < P; ++k) {
+          for (int k = 0; k < W; ++k) {
             const bool valid = m.valid(j, k);
             const float d = valid ? float(x(k, j)) - shift : 0.0f;
             n += valid ? 1.0f : 0.0f;
@@ -304,22 +322,34 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>
         p.rstd[row] = rstd;
       }
       store_sum<kAdd, N, T>(p, row, m, x);
-      constexpr int G = LayerNormForward::template kParamPacks<N, A>;
-      RowFrag<T, G> g, b;  // (PACK,G)
-      store_row_grouped<N, G>(
-          out_row<T>(p, row), m,
-          [&](int j, int i) {
-            load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g(_, i), T(0.0f));
-            load_pack<Cache::kKeep>(static_cast<T const*>(p.beta), m, j, b(_, i), T(0.0f));
-          },
-          [&](int j, int i, auto& o) {
-            CUTE_UNROLL
-            for (int k = 0; k < P; ++k) {
-              // About the shift: x - shift is exact for x near it, where x - mean would
-              // carry mean's rounding (a large mean and a small spread).
-              o(k) = T(fmaf((float(x(k, j)) - shift - mean_d) * rstd, float(g(k, i)), float(b(k, i))));
-            }
-          });
+      // About the shift: x - shift is exact for x near it, where x - mean would carry mean's
+      // rounding (a large mean and a small spread).
+      auto y = [&](int j, int k, auto g, auto b) {
+        return T(fmaf((float(x(k, j)) - shift - mean_d) * rstd, float(g), float(b)));
+      };
+      if constexpr (kHold) {
+        store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+          CUTE_UNROLL
+          for (int k = 0; k < W; ++k) {
+            o(k) = y(j, k, gamma(k, j), beta(k, j));
+          }
+        });
+      } else {
+        constexpr int G = LayerNormForward::template kParamPacks<N, A, W>;
+        RowFrag<T, G, W> g, b;  // (PACK,G)
+        store_row_grouped<N, G>(
+            out_row<T>(p, row), m,
+            [&](int j, int i) {
+              load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g(_, i), T(0.0f));
+              load_pack<Cache::kKeep>(static_cast<T const*>(p.beta), m, j, b(_, i), T(0.0f));
+            },
+            [&](int j, int i, auto& o) {
+              CUTE_UNROLL
+              for (int k = 0; k < W; ++k) {
+                o(k) = y(j, k, g(k, i), b(k, i));
+              }
+            });
+      }
     }
   };
 };
@@ -327,15 +357,20 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0>
 // y = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd unless its pointer is
 // null (the inference form). kAdd: the fused form, as LayerNormForward's.
 template <class T, bool kAdd = false>
-struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0> {
-  using OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0>::P;
+struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1> {
+  using OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1>::P;
 
-  template <int N, Access A>
+  template <int N, Access A, int W = P, bool kHold = false>
   struct Thread {
-    using Map = PackMap<P, A>;
-    RowFrag<T, N> x;  // (PACK,N)
+    using Map = PackMap<W, A>;
+    RowFrag<T, N, W> x;      // (PACK,N)
+    RowFrag<T, N, W> gamma;  // (PACK,N): kHold only
 
-    CUTE_DEVICE void begin(RowParams const&, Map const&) {}
+    CUTE_DEVICE void begin(RowParams const& p, Map const& m) {
+      if constexpr (kHold) {
+        load_packs<Cache::kKeep>(static_cast<T const*>(p.gamma), m, gamma);
+      }
+    }
 
     template <class Load>
     CUTE_DEVICE void load(RowParams const&, int64_t, Load&& load) {
@@ -345,7 +380,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0> {
     template <class M>
     CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, M const&) const {
       float sum_sq = 0.0f;  // zero fill: adds 0
-      for_each_elem<P, N>([&](int j, int k) {
+      for_each_elem<W, N>([&](int j, int k) {
         const float v = float(x(k, j));
         sum_sq += v * v;
       });
@@ -359,17 +394,27 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0> {
         p.rstd[row] = rstd;
       }
       store_sum<kAdd, N, T>(p, row, m, x);
-      constexpr int G = RmsNormForward::template kParamPacks<N, A>;
-      RowFrag<T, G> g;  // (PACK,G)
-      store_row_grouped<N, G>(
-          out_row<T>(p, row), m,
-          [&](int j, int i) { load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g(_, i), T(0.0f)); },
-          [&](int j, int i, auto& o) {
-            CUTE_UNROLL
-            for (int k = 0; k < P; ++k) {
-              o(k) = T(float(x(k, j)) * rstd * float(g(k, i)));
-            }
-          });
+      auto y = [&](int j, int k, auto g) { return T(float(x(k, j)) * rstd * float(g)); };
+      if constexpr (kHold) {
+        store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+          CUTE_UNROLL
+          for (int k = 0; k < W; ++k) {
+            o(k) = y(j, k, gamma(k, j));
+          }
+        });
+      } else {
+        constexpr int G = RmsNormForward::template kParamPacks<N, A, W>;
+        RowFrag<T, G, W> g;  // (PACK,G)
+        store_row_grouped<N, G>(
+            out_row<T>(p, row), m,
+            [&](int j, int i) { load_pack<Cache::kKeep>(static_cast<T const*>(p.gamma), m, j, g(_, i), T(0.0f)); },
+            [&](int j, int i, auto& o) {
+              CUTE_UNROLL
+              for (int k = 0; k < W; ++k) {
+                o(k) = y(j, k, g(k, i));
+              }
+            });
+      }
     }
   };
 };
@@ -381,8 +426,9 @@ template <class T>
 struct SoftmaxBackward : OpTraits<T, SumCombine<1>, false, 2, 0> {
   using OpTraits<T, SumCombine<1>, false, 2, 0>::P;
 
-  template <int N, Access A>
+  template <int N, Access A, int W = P, bool kHold = false>
   struct Thread {
+    static_assert(W == P, "backward rows take 16-byte packs");
     using Map = PackMap<P, A>;
     RowFrag<T, N> y;   // (PACK,N)
     RowFrag<T, N> dy;  // (PACK,N)
@@ -452,8 +498,9 @@ struct NormBackward : OpTraits<T, SumCombine<kCentered ? 2 : 1>, false, 2, kCent
   using Base::P;
   static constexpr int K = Base::Combine::kStats;
 
-  template <int N, Access A>
+  template <int N, Access A, int W = P, bool kHold = false>
   struct Thread {
+    static_assert(W == P, "backward rows take 16-byte packs");
     using Map = PackMap<P, A>;
     RowFrag<T, N> x;      // (PACK,N)
     RowFrag<T, N> dy;     // (PACK,N)

@@ -105,11 +105,15 @@ struct ShiftedSumsCombine {
 template <class C, int G, int K>
 CUTE_DEVICE Stat<K> group_reduce(Stat<K> s) {
   static_assert(G >= 1 && G <= 32 && (G & (G - 1)) == 0, "groups of a power of two lanes");
-  CUTE_UNROLL
-  for (int mask = G / 2; mask > 0; mask /= 2) {
-    s = C::combine(s, shfl_xor(s, mask));
+  if constexpr (G == 1) {
+    return s;  // a lane's own: no shuffles
+  } else {
+    CUTE_UNROLL
+    for (int mask = G / 2; mask > 0; mask /= 2) {
+      s = C::combine(s, shfl_xor(s, mask));
+    }
+    return shuffled(s, [&](float v) { return __shfl_sync(0xffffffffu, v, 0, G); });
   }
-  return shuffled(s, [&](float v) { return __shfl_sync(0xffffffffu, v, 0, G); });
 }
 
 // The warp's statistics, in every lane (lane 0's bits).

@@ -78,24 +78,27 @@ CUTE_DEVICE void store_column_sums(Thread const& th, RowParams const& p, Map con
 template <class Op>
 constexpr int kWarpMinBlocks = Op::kForward && Op::kInputs == 2 ? 3 : 4;
 
-// A warp per row (G = 32), or 32 / G rows a warp, G lanes each (short forward rows).
-template <class Op, int N, bool kVec, int G>
+// A warp per row (G = 32), or 32 / G rows a warp, G lanes each (short forward rows), in
+// packs of W elements (W < the 16-byte pack: one lane a row, its pack sized to the row).
+// Every row takes the same columns of a lane: per-column parameters are loaded once (kHold),
+// where the lane's registers hold them.
+template <class Op, int N, bool kVec, int G, int W = kPackElems<typename Op::Element>>
 __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     warp_rows_kernel(RowParams const p) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
-  constexpr int P = kPackElems<T>;
   constexpr int kRowsPerWarp = 32 / G;
   static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
   static_assert(G == 32 || Op::kColumnArrays == 0, "column sums are per lane: whole warps per row");
+  static_assert(W == kPackElems<T> || (G == 1 && N == 1), "narrow packs: a lane per row, one pack");
 
   // Unaligned rows take strided element accesses: shifted packs (staged_rows_kernel) cost a
   // lane more instructions than they save on rows this short (measured on the H200: bf16
   // rows of 2 at 0.10 of copy on shifted lanes, 0.29 strided; 1023 no longer fit warp-x4).
   constexpr Access A = kVec ? Access::kVector : Access::kStrided;
   const int lane = threadIdx.x % 32, member = lane % G;
-  const auto m_row = pack_map<P, N, A>(p.cols, 0, G, member);
-  typename Op::template Thread<N, A> th;
+  const auto m_row = pack_map<W, N, A>(p.cols, 0, G, member);
+  typename Op::template Thread<N, A, W, Op::template kHoldsParams<N, W>> th;
   th.begin(p, m_row);
   constexpr int kRowsPerCta = kWarpRowsPerCta * kRowsPerWarp;
   // `first` is the warp's first row: uniform across the warp, so every lane takes part in
@@ -456,23 +459,40 @@ __global__ void __launch_bounds__(256) column_sums_kernel(RowParams const p) {
 
 // --- Launch -------------------------------------------------------------------------------
 
-template <class Op, int N, int G = 32>
+template <class Op, int N, int G = 32, int W = kPackElems<typename Op::Element>>
 int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
   const dim3 grid(1, unsigned(p.slots)), block(32 * kWarpRowsPerCta);
   if (p.flags & kVectorized) {
-    warp_rows_kernel<Op, N, true, G><<<grid, block, 0, stream>>>(p);
+    warp_rows_kernel<Op, N, true, G, W><<<grid, block, 0, stream>>>(p);
   } else {
-    warp_rows_kernel<Op, N, false, G><<<grid, block, 0, stream>>>(p);
+    warp_rows_kernel<Op, N, false, G, W><<<grid, block, 0, stream>>>(p);
   }
   return int(cudaGetLastError());
+}
+
+// A lane per row, in packs of p.width elements (1, 2, 4 or the 16-byte pack).
+template <class Op>
+int launch_row_lanes(RowParams const& p, cudaStream_t stream) {
+  constexpr int P = kPackElems<typename Op::Element>;
+  switch (p.width) {
+    case 1: return launch_warp_rows<Op, 1, 1, 1>(p, stream);
+    case 2: return launch_warp_rows<Op, 1, 1, 2>(p, stream);
+    case 4: return launch_warp_rows<Op, 1, 1, 4>(p, stream);
+    case 8:
+      if constexpr (P == 8) {
+        return launch_warp_rows<Op, 1, 1, 8>(p, stream);
+      }
+      return kRefusedPlan;
+    default: return kRefusedPlan;
+  }
 }
 
 // Short forward rows: one pack a lane, `lanes` lanes a row.
 template <class Op>
 int launch_lane_rows(RowParams const& p, cudaStream_t stream) {
-  if constexpr (Op::kColumnArrays == 0) {
+  if constexpr (Op::kForward) {
     switch (p.lanes) {
-      case 1: return launch_warp_rows<Op, 1, 1>(p, stream);
+      case 1: return launch_row_lanes<Op>(p, stream);
       case 2: return launch_warp_rows<Op, 1, 2>(p, stream);
       case 4: return launch_warp_rows<Op, 1, 4>(p, stream);
       case 8: return launch_warp_rows<Op, 1, 8>(p, stream);
@@ -595,14 +615,17 @@ bool launchable(RowParams const& p) {
   const bool shifted = shifted_rows<Op>(p);
   const bool deep = p.layout == kCtaPerRow && ((p.flags & kVectorized) || shifted);
   const bool stages = p.stages >= 1 && p.stages <= (deep ? kMaxStages : 1);
+  // Narrow packs: a lane per row, one pack (launch_row_lanes compiles 1, 2, 4 and P).
+  const int W = p.width;
+  const bool width = W == P || (warp_rows && p.lanes == 1 && p.packs == 1 && (W == 1 || W == 2 || W == 4));
   // Shifted packs start up to P - 1 columns before the row.
-  const bool covers = int64_t(p.parts) * group * p.packs * P >= p.cols + (shifted ? P - 1 : 0);
+  const bool covers = int64_t(p.parts) * group * p.packs * W >= p.cols + (shifted ? P - 1 : 0);
   const bool vectorized =
-      !(p.flags & kVectorized) || (p.cols % P == 0 && p.in_stride % P == 0 && p.out_stride % P == 0);
+      !(p.flags & kVectorized) || (p.cols % W == 0 && p.in_stride % W == 0 && p.out_stride % W == 0);
   bool layout = false;
   switch (p.layout) {
     case kWarpPerRow: {
-      const bool lane_rows = Op::kColumnArrays == 0 && p.packs == 1 &&
+      const bool lane_rows = Op::kForward && p.packs == 1 &&
                              (p.lanes == 1 || p.lanes == 2 || p.lanes == 4 || p.lanes == 8 || p.lanes == 16);
       layout = p.threads == 32 * kWarpRowsPerCta && p.mode == kWhole && p.parts == 1 &&
                (p.packs == 1 || p.packs == 2 || p.packs == 4 || p.packs == 8) && p.packs <= Op::kMaxPacks &&
@@ -620,7 +643,7 @@ bool launchable(RowParams const& p) {
       break;
   }
   const bool sums = Op::kColumnArrays == 0 || p.col_partials != nullptr;
-  return geometry && stages && covers && vectorized && layout && sums;
+  return geometry && width && stages && covers && vectorized && layout && sums;
 }
 
 template <class Op>

@@ -45,8 +45,10 @@ pub(crate) struct RowParams {
     pub stages: i32,
     pub smem_limit: i32,
     pub lanes: i32,
+    pub width: i32,
+    pub reserved: i32,
 }
-const _: () = assert!(std::mem::size_of::<RowParams>() == 176);
+const _: () = assert!(std::mem::size_of::<RowParams>() == 184);
 
 /// Mirrors `ckb::norm::StagedQuery` in kernels/rows_kernel.cuh, field for field.
 #[repr(C)]

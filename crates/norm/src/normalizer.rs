@@ -766,6 +766,8 @@ impl Normalizer {
             stages: plan.stages as i32,
             smem_limit: i32::try_from(self.limits.max_dynamic_smem).unwrap_or(i32::MAX),
             lanes: plan.lanes() as i32,
+            width: plan.width as i32,
+            reserved: 0,
         };
         tracing::debug!(
             op = op.name(),

@@ -277,10 +277,14 @@ pub trait Residency {
 pub struct NormPlan {
     /// The variant it makes concrete.
     pub variant: NormVariant,
-    /// 16-byte accesses (aligned buffers, rows a whole number of packs), else element ones.
+    /// Vector accesses (aligned buffers, rows a whole number of packs), else element ones.
     pub vectorized: bool,
-    /// 16-byte packs a thread holds per row operand.
+    /// Packs a thread holds per row operand.
     pub packs: usize,
+    /// Elements of a pack: 16 bytes of them, but where a lane holds a whole short row
+    /// (`lanes-1`), the row's length rounded up to a power of two, so that a row of 2 takes
+    /// no dead slots (and, on aligned rows, one 4-byte access in bf16).
+    pub width: usize,
     /// Threads per CTA.
     pub threads: usize,
     /// CTAs per row: 1, the cluster size or the split count.
@@ -342,8 +346,8 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         dtype: DType,
         aligned: bool,
     ) -> NormResult<NormPlan> {
-        let pack = 16 / dtype.size_bytes();
-        let vectorized = aligned && multiple_of(problem.cols, pack) && multiple_of(problem.row_stride, pack);
+        let width = pack_width(variant, problem.cols, dtype);
+        let vectorized = aligned && multiple_of(problem.cols, width) && multiple_of(problem.row_stride, width);
         let plan = self.shape(variant, op, problem, dtype, vectorized)?;
         if plan.is_warp_layout() {
             Ok(plan)
@@ -370,8 +374,9 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         // the row (warp lanes take strided element accesses on unaligned rows).
         let shifted_span = if !vectorized && op.column_sums() == 0 { cols + pack - 1 } else { cols };
         let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
+        let width = pack_width(variant, cols, dtype);
         let plan = |packs, threads, parts, slots| {
-            Ok(NormPlan { variant, vectorized, packs, threads, parts, stages: 1, slots })
+            Ok(NormPlan { variant, vectorized, packs, width, threads, parts, stages: 1, slots })
         };
         // Staged CTAs: the most elements a part takes, the most threads, the elements a
         // thread aims at, and (threads, packs) for `parts` parts. Forward parts share their
@@ -526,6 +531,16 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
     }
 }
 
+/// Elements of a pack of `variant` on rows of `cols` (`NormPlan::width`): 16 bytes of them
+/// but for `lanes-1`, whose lane holds the row in the fewest slots of 1, 2, 4 or a pack.
+fn pack_width(variant: NormVariant, cols: usize, dtype: DType) -> usize {
+    let pack = 16 / dtype.size_bytes();
+    match variant {
+        NormVariant::Lanes { lanes: 1 } => cols.max(1).next_power_of_two().min(pack),
+        _ => pack,
+    }
+}
+
 impl NormPlan {
     /// (layout, mode) codes for `RowParams`.
     pub(crate) fn codes(&self) -> (i32, i32) {
@@ -596,6 +611,12 @@ impl fmt::Display for NormPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let access = if self.vectorized { "16-byte" } else { "element" };
         if self.is_warp_layout() {
+            // A lane per row: its pack is sized to the row, and its vectors to the pack.
+            let access = match (self.variant, self.vectorized) {
+                (NormVariant::Lanes { lanes: 1 }, true) => format!("{}-element packs, vector", self.width),
+                (NormVariant::Lanes { lanes: 1 }, false) => format!("{}-element packs, element", self.width),
+                _ => access.to_string(),
+            };
             return write!(
                 f,
                 "{}, {} thr ({} rows a CTA), {access} accesses, {} slots",
@@ -696,6 +717,22 @@ mod tests {
         assert_eq!(plan.to_string(), "lanes-4, 128 thr (32 rows a CTA), 16-byte accesses, 4 slots");
         // Backward rows keep whole warps.
         assert_eq!(lanes(SoftmaxBackward, 7, DType::F32), NormVariant::Warp { packs: 1 });
+        // A lane per row: its pack sized to the row (a power of two), vector accesses where
+        // the row is a whole number of packs; wider lane groups keep 16-byte packs.
+        let width = |cols, dtype| {
+            let plan = choose(LayerNorm, 4096, cols, dtype);
+            (plan.width, plan.vectorized)
+        };
+        assert_eq!(width(1, DType::BF16), (1, true));
+        assert_eq!(width(2, DType::BF16), (2, true));
+        assert_eq!(width(3, DType::BF16), (4, false));
+        assert_eq!(width(7, DType::BF16), (8, false));
+        assert_eq!(width(2, DType::F32), (2, true));
+        assert_eq!(width(33, DType::BF16), (8, false));
+        assert_eq!(
+            choose(Softmax, 4096, 2, DType::BF16).to_string(),
+            "lanes-1, 128 thr (128 rows a CTA), 2-element packs, vector accesses, 32 slots"
+        );
     }
 
     #[test]

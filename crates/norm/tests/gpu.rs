@@ -25,7 +25,8 @@ use ckb_norm::{
 };
 use ckb_norm::{reference, verify};
 
-const LENGTHS: [usize; 7] = [1, 7, 33, 1000, 4096 + 3, 70000, 262144];
+// 2 to 4: a lane per row in packs of 2 and 4 (vector accesses where the row allows).
+const LENGTHS: [usize; 10] = [1, 2, 3, 4, 7, 33, 1000, 4096 + 3, 70000, 262144];
 const EPS: f32 = 1e-5;
 
 fn gpu() -> Gpu {
