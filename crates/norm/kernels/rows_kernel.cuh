@@ -78,16 +78,23 @@ CUTE_DEVICE void store_column_sums(Thread const& th, RowParams const& p, Map con
 template <class Op>
 constexpr int kWarpMinBlocks = Op::kForward && Op::kInputs == 2 ? 3 : 4;
 
+// Rows a lane of a lane-per-row warp (G = 1) holds at once: as many as make 16 bytes of a
+// row operand, so that packs sized to short rows still keep 16 bytes a lane in flight (bf16
+// rows of 2, one a lane: 0.62 of copy on the H200). Mirrored by NormPlan::lane_rows.
+template <class T, int G, int W>
+constexpr int kLaneRows = G == 1 && W * int(sizeof(T)) < kVectorBytes ? kVectorBytes / (W * int(sizeof(T))) : 1;
+
 // A warp per row (G = 32), or 32 / G rows a warp, G lanes each (short forward rows), in
-// packs of W elements (W < the 16-byte pack: one lane a row, its pack sized to the row).
-// Every row takes the same columns of a lane: per-column parameters are loaded once (kHold),
-// where the lane's registers hold them.
+// packs of W elements (W < the 16-byte pack: one lane a row, its pack sized to the row,
+// kLaneRows rows a lane at once). Every row takes the same columns of a lane: per-column
+// parameters are loaded once (kHold), where the lane's registers hold them.
 template <class Op, int N, bool kVec, int G, int W = kPackElems<typename Op::Element>>
 __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     warp_rows_kernel(RowParams const p) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
-  constexpr int kRowsPerWarp = 32 / G;
+  constexpr int R = kLaneRows<T, G, W>;
+  constexpr int kRowsPerWarp = 32 / G * R;
   static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
   static_assert(G == 32 || Op::kColumnArrays == 0, "column sums are per lane: whole warps per row");
   static_assert(W == kPackElems<T> || (G == 1 && N == 1), "narrow packs: a lane per row, one pack");
@@ -98,27 +105,45 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   constexpr Access A = kVec ? Access::kVector : Access::kStrided;
   const int lane = threadIdx.x % 32, member = lane % G;
   const auto m_row = pack_map<W, N, A>(p.cols, 0, G, member);
-  typename Op::template Thread<N, A, W, Op::template kHoldsParams<N, W>> th;
-  th.begin(p, m_row);
+  using Thread = typename Op::template Thread<N, A, W, Op::template kHoldsParams<N, W>>;
+  Thread th[R];
+  CUTE_UNROLL
+  for (int r = 0; r < R; ++r) {
+    th[r].begin(p, m_row);
+  }
   constexpr int kRowsPerCta = kWarpRowsPerCta * kRowsPerWarp;
   // `first` is the warp's first row: uniform across the warp, so every lane takes part in
-  // the shuffles; a lane whose row lies past the end sees a row of no columns.
+  // the shuffles; a lane whose row lies past the end sees a row of no columns. Lane rows r
+  // of a warp are 32 / G rows apart, so that each access is coalesced across the warp.
   for (int64_t first = int64_t(blockIdx.y) * kRowsPerCta + threadIdx.x / 32 * kRowsPerWarp; first < p.rows;
        first += int64_t(gridDim.y) * kRowsPerCta) {
-    const int64_t row = first + lane / G;
-    const bool live = row < p.rows;
-    auto m = m_row;
-    if constexpr (G < 32) {
-      m.cols = live ? p.cols : 0;  // a warp per row: the loop bound keeps its row live
+    auto row_of = [&](int r) { return first + lane / G + int64_t(r) * (32 / G); };
+    auto map_of = [&](int64_t row) {
+      auto m = m_row;
+      if constexpr (G < 32) {
+        m.cols = row < p.rows ? p.cols : 0;  // a warp per row: the loop bound keeps its row live
+      }
+      return m;
+    };
+    // Every row's loads first, then their math: R rows' bytes in flight.
+    CUTE_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = row_of(r);
+      const auto m = map_of(row);
+      th[r].load(p, row, [&](int input, auto& frag, T fill) {
+        load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
+      });
     }
-    th.load(p, row, [&](int input, auto& frag, T fill) {
-      load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
-    });
-    const auto s = group_reduce<C, G>(th.stats(p, row, m));
-    th.apply(p, row, m, s, live && member == 0);
+    CUTE_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = row_of(r);
+      const auto m = map_of(row);
+      const auto s = group_reduce<C, G>(th[r].stats(p, row, m));
+      th[r].apply(p, row, m, s, row < p.rows && member == 0);
+    }
   }
   if constexpr (Op::kColumnArrays > 0) {
-    store_column_sums<true>(th, p, m_row);
+    store_column_sums<true>(th[0], p, m_row);
   }
 }
 

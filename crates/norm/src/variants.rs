@@ -285,6 +285,9 @@ pub struct NormPlan {
     /// (`lanes-1`), the row's length rounded up to a power of two, so that a row of 2 takes
     /// no dead slots (and, on aligned rows, one 4-byte access in bf16).
     pub width: usize,
+    /// Rows a lane holds at once: 1, but for `lanes-1` packs under 16 bytes as many as
+    /// make 16 bytes (`kLaneRows`), so that a lane keeps 16 bytes in flight.
+    pub lane_rows: usize,
     /// Threads per CTA.
     pub threads: usize,
     /// CTAs per row: 1, the cluster size or the split count.
@@ -375,8 +378,11 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         let shifted_span = if !vectorized && op.column_sums() == 0 { cols + pack - 1 } else { cols };
         let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
         let width = pack_width(variant, cols, dtype);
+        let lane_rows =
+            if variant == (NormVariant::Lanes { lanes: 1 }) { 16 / (width * dtype.size_bytes()) } else { 1 };
+        let lane_rows = lane_rows.max(1);
         let plan = |packs, threads, parts, slots| {
-            Ok(NormPlan { variant, vectorized, packs, width, threads, parts, stages: 1, slots })
+            Ok(NormPlan { variant, vectorized, packs, width, lane_rows, threads, parts, stages: 1, slots })
         };
         // Staged CTAs: the most elements a part takes, the most threads, the elements a
         // thread aims at, and (threads, packs) for `parts` parts. Forward parts share their
@@ -425,7 +431,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                     let holds = lanes * pack;
                     return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {holds}"));
                 }
-                let rows_per_cta = WARP_ROWS_PER_CTA * (32 / lanes);
+                let rows_per_cta = WARP_ROWS_PER_CTA * (32 / lanes) * lane_rows;
                 plan(1, 32 * WARP_ROWS_PER_CTA, 1, rows.div_ceil(rows_per_cta).min(MAX_SLOTS))
             }
             NormVariant::Warp { packs } => {
@@ -565,6 +571,15 @@ impl NormPlan {
         }
     }
 
+    /// Rows a CTA holds at once (warp variants; staged: 1).
+    pub fn rows_per_cta(&self) -> usize {
+        if self.is_warp_layout() {
+            WARP_ROWS_PER_CTA * (32 / self.lanes()) * self.lane_rows
+        } else {
+            1
+        }
+    }
+
     /// Bytes of one row operand a CTA holds: a row of a warp's lane group (times the CTA's
     /// rows), or a staged CTA's part.
     pub fn part_bytes(&self) -> usize {
@@ -622,7 +637,7 @@ impl fmt::Display for NormPlan {
                 "{}, {} thr ({} rows a CTA), {access} accesses, {} slots",
                 self.variant.name(),
                 self.threads,
-                WARP_ROWS_PER_CTA * (32 / self.lanes()),
+                self.rows_per_cta(),
                 self.slots
             );
         }
@@ -731,7 +746,7 @@ mod tests {
         assert_eq!(width(33, DType::BF16), (8, false));
         assert_eq!(
             choose(Softmax, 4096, 2, DType::BF16).to_string(),
-            "lanes-1, 128 thr (128 rows a CTA), 2-element packs, vector accesses, 32 slots"
+            "lanes-1, 128 thr (512 rows a CTA), 2-element packs, vector accesses, 8 slots"
         );
     }
 
