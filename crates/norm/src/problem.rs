@@ -197,6 +197,16 @@ impl NormOp {
         }
     }
 
+    /// Per-row f32 statistics a forward op writes for its backward, where the caller
+    /// passes their buffers (the training form): mean and rstd, rstd, or none.
+    pub fn saved_stats(self) -> usize {
+        match self {
+            NormOp::LayerNorm | NormOp::AddLayerNorm => 2,
+            NormOp::RmsNorm | NormOp::AddRmsNorm => 1,
+            _ => 0,
+        }
+    }
+
     /// Per-column sums the op produces (dgamma, dbeta): 2, 1 or 0.
     pub fn column_sums(self) -> usize {
         match self {

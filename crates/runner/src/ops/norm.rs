@@ -392,10 +392,14 @@ fn measure<T: NormElement>(ctx: &Context, norm: &mut Normalizer, run: &Run) -> R
     let variant = plan.to_string();
     let mut out = Outputs::poisoned(gpu, op, &p)?;
     // The gate's bytes: one read and one write of the matrix, two of each for fused adds
-    // (x and the residual in, h and y out; gamma, beta and the statistics are left out).
+    // (x and the residual in, h and y out), and the f32 statistics written (layernorm's
+    // mean and rstd, rmsnorm's rstd): on rows of 2 bf16 they are half of what layernorm
+    // writes. Gamma and beta, read once per column, are left out.
     let matrix = p.rows * p.cols * T::DTYPE.size_bytes();
     let matrices = vec![matrix; op.row_inputs()];
-    let traffic = Traffic::new(&matrices, &matrices);
+    let mut writes = matrices.clone();
+    writes.push(op.saved_stats() * p.rows * std::mem::size_of::<f32>());
+    let traffic = Traffic::new(&matrices, &writes);
     let bytes = traffic.bytes();
     // cuDNN's softmax, where the installed cuDNN takes this type, timed in the same rotation.
     let vendor = match op {
