@@ -55,7 +55,7 @@ struct RowParams {
   int32_t stages;       // staged kernel: rows its shared-memory ring holds (1 unless vectorized); warp: 1
   int32_t smem_limit;   // dynamic shared memory the staged kernels were allowed (StagedQuery::smem_limit)
   int32_t lanes;        // warp layout: lanes per row (32; forward rows of one pack a lane: 1 to 16)
-  int32_t width;        // elements of a lane's pack: the 16-byte pack, or (a lane per row) 1, 2 or 4
+  int32_t width;        // elements of a lane's pack: the 16-byte pack's, or (a lane per row) the row's
   int32_t reserved;
 };
 static_assert(sizeof(RowParams) == 184, "layout shared with src/launch.rs");

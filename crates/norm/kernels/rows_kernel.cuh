@@ -115,32 +115,46 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   // `first` is the warp's first row: uniform across the warp, so every lane takes part in
   // the shuffles; a lane whose row lies past the end sees a row of no columns. Lane rows r
   // of a warp are 32 / G rows apart, so that each access is coalesced across the warp.
+  // Lane rows whose slots are exactly the row's columns (a lane's pack sized to its row)
+  // take no per-element predicates but in the warp's last, partial, iteration: the map
+  // folded (PackMap::inside) wherever all of the warp's rows are live.
+  const bool exact = G < 32 && p.cols == G * N * W;
   for (int64_t first = int64_t(blockIdx.y) * kRowsPerCta + threadIdx.x / 32 * kRowsPerWarp; first < p.rows;
        first += int64_t(gridDim.y) * kRowsPerCta) {
     auto row_of = [&](int r) { return first + lane / G + int64_t(r) * (32 / G); };
-    auto map_of = [&](int64_t row) {
+    // Every row's loads first, then their math: R rows' bytes in flight. map_of(row) is
+    // the row's map: m_row, emptied past the last row (a warp per row: the loop bound
+    // keeps its row live), or folded.
+    auto rows = [&](auto&& map_of) {
+      CUTE_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const int64_t row = row_of(r);
+        const auto m = map_of(row);
+        th[r].load(p, row, [&](int input, auto& frag, T fill) {
+          load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
+        });
+      }
+      CUTE_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const int64_t row = row_of(r);
+        const auto m = map_of(row);
+        const auto s = group_reduce<C, G>(th[r].stats(p, row, m));
+        th[r].apply(p, row, m, s, row < p.rows && member == 0);
+      }
+    };
+    if constexpr (G < 32) {
+      if (exact && first + kRowsPerWarp <= p.rows) {
+        rows([&](int64_t) { return m_row.inside(); });
+        continue;
+      }
+    }
+    rows([&](int64_t row) {
       auto m = m_row;
       if constexpr (G < 32) {
-        m.cols = row < p.rows ? p.cols : 0;  // a warp per row: the loop bound keeps its row live
+        m.cols = row < p.rows ? p.cols : 0;
       }
       return m;
-    };
-    // Every row's loads first, then their math: R rows' bytes in flight.
-    CUTE_UNROLL
-    for (int r = 0; r < R; ++r) {
-      const int64_t row = row_of(r);
-      const auto m = map_of(row);
-      th[r].load(p, row, [&](int input, auto& frag, T fill) {
-        load_packs<Cache::kStream>(in_row<T>(input_base(p, input), p, row), m, frag, fill);
-      });
-    }
-    CUTE_UNROLL
-    for (int r = 0; r < R; ++r) {
-      const int64_t row = row_of(r);
-      const auto m = map_of(row);
-      const auto s = group_reduce<C, G>(th[r].stats(p, row, m));
-      th[r].apply(p, row, m, s, row < p.rows && member == 0);
-    }
+    });
   }
   if constexpr (Op::kColumnArrays > 0) {
     store_column_sums<true>(th[0], p, m_row);
@@ -495,21 +509,45 @@ int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
   return int(cudaGetLastError());
 }
 
-// A lane per row, in packs of p.width elements (1, 2, 4 or the 16-byte pack).
+// Whether packs of W elements of T take vector accesses (a power of two of bytes up to 16).
+template <class T, int W>
+constexpr bool kVectorWidth = (W * sizeof(T)) <= kVectorBytes && ((W * sizeof(T)) & (W * sizeof(T) - 1)) == 0;
+
+template <class Op, int W>
+int launch_row_lane_width(RowParams const& p, cudaStream_t stream) {
+  if constexpr (kVectorWidth<typename Op::Element, W>) {
+    return launch_warp_rows<Op, 1, 1, W>(p, stream);
+  } else {
+    if (p.flags & kVectorized) {
+      return kRefusedPlan;
+    }
+    const dim3 grid(1, unsigned(p.slots)), block(32 * kWarpRowsPerCta);
+    warp_rows_kernel<Op, 1, false, 1, W><<<grid, block, 0, stream>>>(p);
+    return int(cudaGetLastError());
+  }
+}
+
+// A lane per row, in packs of p.width elements: the row's length, up to the 16-byte pack.
 template <class Op>
 int launch_row_lanes(RowParams const& p, cudaStream_t stream) {
   constexpr int P = kPackElems<typename Op::Element>;
   switch (p.width) {
-    case 1: return launch_warp_rows<Op, 1, 1, 1>(p, stream);
-    case 2: return launch_warp_rows<Op, 1, 1, 2>(p, stream);
-    case 4: return launch_warp_rows<Op, 1, 1, 4>(p, stream);
-    case 8:
-      if constexpr (P == 8) {
-        return launch_warp_rows<Op, 1, 1, 8>(p, stream);
-      }
-      return kRefusedPlan;
-    default: return kRefusedPlan;
+    case 1: return launch_row_lane_width<Op, 1>(p, stream);
+    case 2: return launch_row_lane_width<Op, 2>(p, stream);
+    case 3: return launch_row_lane_width<Op, 3>(p, stream);
+    case 4: return launch_row_lane_width<Op, 4>(p, stream);
+    default: break;
   }
+  if constexpr (P == 8) {
+    switch (p.width) {
+      case 5: return launch_row_lane_width<Op, 5>(p, stream);
+      case 6: return launch_row_lane_width<Op, 6>(p, stream);
+      case 7: return launch_row_lane_width<Op, 7>(p, stream);
+      case 8: return launch_row_lane_width<Op, 8>(p, stream);
+      default: break;
+    }
+  }
+  return kRefusedPlan;
 }
 
 // Short forward rows: one pack a lane, `lanes` lanes a row.
@@ -640,9 +678,9 @@ bool launchable(RowParams const& p) {
   const bool shifted = shifted_rows<Op>(p);
   const bool deep = p.layout == kCtaPerRow && ((p.flags & kVectorized) || shifted);
   const bool stages = p.stages >= 1 && p.stages <= (deep ? kMaxStages : 1);
-  // Narrow packs: a lane per row, one pack (launch_row_lanes compiles 1, 2, 4 and P).
+  // Narrow packs: a lane per row, one pack of 1 to P elements (launch_row_lanes).
   const int W = p.width;
-  const bool width = W == P || (warp_rows && p.lanes == 1 && p.packs == 1 && (W == 1 || W == 2 || W == 4));
+  const bool width = W == P || (warp_rows && p.lanes == 1 && p.packs == 1 && W >= 1 && W <= P);
   // Shifted packs start up to P - 1 columns before the row.
   const bool covers = int64_t(p.parts) * group * p.packs * W >= p.cols + (shifted ? P - 1 : 0);
   const bool vectorized =

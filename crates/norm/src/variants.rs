@@ -282,8 +282,9 @@ pub struct NormPlan {
     /// Packs a thread holds per row operand.
     pub packs: usize,
     /// Elements of a pack: 16 bytes of them, but where a lane holds a whole short row
-    /// (`lanes-1`), the row's length rounded up to a power of two, so that a row of 2 takes
-    /// no dead slots (and, on aligned rows, one 4-byte access in bf16).
+    /// (`lanes-1`), the row's length, so that its slots are its columns: no dead slots and
+    /// no per-element predicates (and on aligned rows of a power of two of bytes, one
+    /// vector access: 4 bytes for a bf16 row of 2).
     pub width: usize,
     /// Rows a lane holds at once: 1, but for `lanes-1` packs under 16 bytes as many as
     /// make 16 bytes (`kLaneRows`), so that a lane keeps 16 bytes in flight.
@@ -350,7 +351,10 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         aligned: bool,
     ) -> NormResult<NormPlan> {
         let width = pack_width(variant, problem.cols, dtype);
-        let vectorized = aligned && multiple_of(problem.cols, width) && multiple_of(problem.row_stride, width);
+        let vectorized = aligned
+            && (width * dtype.size_bytes()).is_power_of_two()
+            && multiple_of(problem.cols, width)
+            && multiple_of(problem.row_stride, width);
         let plan = self.shape(variant, op, problem, dtype, vectorized)?;
         if plan.is_warp_layout() {
             Ok(plan)
@@ -538,11 +542,11 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
 }
 
 /// Elements of a pack of `variant` on rows of `cols` (`NormPlan::width`): 16 bytes of them
-/// but for `lanes-1`, whose lane holds the row in the fewest slots of 1, 2, 4 or a pack.
+/// but for `lanes-1`, whose lane's pack is the row (up to 16 bytes).
 fn pack_width(variant: NormVariant, cols: usize, dtype: DType) -> usize {
     let pack = 16 / dtype.size_bytes();
     match variant {
-        NormVariant::Lanes { lanes: 1 } => cols.max(1).next_power_of_two().min(pack),
+        NormVariant::Lanes { lanes: 1 } => cols.clamp(1, pack),
         _ => pack,
     }
 }
@@ -732,16 +736,17 @@ mod tests {
         assert_eq!(plan.to_string(), "lanes-4, 128 thr (32 rows a CTA), 16-byte accesses, 4 slots");
         // Backward rows keep whole warps.
         assert_eq!(lanes(SoftmaxBackward, 7, DType::F32), NormVariant::Warp { packs: 1 });
-        // A lane per row: its pack sized to the row (a power of two), vector accesses where
-        // the row is a whole number of packs; wider lane groups keep 16-byte packs.
+        // A lane per row: its pack is the row, one vector access where that is a power of
+        // two of bytes; wider lane groups keep 16-byte packs.
         let width = |cols, dtype| {
             let plan = choose(LayerNorm, 4096, cols, dtype);
             (plan.width, plan.vectorized)
         };
         assert_eq!(width(1, DType::BF16), (1, true));
         assert_eq!(width(2, DType::BF16), (2, true));
-        assert_eq!(width(3, DType::BF16), (4, false));
-        assert_eq!(width(7, DType::BF16), (8, false));
+        assert_eq!(width(3, DType::BF16), (3, false));
+        assert_eq!(width(4, DType::BF16), (4, true));
+        assert_eq!(width(7, DType::BF16), (7, false));
         assert_eq!(width(2, DType::F32), (2, true));
         assert_eq!(width(33, DType::BF16), (8, false));
         assert_eq!(

@@ -25,8 +25,8 @@ use ckb_norm::{
 };
 use ckb_norm::{reference, verify};
 
-// 2 to 4: a lane per row in packs of 2 and 4 (vector accesses where the row allows).
-const LENGTHS: [usize; 10] = [1, 2, 3, 4, 7, 33, 1000, 4096 + 3, 70000, 262144];
+// 1 to 8: a lane per row, its pack the row (vector accesses where the row allows).
+const LENGTHS: [usize; 11] = [1, 2, 3, 4, 7, 8, 33, 1000, 4096 + 3, 70000, 262144];
 const EPS: f32 = 1e-5;
 
 fn gpu() -> Gpu {
