@@ -785,6 +785,18 @@ fn many_rows_per_cta() {
     }
 }
 
+/// Dense rows of 1 to 8 elements, enough for whole warps of lanes: their rows move through
+/// shared-memory tiles (a partial last warp and padded rows do not), for every forward op.
+#[test]
+#[ignore = "needs a GPU"]
+fn short_dense_rows_take_tiles() {
+    let mut problems: Vec<RowsProblem> = (1..=8).map(|cols| RowsProblem::dense(2000 + 7 * cols, cols)).collect();
+    problems.push(RowsProblem::new(2000, 7, 8));
+    for (name, checks) in all_ops().into_iter().filter(|(name, _)| !name.ends_with("backward")) {
+        assert_sweep(name, checks, &problems, 0);
+    }
+}
+
 #[test]
 #[ignore = "needs a GPU"]
 fn single_rows_and_empty_problems() {
