@@ -78,6 +78,10 @@ CUTE_DEVICE void store_column_sums(Thread const& th, RowParams const& p, Map con
 template <class Op>
 constexpr int kWarpMinBlocks = Op::kForward && Op::kInputs == 2 ? 3 : 4;
 
+// The longest row a lane of a lane-per-row warp holds (f32: two 16-byte packs, which only
+// element packs take).
+constexpr int kLaneRowElems = 8;
+
 // Rows a lane of a lane-per-row warp (G = 1) holds at once: as many as make 16 bytes of a
 // row operand, so that packs sized to short rows still keep 16 bytes a lane in flight (bf16
 // rows of 2, one a lane: 0.62 of copy on the H200). Mirrored by NormPlan::lane_rows.
@@ -97,7 +101,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   constexpr int kRowsPerWarp = 32 / G * R;
   static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
   static_assert(G == 32 || Op::kColumnArrays == 0, "column sums are per lane: whole warps per row");
-  static_assert(W == kPackElems<T> || (G == 1 && N == 1), "narrow packs: a lane per row, one pack");
+  static_assert(W == kPackElems<T> || (G == 1 && N == 1 && W <= kLaneRowElems), "a lane per row, one pack");
 
   // Unaligned rows take strided element accesses: shifted packs (staged_rows_kernel) cost a
   // lane more instructions than they save on rows this short (measured on the H200: bf16
@@ -126,8 +130,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   // DRAM at 25%).
   constexpr bool kTiled = G == 1 && !kVec;
   constexpr int kTileBytes = kTiled ? 32 * R * W * int(sizeof(T)) : kVectorBytes;
-  static_assert(!kTiled || (kTileBytes <= 32 * kVectorBytes && kTileBytes % kVectorBytes == 0),
-                "a tile is at most a vector a lane");
+  static_assert(!kTiled || kTileBytes % kVectorBytes == 0, "a tile is whole vectors");
   // The row operands in (x, and the residual of fused adds), then the outputs out (y, h).
   __shared__ __align__(16) uint8_t tiles[kWarpRowsPerCta][2][kTileBytes];
   const auto aligned = [](void const* ptr) { return reinterpret_cast<uintptr_t>(ptr) % kVectorBytes == 0; };
@@ -136,13 +139,18 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   auto tile_rows = [&](int64_t first) {
     uint8_t(&tile)[2][kTileBytes] = tiles[threadIdx.x / 32];
     const int64_t span = first * p.cols * int64_t(sizeof(T));  // the rows' first byte
-    const bool moves = lane * kVectorBytes < kTileBytes;
+    // Lane i moves vectors i, i + 32, ... of each tile.
+    constexpr int kMoves = (kTileBytes / kVectorBytes + 31) / 32;
+    auto moved = [&](int i) { return (lane + 32 * i) * kVectorBytes; };
     CUTE_UNROLL
     for (int input = 0; input < Op::kInputs; ++input) {
-      if (moves) {
-        uint4 v;
-        ld_stream_128(static_cast<uint8_t const*>(input_base(p, input)) + span + lane * kVectorBytes, v);
-        *reinterpret_cast<uint4*>(&tile[input][lane * kVectorBytes]) = v;
+      CUTE_UNROLL
+      for (int i = 0; i < kMoves; ++i) {
+        if (moved(i) < kTileBytes) {
+          uint4 v;
+          ld_stream_128(static_cast<uint8_t const*>(input_base(p, input)) + span + moved(i), v);
+          *reinterpret_cast<uint4*>(&tile[input][moved(i)]) = v;
+        }
       }
     }
     __syncwarp();
@@ -172,9 +180,12 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     __syncwarp();
     CUTE_UNROLL
     for (int output = 0; output < (p.sum_out != nullptr ? 2 : 1); ++output) {
-      if (moves) {
-        const uint4 v = *reinterpret_cast<uint4 const*>(&tile[output][lane * kVectorBytes]);
-        st_128(static_cast<uint8_t*>(output == 0 ? p.out : p.sum_out) + span + lane * kVectorBytes, v);
+      CUTE_UNROLL
+      for (int i = 0; i < kMoves; ++i) {
+        if (moved(i) < kTileBytes) {
+          const uint4 v = *reinterpret_cast<uint4 const*>(&tile[output][moved(i)]);
+          st_128(static_cast<uint8_t*>(output == 0 ? p.out : p.sum_out) + span + moved(i), v);
+        }
       }
     }
     __syncwarp();  // the tiles are read before the next rows fill them
@@ -593,10 +604,9 @@ int launch_row_lane_width(RowParams const& p, cudaStream_t stream) {
   }
 }
 
-// A lane per row, in packs of p.width elements: the row's length, up to the 16-byte pack.
+// A lane per row, in packs of p.width elements: the row's length, up to kLaneRowElems.
 template <class Op>
 int launch_row_lanes(RowParams const& p, cudaStream_t stream) {
-  constexpr int P = kPackElems<typename Op::Element>;
   switch (p.width) {
     case 1: return launch_row_lane_width<Op, 1>(p, stream);
     case 2: return launch_row_lane_width<Op, 2>(p, stream);
@@ -604,7 +614,7 @@ int launch_row_lanes(RowParams const& p, cudaStream_t stream) {
     case 4: return launch_row_lane_width<Op, 4>(p, stream);
     default: break;
   }
-  if constexpr (P == 8) {
+  {
     switch (p.width) {
       case 5: return launch_row_lane_width<Op, 5>(p, stream);
       case 6: return launch_row_lane_width<Op, 6>(p, stream);
@@ -744,9 +754,9 @@ bool launchable(RowParams const& p) {
   const bool shifted = shifted_rows<Op>(p);
   const bool deep = p.layout == kCtaPerRow && ((p.flags & kVectorized) || shifted);
   const bool stages = p.stages >= 1 && p.stages <= (deep ? kMaxStages : 1);
-  // Narrow packs: a lane per row, one pack of 1 to P elements (launch_row_lanes).
+  // A lane per row: one pack of its 1 to kLaneRowElems elements (launch_row_lanes).
   const int W = p.width;
-  const bool width = W == P || (warp_rows && p.lanes == 1 && p.packs == 1 && W >= 1 && W <= P);
+  const bool width = W == P || (warp_rows && p.lanes == 1 && p.packs == 1 && W >= 1 && W <= kLaneRowElems);
   // Shifted packs start up to P - 1 columns before the row.
   const bool covers = int64_t(p.parts) * group * p.packs * W >= p.cols + (shifted ? P - 1 : 0);
   const bool vectorized =

@@ -9,7 +9,8 @@
 //!
 //! | variant   | skeleton | a row is held by | rows up to (f32 / halves, forward) |
 //! |-----------|----------|------------------|-------------------------------------|
-//! | lanes-L   | warp     | L = 1, 2, 4, 8 or 16 lanes, one pack each; 32 / L rows a warp (forward only) | 4L / 8L |
+//! | lanes-1   | warp     | a lane, its pack the row; 32 rows a warp, times as many as keep 16 bytes a lane in flight; dense rows of element packs through shared-memory tiles (forward only) | 8 |
+//! | lanes-L   | warp     | L = 2, 4, 8 or 16 lanes, one 16-byte pack each; 32 / L rows a warp (forward only) | 4L / 8L |
 //! | warp-x1   | warp     | a warp, 1 pack of 16 bytes a lane | 128 / 256   |
 //! | warp-x2   | warp     | a warp, 2 packs a lane | 256 / 512              |
 //! | warp-x4   | warp     | a warp, 4 packs a lane | 512 / 1024             |
@@ -79,6 +80,9 @@ pub const NORM_VARIANTS: &[(NormVariant, &str)] = &[
     (NormVariant::Split, "split"),
 ];
 
+/// The longest row a `lanes-1` lane holds (`kLaneRowElems`): a pack of halves, two of f32
+/// (which then take element accesses, through shared-memory tiles where rows are dense).
+const LANE_ROW_ELEMS: usize = 8;
 /// Row elements a warp lane holds per operand (`kForwardElems`, `kBackwardElems`).
 const FORWARD_ELEMS: usize = 32;
 const BACKWARD_ELEMS: usize = 16;
@@ -353,6 +357,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         let width = pack_width(variant, problem.cols, dtype);
         let vectorized = aligned
             && (width * dtype.size_bytes()).is_power_of_two()
+            && width * dtype.size_bytes() <= 16
             && multiple_of(problem.cols, width)
             && multiple_of(problem.row_stride, width);
         let plan = self.shape(variant, op, problem, dtype, vectorized)?;
@@ -431,8 +436,8 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                 if !op.is_forward() {
                     return mismatch("backward ops keep column sums per lane: a whole warp per row".into());
                 }
-                if cols > lanes * pack {
-                    let holds = lanes * pack;
+                let holds = if lanes == 1 { LANE_ROW_ELEMS } else { lanes * pack };
+                if cols > holds {
                     return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {holds}"));
                 }
                 let rows_per_cta = WARP_ROWS_PER_CTA * (32 / lanes) * lane_rows;
@@ -542,11 +547,11 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
 }
 
 /// Elements of a pack of `variant` on rows of `cols` (`NormPlan::width`): 16 bytes of them
-/// but for `lanes-1`, whose lane's pack is the row (up to 16 bytes).
+/// but for `lanes-1`, whose lane's pack is the row (up to [`LANE_ROW_ELEMS`]).
 fn pack_width(variant: NormVariant, cols: usize, dtype: DType) -> usize {
     let pack = 16 / dtype.size_bytes();
     match variant {
-        NormVariant::Lanes { lanes: 1 } => cols.clamp(1, pack),
+        NormVariant::Lanes { lanes: 1 } => cols.clamp(1, LANE_ROW_ELEMS),
         _ => pack,
     }
 }
@@ -748,6 +753,8 @@ mod tests {
         assert_eq!(width(4, DType::BF16), (4, true));
         assert_eq!(width(7, DType::BF16), (7, false));
         assert_eq!(width(2, DType::F32), (2, true));
+        assert_eq!(width(7, DType::F32), (7, false));
+        assert_eq!(width(8, DType::F32), (8, false));
         assert_eq!(width(33, DType::BF16), (8, false));
         assert_eq!(
             choose(Softmax, 4096, 2, DType::BF16).to_string(),
@@ -795,8 +802,8 @@ mod tests {
                         let what = format!("{op:?} {dtype} {cols} {plan:?}");
                         assert_eq!(plan.variant, *variant, "{what}");
                         let group = if plan.is_warp_layout() { plan.lanes() } else { plan.threads };
+                        assert!(plan.parts * group * plan.packs * plan.width >= cols, "{what}");
                         let pack = 16 / dtype.size_bytes();
-                        assert!(plan.parts * group * plan.packs * pack >= cols, "{what}");
                         if !plan.is_warp_layout() {
                             let chunk_packs = CHUNK_ELEMS / pack;
                             assert!(plan.packs % chunk_packs == 0, "{what}");
