@@ -612,18 +612,12 @@ int launch_row_lanes(RowParams const& p, cudaStream_t stream) {
     case 2: return launch_row_lane_width<Op, 2>(p, stream);
     case 3: return launch_row_lane_width<Op, 3>(p, stream);
     case 4: return launch_row_lane_width<Op, 4>(p, stream);
-    default: break;
+    case 5: return launch_row_lane_width<Op, 5>(p, stream);
+    case 6: return launch_row_lane_width<Op, 6>(p, stream);
+    case 7: return launch_row_lane_width<Op, 7>(p, stream);
+    case 8: return launch_row_lane_width<Op, 8>(p, stream);
+    default: return kRefusedPlan;
   }
-  {
-    switch (p.width) {
-      case 5: return launch_row_lane_width<Op, 5>(p, stream);
-      case 6: return launch_row_lane_width<Op, 6>(p, stream);
-      case 7: return launch_row_lane_width<Op, 7>(p, stream);
-      case 8: return launch_row_lane_width<Op, 8>(p, stream);
-      default: break;
-    }
-  }
-  return kRefusedPlan;
 }
 
 // Short forward rows: one pack a lane, `lanes` lanes a row.
