@@ -117,8 +117,11 @@ fn the_heuristic_always_has_a_plan() {
                     let plan = planner().choose(op, &p, dtype, aligned).unwrap();
                     let forced = planner().plan(plan.variant, op, &p, dtype, aligned).unwrap();
                     assert_eq!(plan, forced, "{op:?} {dtype} {cols}");
-                    let whole_packs = cols % (16 / dtype.size_bytes()) == 0;
-                    assert_eq!(plan.vectorized, aligned && whole_packs, "{op:?} {dtype} {cols}");
+                    // Vectors of the plan's pack: 16 bytes, or (lanes-1) the row where that
+                    // is a power of two of bytes up to 16.
+                    let bytes = plan.width * dtype.size_bytes();
+                    let vectors = bytes.is_power_of_two() && bytes <= 16 && cols % plan.width == 0;
+                    assert_eq!(plan.vectorized, aligned && vectors, "{op:?} {dtype} {cols}");
                 }
             }
         }
