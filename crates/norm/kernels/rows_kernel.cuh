@@ -377,7 +377,13 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
   // Shifted parts only: vector fills cost a few moves, and the second path's registers cost
   // 16-byte kernels residency (add_rmsnorm bf16 64 -> 95) or spilled (f16 layernorm). Folded
   // outputs of shifted parts also read their parameters' pairs with no element loads.
+  // Warps whose packs all lie past the row end skip it: parts are whole chunks of the
+  // CTA, and a row a few columns over a chunk (f32 rows of 4098 and 131075) left most of the
+  // last chunk's warps loading, reducing and storing nothing.
   auto with_inside = [&](auto const& mc, auto&& f) {
+    if (Op::kForward && __all_sync(0xffffffffu, mc.col(0, 0) >= p.cols)) {
+      return;
+    }
     if constexpr (A != Access::kShifted) {
       f(mc);
     } else if (__all_sync(0xffffffffu, mc.template packs_inside<N>())) {
@@ -407,9 +413,13 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
         }
       }
     } else if constexpr (A == Access::kShifted) {
-      // The part's columns [lo, hi) of the row, each at its input's alignment: the granules
-      // wholly inside by bulk copy, the ends by plain stores. The stage's transactions are
-      // expected input by input; the one arrival comes last.
+      // The part's columns [lo, hi) of the row, at its input's alignment, as one bulk copy
+      // of the 16-byte granules around them. Their bytes outside [lo, hi) (a neighbouring
+      // part's or row's, or the gap between rows) land in the stage but are never read as
+      // the row's (load_pack_smem fills past the row ends). Only a granule reaching past the
+      // operand's last element (the last row's tail: its allocation may end there) goes by
+      // plain stores. Plain loads of every row's ends had held each thread that made one,
+      // and at the next barrier its CTA, for a memory latency a row.
       const int first = part_begin - shift_of(row);
       const int lo = max(first, 0), hi = min(first + part_cols, p.cols);
       if (tid == 0) {
@@ -418,19 +428,22 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
       CUTE_UNROLL
       for (int input = 0; input < Op::kInputs; ++input) {
         T const* src = in_row<T>(input_base(p, input), p, row);
+        T const* operand_end = in_row<T>(input_base(p, input), p, p.rows - 1) + p.cols;
         const int origin = first - granule_offset(src + first);
-        const int b0 = lo + (P - granule_offset(src + lo)) % P, b1 = hi - granule_offset(src + hi);
-        const int body = b1 > b0 ? b0 : hi, body_end = b1 > b0 ? b1 : hi;
-        for (int e = lo + tid; e < body; e += threads) {
-          sRows(e - origin, input, stage) = src[e];
+        const int g0 = lo - granule_offset(src + lo);
+        int g1 = hi + (P - granule_offset(src + hi)) % P;
+        if (src + g1 > operand_end) {
+          g1 = hi - granule_offset(src + hi);
         }
-        for (int e = body_end + tid; e < hi; e += threads) {
-          sRows(e - origin, input, stage) = src[e];
-        }
-        if (tid == 0 && body_end > body) {
-          const uint32_t bytes = uint32_t(body_end - body) * sizeof(T);
-          Barrier::expect_transaction(&full[stage], bytes);
-          SM90_BULK_COPY_G2S::copy(src + body, &full[stage], &sRows(body - origin, input, stage), int32_t(bytes));
+        if (hi > lo) {
+          for (int e = max(g1, lo) + tid; e < hi; e += threads) {
+            sRows(e - origin, input, stage) = src[e];
+          }
+          if (tid == 0 && g1 > g0) {
+            const uint32_t bytes = uint32_t(g1 - g0) * sizeof(T);
+            Barrier::expect_transaction(&full[stage], bytes);
+            SM90_BULK_COPY_G2S::copy(src + g0, &full[stage], &sRows(g0 - origin, input, stage), int32_t(bytes));
+          }
         }
       }
       if (tid == 0) {
