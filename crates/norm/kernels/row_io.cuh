@@ -75,12 +75,12 @@ struct PackMap {
     }
   }
   // Whether all N packs lie wholly inside the row (contiguous packs, growing with j);
-  // kShifted packs also with the granule either side (load_span's pair of a per-column
-  // parameter of any alignment stays inside its array).
-  template <int N>
+  // kShifted packs of ops with per-column parameters (kPairs) also with the granule either
+  // side (load_span's pair of a parameter of any alignment stays inside its array).
+  template <int N, bool kPairs = true>
   CUTE_DEVICE bool packs_inside() const {
     static_assert(A != Access::kStrided, "contiguous packs");
-    constexpr int kMargin = A == Access::kShifted ? P : 0;
+    constexpr int kMargin = A == Access::kShifted && kPairs ? P : 0;
     return kInside || (col(0, 0) >= kMargin && col(N - 1, 0) + P + kMargin <= cols);
   }
   // This map, its predicates folded: only where packs_inside holds.

@@ -84,9 +84,16 @@ constexpr int kLaneRowElems = 8;
 
 // Rows a lane of a lane-per-row warp (G = 1) holds at once: as many as make 16 bytes of a
 // row operand, so that packs sized to short rows still keep 16 bytes a lane in flight (bf16
-// rows of 2, one a lane: 0.62 of copy on the H200). Mirrored by NormPlan::lane_rows.
-template <class T, int G, int W>
-constexpr int kLaneRows = G == 1 && W * int(sizeof(T)) < kVectorBytes ? kVectorBytes / (W * int(sizeof(T))) : 1;
+// rows of 2, one a lane: 0.62 of copy on the H200). Lane groups of element packs (G > 1,
+// !kVec) hold enough rows that a warp's rows of any length span whole 16-byte vectors
+// (its shared-memory tile), up to 2: bf16 groups of 16 lanes holding 4 rows spilled (they
+// take no tile). Mirrored by NormPlan::lane_rows.
+template <class T, int G>
+constexpr int kGroupTileRows = 32 / G * int(sizeof(T)) >= kVectorBytes ? 1 : kVectorBytes / (32 / G * int(sizeof(T)));
+template <class T, int G, int W, bool kVec>
+constexpr int kLaneRows = G == 1 ? (W * int(sizeof(T)) < kVectorBytes ? kVectorBytes / (W * int(sizeof(T))) : 1)
+                          : !kVec && G < 32 && kGroupTileRows<T, G> <= 2 ? kGroupTileRows<T, G>
+                                                                           : 1;
 
 // A warp per row (G = 32), or 32 / G rows a warp, G lanes each (short forward rows), in
 // packs of W elements (W < the 16-byte pack: one lane a row, its pack sized to the row,
@@ -97,11 +104,12 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     warp_rows_kernel(RowParams const p) {
   using T = typename Op::Element;
   using C = typename Op::Combine;
-  constexpr int R = kLaneRows<T, G, W>;
+  constexpr int R = kLaneRows<T, G, W, kVec>;
   constexpr int kRowsPerWarp = 32 / G * R;
   static_assert(N >= 1 && N <= Op::kMaxPacks, "packs per thread within the op's register budget");
   static_assert(G == 32 || Op::kColumnArrays == 0, "column sums are per lane: whole warps per row");
-  static_assert(W == kPackElems<T> || (G == 1 && N == 1 && W <= kLaneRowElems), "a lane per row, one pack");
+  static_assert(W == kPackElems<T> || (N == 1 && W <= kLaneRowElems && (G == 1 || (G < 32 && !kVec))),
+                "one pack sized to the row: a lane per row, or lane groups of element packs");
 
   // Unaligned rows take strided element accesses: shifted packs (staged_rows_kernel) cost a
   // lane more instructions than they save on rows this short (measured on the H200: bf16
@@ -123,22 +131,24 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   // take no per-element predicates but in the warp's last, partial, iteration: the map
   // folded (PackMap::inside) wherever all of the warp's rows are live.
   const bool exact = G < 32 && p.cols == G * N * W;
-  // Dense lane rows of element packs: a warp's rows are one contiguous span, 16-byte
-  // aligned, moved between global and shared memory in 16-byte vectors, the lanes taking
-  // their rows from it and writing their outputs into it. Element stores of bf16 rows of 7
-  // had each written 2 bytes into 14 sectors (ncu on the H200: L2 at 92% of its throughput,
-  // DRAM at 25%).
-  constexpr bool kTiled = G == 1 && !kVec;
-  constexpr int kTileBytes = kTiled ? 32 * R * W * int(sizeof(T)) : kVectorBytes;
+  // Dense short rows of element packs: a warp's rows are one contiguous span, 16-byte
+  // aligned (kLaneRows), moved between global and shared memory in 16-byte vectors, the
+  // lanes taking their rows from it and writing their outputs into it. Element stores of
+  // bf16 rows of 7 had each written 2 bytes into 14 sectors (ncu on the H200: L2 at 92% of
+  // its throughput, DRAM at 25%).
+  constexpr bool kTiled = !kVec && (G == 1 || (G < 32 && kGroupTileRows<T, G> <= 2));
+  constexpr int kTileBytes = kTiled ? 32 * R * W * int(sizeof(T)) : kVectorBytes;  // the longest span: cols = G * W
   static_assert(!kTiled || kTileBytes % kVectorBytes == 0, "a tile is whole vectors");
   // The row operands in (x, and the residual of fused adds), then the outputs out (y, h).
   __shared__ __align__(16) uint8_t tiles[kWarpRowsPerCta][2][kTileBytes];
   const auto aligned = [](void const* ptr) { return reinterpret_cast<uintptr_t>(ptr) % kVectorBytes == 0; };
-  const bool tiled = kTiled && exact && p.in_stride == p.cols && p.out_stride == p.cols && aligned(p.x) &&
+  const bool tiled = kTiled && (G > 1 || exact) && p.in_stride == p.cols && p.out_stride == p.cols && aligned(p.x) &&
                      (Op::kInputs == 1 || aligned(p.dy)) && aligned(p.out) && aligned(p.sum_out);
-  auto tile_rows = [&](int64_t first) {
+  // m: the rows' map (m_row, or folded where the rows are exactly the lanes' slots).
+  auto tile_rows = [&](int64_t first, auto const& m) {
     uint8_t(&tile)[2][kTileBytes] = tiles[threadIdx.x / 32];
     const int64_t span = first * p.cols * int64_t(sizeof(T));  // the rows' first byte
+    const int span_bytes = kRowsPerWarp * p.cols * int(sizeof(T));  // whole vectors: kLaneRows
     // Lane i moves vectors i, i + 32, ... of each tile.
     constexpr int kMoves = (kTileBytes / kVectorBytes + 31) / 32;
     auto moved = [&](int i) { return (lane + 32 * i) * kVectorBytes; };
@@ -146,7 +156,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     for (int input = 0; input < Op::kInputs; ++input) {
       CUTE_UNROLL
       for (int i = 0; i < kMoves; ++i) {
-        if (moved(i) < kTileBytes) {
+        if (moved(i) < span_bytes) {
           uint4 v;
           ld_stream_128(static_cast<uint8_t const*>(input_base(p, input)) + span + moved(i), v);
           *reinterpret_cast<uint4*>(&tile[input][moved(i)]) = v;
@@ -154,12 +164,12 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
       }
     }
     __syncwarp();
-    const auto m = m_row.inside();
-    // Lane row r of the warp is row lane + 32 r of its tile.
-    auto tile_row = [&](int input, int r) { return reinterpret_cast<T*>(tile[input]) + (lane + 32 * r) * W; };
+    // Lane row r of the warp is row lane / G + 32 / G * r of its tile.
+    auto tile_row_of = [&](int r) { return lane / G + 32 / G * r; };
+    auto tile_row = [&](int input, int r) { return reinterpret_cast<T*>(tile[input]) + tile_row_of(r) * p.cols; };
     CUTE_UNROLL
     for (int r = 0; r < R; ++r) {
-      th[r].load(p, first + lane + 32 * r,
+      th[r].load(p, first + tile_row_of(r),
                  [&](int input, auto& frag, T fill) { load_packs<Cache::kStream>(tile_row(input, r), m, frag, fill); });
     }
     __syncwarp();  // every lane holds its rows: the tiles take the outputs
@@ -173,16 +183,16 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     pt.rstd = p.rstd != nullptr ? p.rstd + first : nullptr;
     CUTE_UNROLL
     for (int r = 0; r < R; ++r) {
-      const int row = lane + 32 * r;
+      const int row = tile_row_of(r);
       const auto s = group_reduce<C, G>(th[r].stats(pt, row, m));
-      th[r].apply(pt, row, m, s, true);
+      th[r].apply(pt, row, m, s, member == 0);
     }
     __syncwarp();
     CUTE_UNROLL
     for (int output = 0; output < (p.sum_out != nullptr ? 2 : 1); ++output) {
       CUTE_UNROLL
       for (int i = 0; i < kMoves; ++i) {
-        if (moved(i) < kTileBytes) {
+        if (moved(i) < span_bytes) {
           const uint4 v = *reinterpret_cast<uint4 const*>(&tile[output][moved(i)]);
           st_128(static_cast<uint8_t*>(output == 0 ? p.out : p.sum_out) + span + moved(i), v);
         }
@@ -215,7 +225,11 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     };
     if constexpr (kTiled) {
       if (tiled && first + kRowsPerWarp <= p.rows) {
-        tile_rows(first);
+        if (G == 1 || exact) {
+          tile_rows(first, m_row.inside());
+        } else if constexpr (G > 1) {
+          tile_rows(first, m_row);
+        }
         continue;
       }
     }
@@ -386,7 +400,7 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
     }
     if constexpr (A != Access::kShifted) {
       f(mc);
-    } else if (__all_sync(0xffffffffu, mc.template packs_inside<N>())) {
+    } else if (__all_sync(0xffffffffu, mc.template packs_inside<N, (Op::kParamArrays > 0)>())) {
       f(mc.inside());
     } else {
       f(mc);
@@ -603,17 +617,23 @@ int launch_warp_rows(RowParams const& p, cudaStream_t stream) {
 template <class T, int W>
 constexpr bool kVectorWidth = (W * sizeof(T)) <= kVectorBytes && ((W * sizeof(T)) & (W * sizeof(T) - 1)) == 0;
 
+// Lanes of G lanes a row, in element packs of W (no vector instantiation).
+template <class Op, int G, int W>
+int launch_element_lanes(RowParams const& p, cudaStream_t stream) {
+  if (p.flags & kVectorized) {
+    return kRefusedPlan;
+  }
+  const dim3 grid(1, unsigned(p.slots)), block(32 * kWarpRowsPerCta);
+  warp_rows_kernel<Op, 1, false, G, W><<<grid, block, 0, stream>>>(p);
+  return int(cudaGetLastError());
+}
+
 template <class Op, int W>
 int launch_row_lane_width(RowParams const& p, cudaStream_t stream) {
   if constexpr (kVectorWidth<typename Op::Element, W>) {
     return launch_warp_rows<Op, 1, 1, W>(p, stream);
   } else {
-    if (p.flags & kVectorized) {
-      return kRefusedPlan;
-    }
-    const dim3 grid(1, unsigned(p.slots)), block(32 * kWarpRowsPerCta);
-    warp_rows_kernel<Op, 1, false, 1, W><<<grid, block, 0, stream>>>(p);
-    return int(cudaGetLastError());
+    return launch_element_lanes<Op, 1, W>(p, stream);
   }
 }
 
@@ -633,16 +653,41 @@ int launch_row_lanes(RowParams const& p, cudaStream_t stream) {
   }
 }
 
+// G lanes a row, one pack each: the 16-byte pack, or (rows without vectors) an element
+// pack of the row's share of a lane, 5 to kLaneRowElems (narrower shares take G / 2 lanes;
+// LANE_GROUP_WIDTHS in src/variants.rs).
+template <class Op, int G>
+int launch_lane_group(RowParams const& p, cudaStream_t stream) {
+  if (p.width == kPackElems<typename Op::Element>) {
+    return launch_warp_rows<Op, 1, G>(p, stream);
+  }
+  auto element = [&](auto width) {
+    constexpr int W = decltype(width)::value;
+    if constexpr (W == kPackElems<typename Op::Element>) {
+      return int(kRefusedPlan);  // taken above
+    } else {
+      return launch_element_lanes<Op, G, W>(p, stream);
+    }
+  };
+  switch (p.width) {
+    case 5: return element(Int<5>{});
+    case 6: return element(Int<6>{});
+    case 7: return element(Int<7>{});
+    case 8: return element(Int<8>{});
+    default: return kRefusedPlan;
+  }
+}
+
 // Short forward rows: one pack a lane, `lanes` lanes a row.
 template <class Op>
 int launch_lane_rows(RowParams const& p, cudaStream_t stream) {
   if constexpr (Op::kForward) {
     switch (p.lanes) {
       case 1: return launch_row_lanes<Op>(p, stream);
-      case 2: return launch_warp_rows<Op, 1, 2>(p, stream);
-      case 4: return launch_warp_rows<Op, 1, 4>(p, stream);
-      case 8: return launch_warp_rows<Op, 1, 8>(p, stream);
-      case 16: return launch_warp_rows<Op, 1, 16>(p, stream);
+      case 2: return launch_lane_group<Op, 2>(p, stream);
+      case 4: return launch_lane_group<Op, 4>(p, stream);
+      case 8: return launch_lane_group<Op, 8>(p, stream);
+      case 16: return launch_lane_group<Op, 16>(p, stream);
       default: break;
     }
   }
@@ -761,9 +806,11 @@ bool launchable(RowParams const& p) {
   const bool shifted = shifted_rows<Op>(p);
   const bool deep = p.layout == kCtaPerRow && ((p.flags & kVectorized) || shifted);
   const bool stages = p.stages >= 1 && p.stages <= (deep ? kMaxStages : 1);
-  // A lane per row: one pack of its 1 to kLaneRowElems elements (launch_row_lanes).
+  // A lane per row: one pack of its 1 to kLaneRowElems elements (launch_row_lanes); lane
+  // groups: element packs of 5 and more (launch_lane_group).
   const int W = p.width;
-  const bool width = W == P || (warp_rows && p.lanes == 1 && p.packs == 1 && W >= 1 && W <= kLaneRowElems);
+  const bool lane_pack = p.lanes == 1 ? W >= 1 : W >= 5 && p.lanes < 32 && !(p.flags & kVectorized);
+  const bool width = W == P || (warp_rows && p.packs == 1 && lane_pack && W <= kLaneRowElems);
   // Shifted packs start up to P - 1 columns before the row.
   const bool covers = int64_t(p.parts) * group * p.packs * W >= p.cols + (shifted ? P - 1 : 0);
   const bool vectorized =

@@ -83,6 +83,10 @@ pub const NORM_VARIANTS: &[(NormVariant, &str)] = &[
 /// The longest row a `lanes-1` lane holds (`kLaneRowElems`): a pack of halves, two of f32
 /// (which then take element accesses, through shared-memory tiles where rows are dense).
 const LANE_ROW_ELEMS: usize = 8;
+/// Element packs a lane of a group (`lanes-2` to `lanes-16`) takes on rows without 16-byte
+/// vectors, beside the 16-byte pack: a row's share of a lane where the next narrower group
+/// would not hold it (`launch_lane_group`).
+const LANE_GROUP_WIDTHS: std::ops::RangeInclusive<usize> = 5..=LANE_ROW_ELEMS;
 /// Row elements a warp lane holds per operand (`kForwardElems`, `kBackwardElems`).
 const FORWARD_ELEMS: usize = 32;
 const BACKWARD_ELEMS: usize = 16;
@@ -354,13 +358,13 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         dtype: DType,
         aligned: bool,
     ) -> NormResult<NormPlan> {
-        let width = pack_width(variant, problem.cols, dtype);
+        let width = pack_width(variant, problem, dtype, aligned);
         let vectorized = aligned
             && (width * dtype.size_bytes()).is_power_of_two()
             && width * dtype.size_bytes() <= 16
             && multiple_of(problem.cols, width)
             && multiple_of(problem.row_stride, width);
-        let plan = self.shape(variant, op, problem, dtype, vectorized)?;
+        let plan = self.shape(variant, op, problem, dtype, width, vectorized)?;
         if plan.is_warp_layout() {
             Ok(plan)
         } else {
@@ -376,6 +380,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         op: NormOp,
         problem: &RowsProblem,
         dtype: DType,
+        width: usize,
         vectorized: bool,
     ) -> NormResult<NormPlan> {
         let (tuning, sm_count) = (&self.tuning, self.limits.sm_count.max(1));
@@ -386,9 +391,17 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         // the row (warp lanes take strided element accesses on unaligned rows).
         let shifted_span = if !vectorized && op.column_sums() == 0 { cols + pack - 1 } else { cols };
         let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
-        let width = pack_width(variant, cols, dtype);
-        let lane_rows =
-            if variant == (NormVariant::Lanes { lanes: 1 }) { 16 / (width * dtype.size_bytes()) } else { 1 };
+        // Rows a lane holds at once (`kLaneRows`): a lane per row, 16 bytes of them; lane
+        // groups of element packs, enough that a warp's rows span whole 16-byte vectors of
+        // its shared-memory tile, up to 2 (more spilled; those take no tile).
+        let lane_rows = match variant {
+            NormVariant::Lanes { lanes: 1 } => 16 / (width * dtype.size_bytes()),
+            NormVariant::Lanes { lanes } if !vectorized => match 16 / (32 / lanes * dtype.size_bytes()) {
+                rows @ 0..=2 => rows,
+                _ => 1,
+            },
+            _ => 1,
+        };
         let lane_rows = lane_rows.max(1);
         let plan = |packs, threads, parts, slots| {
             Ok(NormPlan { variant, vectorized, packs, width, lane_rows, threads, parts, stages: 1, slots })
@@ -436,7 +449,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                 if !op.is_forward() {
                     return mismatch("backward ops keep column sums per lane: a whole warp per row".into());
                 }
-                let holds = if lanes == 1 { LANE_ROW_ELEMS } else { lanes * pack };
+                let holds = if lanes == 1 || !vectorized { lanes * LANE_ROW_ELEMS } else { lanes * pack };
                 if cols > holds {
                     return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {holds}"));
                 }
@@ -546,12 +559,25 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
     }
 }
 
-/// Elements of a pack of `variant` on rows of `cols` (`NormPlan::width`): 16 bytes of them
-/// but for `lanes-1`, whose lane's pack is the row (up to [`LANE_ROW_ELEMS`]).
-fn pack_width(variant: NormVariant, cols: usize, dtype: DType) -> usize {
+/// Elements of a pack of `variant` on `problem`'s rows (`NormPlan::width`): 16 bytes of
+/// them but for short rows. A `lanes-1` lane's pack is the row (up to [`LANE_ROW_ELEMS`]);
+/// a lane group's, on rows that take no 16-byte vectors, the row's share of a lane where
+/// that is [`LANE_GROUP_WIDTHS`] (bf16 rows of 33 on 8 lanes of 8 had left 31 of 64 slots
+/// predicated off).
+fn pack_width(variant: NormVariant, problem: &RowsProblem, dtype: DType, aligned: bool) -> usize {
     let pack = 16 / dtype.size_bytes();
+    let cols = problem.cols.max(1);
+    let vector_rows = aligned && multiple_of(cols, pack) && multiple_of(problem.row_stride, pack);
     match variant {
         NormVariant::Lanes { lanes: 1 } => cols.clamp(1, LANE_ROW_ELEMS),
+        NormVariant::Lanes { lanes } if !vector_rows => {
+            let share = cols.div_ceil(lanes);
+            if LANE_GROUP_WIDTHS.contains(&share) {
+                share
+            } else {
+                pack
+            }
+        }
         _ => pack,
     }
 }
@@ -638,7 +664,7 @@ impl fmt::Display for NormPlan {
             // A lane per row: its pack is sized to the row, and its vectors to the pack.
             let access = match (self.variant, self.vectorized) {
                 (NormVariant::Lanes { lanes: 1 }, true) => format!("{}-element packs, vector", self.width),
-                (NormVariant::Lanes { lanes: 1 }, false) => format!("{}-element packs, element", self.width),
+                (NormVariant::Lanes { .. }, false) => format!("{}-element packs, element", self.width),
                 _ => access.to_string(),
             };
             return write!(
@@ -733,7 +759,8 @@ mod tests {
         assert_eq!(lanes(LayerNorm, 7, DType::BF16), NormVariant::Lanes { lanes: 1 });
         assert_eq!(lanes(LayerNorm, 1023, DType::BF16), NormVariant::Warp { packs: 4 });
         assert_eq!(lanes(RmsNorm, 33, DType::BF16), NormVariant::Lanes { lanes: 8 });
-        assert_eq!(lanes(RmsNorm, 33, DType::F32), NormVariant::Lanes { lanes: 16 });
+        // f32 rows of 33: 8 lanes of 5-element packs (16 lanes of 4 left 31 of 64 slots idle).
+        assert_eq!(lanes(RmsNorm, 33, DType::F32), NormVariant::Lanes { lanes: 8 });
         assert_eq!(lanes(Softmax, 129, DType::BF16), NormVariant::Warp { packs: 1 });
         // 8 rows a warp of 4 lanes: 32 rows a CTA.
         let plan = choose(Softmax, 100, 32, DType::BF16);
@@ -742,7 +769,7 @@ mod tests {
         // Backward rows keep whole warps.
         assert_eq!(lanes(SoftmaxBackward, 7, DType::F32), NormVariant::Warp { packs: 1 });
         // A lane per row: its pack is the row, one vector access where that is a power of
-        // two of bytes; wider lane groups keep 16-byte packs.
+        // two of bytes.
         let width = |cols, dtype| {
             let plan = choose(LayerNorm, 4096, cols, dtype);
             (plan.width, plan.vectorized)
@@ -755,7 +782,10 @@ mod tests {
         assert_eq!(width(2, DType::F32), (2, true));
         assert_eq!(width(7, DType::F32), (7, false));
         assert_eq!(width(8, DType::F32), (8, false));
-        assert_eq!(width(33, DType::BF16), (8, false));
+        // Lane groups keep 16-byte packs on rows of vectors, else take the row's share.
+        assert_eq!(width(32, DType::BF16), (8, true));
+        assert_eq!(width(33, DType::BF16), (5, false));
+        assert_eq!(width(33, DType::F32), (5, false));
         assert_eq!(
             choose(Softmax, 4096, 2, DType::BF16).to_string(),
             "lanes-1, 128 thr (512 rows a CTA), 2-element packs, vector accesses, 8 slots"
