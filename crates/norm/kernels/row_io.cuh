@@ -227,24 +227,20 @@ CUTE_DEVICE void load_packs(T const* row, PackMap<P, A, I> const& m, Frag& r, T 
 
 // Pack j from a row part staged in shared memory: `part` holds the row's columns from
 // `origin` on, densely, from a 16-byte aligned address, with room for a granule past the
-// last pack read. `fill` outside the row. kShifted packs may start off a granule (their
-// input's alignment differs from the output's): two granules, shifted.
+// last pack read. `fill` outside the row. kShifted packs lie `skew` elements into their
+// granules, the same for every pack of a row (its input's alignment less its output's: 0
+// for dense rows): two granules, shifted, where it is not 0. The caller's skew keeps the
+// generic address (and its shared window) out of every pack's path.
 template <int P, Access A, bool I, class T, class Pack>
-CUTE_DEVICE void load_pack_smem(T const* part, int origin, PackMap<P, A, I> const& m, int j, Pack&& r, T fill) {
+CUTE_DEVICE void load_pack_smem(T const* part, int origin, int skew, PackMap<P, A, I> const& m, int j, Pack&& r,
+                                T fill) {
   static_assert(A != Access::kStrided, "staged parts are read a pack at a time");
   T const* at = part + (m.col(j, 0) - origin);
-  if constexpr (A == Access::kShifted) {
-    // Uniform across the CTA for a row, and 0 wherever input and output share their
-    // alignment (dense rows): then one vector.
-    const int skew = granule_offset(at);
-    if (skew == 0) {
-      ld_shared_128(at, as_vector(r));
-    } else {
-      uint4 lo, hi;
-      ld_shared_128(at - skew, lo);
-      ld_shared_128(at - skew + P, hi);
-      as_vector(r) = funnel_bytes(lo, hi, skew * int(sizeof(T)));
-    }
+  if (A == Access::kShifted && skew != 0) {
+    uint4 lo, hi;
+    ld_shared_128(at - skew, lo);
+    ld_shared_128(at - skew + P, hi);
+    as_vector(r) = funnel_bytes(lo, hi, skew * int(sizeof(T)));
   } else {
     ld_shared_128(at, as_vector(r));
   }
@@ -297,6 +293,28 @@ CUTE_DEVICE float exp_fast(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
   return y;
+}
+
+// Calls f(exp, correction), where exp(x) * correction = e^(x - m) for every x of a row about
+// m. Where m log2(e) is finite: exp(x) = 2^(x log2(e) - m log2(e)), one fma before the SFU
+// instead of a subtraction and a product (an issue slot an element: the staged softmax is
+// issue-bound), and correction = 2^(m log2(e) - rounded m log2(e)), the product's rounding,
+// exactly; else (|m| >= 2^127, infinities, NaN) exp(x) = e^(x - m) and correction = 1.
+// Row-uniform: one branch a row, each side its own loop.
+template <class F>
+CUTE_DEVICE void with_exp_about(float m, F&& f) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  auto ex2 = [](float v) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(v));
+    return y;
+  };
+  if (fabsf(m) < 0x1p127f) {
+    const float m_log2e = m * kLog2e;
+    f([=](float x) { return ex2(fmaf(x, kLog2e, -m_log2e)); }, ex2(fmaf(m, kLog2e, -m_log2e)));
+  } else {
+    f([=](float x) { return exp_fast(x - m); }, 1.0f);
+  }
 }
 
 }  // namespace ckb::norm

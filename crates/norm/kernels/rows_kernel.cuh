@@ -88,11 +88,16 @@ constexpr int kLaneRowElems = 8;
 // !kVec) hold enough rows that a warp's rows of any length span whole 16-byte vectors
 // (its shared-memory tile), up to 2: bf16 groups of 16 lanes holding 4 rows spilled (they
 // take no tile). Mirrored by NormPlan::lane_rows.
+// Lane groups take element packs sized to the row, and tiles, on f32 rows only: bf16 rows
+// of 33 on 8 lanes of 5 through tiles ran at 0.22-0.45 of copy on the H200, against
+// 0.30-0.54 on 8 lanes of the 16-byte pack (f32 rows of 33: 0.46-0.67, from 0.44-0.72).
+template <class T>
+constexpr bool kGroupElementPacks = sizeof(T) == 4;
 template <class T, int G>
 constexpr int kGroupTileRows = 32 / G * int(sizeof(T)) >= kVectorBytes ? 1 : kVectorBytes / (32 / G * int(sizeof(T)));
 template <class T, int G, int W, bool kVec>
 constexpr int kLaneRows = G == 1 ? (W * int(sizeof(T)) < kVectorBytes ? kVectorBytes / (W * int(sizeof(T))) : 1)
-                          : !kVec && G < 32 && kGroupTileRows<T, G> <= 2 ? kGroupTileRows<T, G>
+                          : !kVec && G < 32 && kGroupElementPacks<T> && kGroupTileRows<T, G> <= 2 ? kGroupTileRows<T, G>
                                                                            : 1;
 
 // A warp per row (G = 32), or 32 / G rows a warp, G lanes each (short forward rows), in
@@ -136,7 +141,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
   // lanes taking their rows from it and writing their outputs into it. Element stores of
   // bf16 rows of 7 had each written 2 bytes into 14 sectors (ncu on the H200: L2 at 92% of
   // its throughput, DRAM at 25%).
-  constexpr bool kTiled = !kVec && (G == 1 || (G < 32 && kGroupTileRows<T, G> <= 2));
+  constexpr bool kTiled = !kVec && (G == 1 || (G < 32 && kGroupElementPacks<T> && kGroupTileRows<T, G> <= 2));
   constexpr int kTileBytes = kTiled ? 32 * R * W * int(sizeof(T)) : kVectorBytes;  // the longest span: cols = G * W
   static_assert(!kTiled || kTileBytes % kVectorBytes == 0, "a tile is whole vectors");
   // The row operands in (x, and the residual of fused adds), then the outputs out (y, h).
@@ -367,22 +372,31 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
   constexpr bool kPlain = A != Access::kVector;
   // A shifted part is staged at its input's alignment: one granule more than the part.
   constexpr int kPad = A == Access::kShifted ? P : 0;
-  // Chunk c of a row whose output starts `shift` columns into its first granule.
+  // Chunk c of a row whose output starts `shift` columns into its first granule. Each warp
+  // takes 32 * N contiguous packs of the chunk (a warp access is still 512 contiguous
+  // bytes): only the warps holding a row end take its predicated path (with_inside). Packs
+  // interleaved across the CTA had put both ends in every warp of a chunk (layernorm bf16
+  // rows of 4098: 3.75 of 9 warp-chunks a row predicated, 700 instructions each against
+  // the folded path's 412).
   auto chunk_map = [&](int c, int shift) {
-    auto mc = pack_map_from<P, A>(p.cols, part_begin + c * chunk_cols, threads, tid);
+    auto mc = pack_map_from<P, A>(p.cols, part_begin + c * chunk_cols + tid / 32 * 32 * N * P, 32, tid % 32);
     mc.shift = shift;
     return mc;
   };
   auto shift_of = [&](int64_t row) { return A == Access::kShifted ? granule_offset(out_row<T>(p, row)) : 0; };
   // The column a stage of `input`'s part of `row` starts with: the part's first (shifted
-  // parts: the first of its input granule, which may lie before the row).
+  // parts: the first of its input granule, which may lie before the row); and the skew of
+  // its packs into their granules there (load_pack_smem).
+  struct Origin {
+    int col, skew;
+  };
   auto origin_of = [&](int input, int64_t row) {
     if constexpr (A == Access::kShifted) {
       const int first = part_begin - shift_of(row);
       const int skew = granule_offset(in_row<T>(input_base(p, input), p, row) + first);
-      return first - skew;
+      return Origin{first - skew, skew};
     } else {
-      return part_begin;
+      return Origin{part_begin, 0};
     }
   };
   // Calls f with chunk map mc, its predicates folded (PackMap::inside) where every pack of
@@ -519,17 +533,17 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
       __syncthreads();  // this row's plain stores are visible
     }
     const int shift = shift_of(row);
-    int origins[Op::kInputs];
+    Origin origins[Op::kInputs];
     CUTE_UNROLL
     for (int input = 0; input < Op::kInputs; ++input) {
       origins[input] = origin_of(input, row);
     }
     auto load_chunk = [&](auto const& mc) {
       th.load(p, row, [&](int input, auto& frag, T fill) {
-        const int origin = origins[input];
+        const Origin origin = origins[input];
         CUTE_UNROLL
         for (int j = 0; j < N; ++j) {
-          load_pack_smem(&sRows(0, input, stage), origin, mc, j, frag(_, j), fill);
+          load_pack_smem(&sRows(0, input, stage), origin.col, origin.skew, mc, j, frag(_, j), fill);
         }
       });
     };
@@ -663,8 +677,8 @@ int launch_lane_group(RowParams const& p, cudaStream_t stream) {
   }
   auto element = [&](auto width) {
     constexpr int W = decltype(width)::value;
-    if constexpr (W == kPackElems<typename Op::Element>) {
-      return int(kRefusedPlan);  // taken above
+    if constexpr (W == kPackElems<typename Op::Element> || !kGroupElementPacks<typename Op::Element>) {
+      return int(kRefusedPlan);  // taken above, or f32 only
     } else {
       return launch_element_lanes<Op, G, W>(p, stream);
     }
@@ -809,7 +823,9 @@ bool launchable(RowParams const& p) {
   // A lane per row: one pack of its 1 to kLaneRowElems elements (launch_row_lanes); lane
   // groups: element packs of 5 and more (launch_lane_group).
   const int W = p.width;
-  const bool lane_pack = p.lanes == 1 ? W >= 1 : W >= 5 && p.lanes < 32 && !(p.flags & kVectorized);
+  const bool lane_pack = p.lanes == 1 ? W >= 1
+                                      : kGroupElementPacks<typename Op::Element> && W >= 5 && p.lanes < 32 &&
+                                            !(p.flags & kVectorized);
   const bool width = W == P || (warp_rows && p.packs == 1 && lane_pack && W <= kLaneRowElems);
   // Shifted packs start up to P - 1 columns before the row.
   const bool covers = int64_t(p.parts) * group * p.packs * W >= p.cols + (shifted ? P - 1 : 0);

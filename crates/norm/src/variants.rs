@@ -83,7 +83,7 @@ pub const NORM_VARIANTS: &[(NormVariant, &str)] = &[
 /// The longest row a `lanes-1` lane holds (`kLaneRowElems`): a pack of halves, two of f32
 /// (which then take element accesses, through shared-memory tiles where rows are dense).
 const LANE_ROW_ELEMS: usize = 8;
-/// Element packs a lane of a group (`lanes-2` to `lanes-16`) takes on rows without 16-byte
+/// Element packs a lane of a group (`lanes-2` to `lanes-16`) takes on f32 rows without 16-byte
 /// vectors, beside the 16-byte pack: a row's share of a lane where the next narrower group
 /// would not hold it (`launch_lane_group`).
 const LANE_GROUP_WIDTHS: std::ops::RangeInclusive<usize> = 5..=LANE_ROW_ELEMS;
@@ -392,14 +392,16 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         let shifted_span = if !vectorized && op.column_sums() == 0 { cols + pack - 1 } else { cols };
         let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
         // Rows a lane holds at once (`kLaneRows`): a lane per row, 16 bytes of them; lane
-        // groups of element packs, enough that a warp's rows span whole 16-byte vectors of
+        // groups of f32 element packs, enough that a warp's rows span whole 16-byte vectors of
         // its shared-memory tile, up to 2 (more spilled; those take no tile).
         let lane_rows = match variant {
             NormVariant::Lanes { lanes: 1 } => 16 / (width * dtype.size_bytes()),
-            NormVariant::Lanes { lanes } if !vectorized => match 16 / (32 / lanes * dtype.size_bytes()) {
-                rows @ 0..=2 => rows,
-                _ => 1,
-            },
+            NormVariant::Lanes { lanes } if !vectorized && dtype == DType::F32 => {
+                match 16 / (32 / lanes * dtype.size_bytes()) {
+                    rows @ 0..=2 => rows,
+                    _ => 1,
+                }
+            }
             _ => 1,
         };
         let lane_rows = lane_rows.max(1);
@@ -449,7 +451,11 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                 if !op.is_forward() {
                     return mismatch("backward ops keep column sums per lane: a whole warp per row".into());
                 }
-                let holds = if lanes == 1 || !vectorized { lanes * LANE_ROW_ELEMS } else { lanes * pack };
+                let holds = if lanes == 1 || (!vectorized && dtype == DType::F32) {
+                    lanes * LANE_ROW_ELEMS
+                } else {
+                    lanes * pack
+                };
                 if cols > holds {
                     return mismatch(format!("{cols}-element rows ({dtype}): {lanes} lanes hold {holds}"));
                 }
@@ -561,16 +567,16 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
 
 /// Elements of a pack of `variant` on `problem`'s rows (`NormPlan::width`): 16 bytes of
 /// them but for short rows. A `lanes-1` lane's pack is the row (up to [`LANE_ROW_ELEMS`]);
-/// a lane group's, on rows that take no 16-byte vectors, the row's share of a lane where
-/// that is [`LANE_GROUP_WIDTHS`] (bf16 rows of 33 on 8 lanes of 8 had left 31 of 64 slots
-/// predicated off).
+/// a lane group's, on f32 rows that take no 16-byte vectors, the row's share of a lane
+/// where that is [`LANE_GROUP_WIDTHS`] (rows of 33 on 16 lanes of 4 had left 31 of 64 slots
+/// predicated off; on bf16 rows, 8 lanes of 5 ran slower than 8 of 8: `kGroupElementPacks`).
 fn pack_width(variant: NormVariant, problem: &RowsProblem, dtype: DType, aligned: bool) -> usize {
     let pack = 16 / dtype.size_bytes();
     let cols = problem.cols.max(1);
     let vector_rows = aligned && multiple_of(cols, pack) && multiple_of(problem.row_stride, pack);
     match variant {
         NormVariant::Lanes { lanes: 1 } => cols.clamp(1, LANE_ROW_ELEMS),
-        NormVariant::Lanes { lanes } if !vector_rows => {
+        NormVariant::Lanes { lanes } if !vector_rows && dtype == DType::F32 => {
             let share = cols.div_ceil(lanes);
             if LANE_GROUP_WIDTHS.contains(&share) {
                 share
@@ -782,9 +788,9 @@ mod tests {
         assert_eq!(width(2, DType::F32), (2, true));
         assert_eq!(width(7, DType::F32), (7, false));
         assert_eq!(width(8, DType::F32), (8, false));
-        // Lane groups keep 16-byte packs on rows of vectors, else take the row's share.
+        // Lane groups keep 16-byte packs on rows of vectors and halves, else take the row's share.
         assert_eq!(width(32, DType::BF16), (8, true));
-        assert_eq!(width(33, DType::BF16), (5, false));
+        assert_eq!(width(33, DType::BF16), (8, false));
         assert_eq!(width(33, DType::F32), (5, false));
         assert_eq!(
             choose(Softmax, 4096, 2, DType::BF16).to_string(),
