@@ -295,26 +295,4 @@ CUTE_DEVICE float exp_fast(float x) {
   return y;
 }
 
-// Calls f(exp, correction), where exp(x) * correction = e^(x - m) for every x of a row about
-// m. Where m log2(e) is finite: exp(x) = 2^(x log2(e) - m log2(e)), one fma before the SFU
-// instead of a subtraction and a product (an issue slot an element: the staged softmax is
-// issue-bound), and correction = 2^(m log2(e) - rounded m log2(e)), the product's rounding,
-// exactly; else (|m| >= 2^127, infinities, NaN) exp(x) = e^(x - m) and correction = 1.
-// Row-uniform: one branch a row, each side its own loop.
-template <class F>
-CUTE_DEVICE void with_exp_about(float m, F&& f) {
-  constexpr float kLog2e = 1.4426950408889634f;
-  auto ex2 = [](float v) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(v));
-    return y;
-  };
-  if (fabsf(m) < 0x1p127f) {
-    const float m_log2e = m * kLog2e;
-    f([=](float x) { return ex2(fmaf(x, kLog2e, -m_log2e)); }, ex2(fmaf(m, kLog2e, -m_log2e)));
-  } else {
-    f([=](float x) { return exp_fast(x - m); }, 1.0f);
-  }
-}
-
 }  // namespace ckb::norm

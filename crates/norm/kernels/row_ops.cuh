@@ -219,11 +219,9 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
       for_each_elem<W, N>([&](int j, int k) { max = fmaxf(max, float(x(k, j))); });
       // About a finite max, -inf entries (and fills) add exp(-inf) = 0 with no test; a
       // max of -inf (no finite entry) takes 0 for the same.
+      const float about = max == -INFINITY ? 0.0f : max;
       float sum = 0.0f;
-      with_exp_about(max == -INFINITY ? 0.0f : max, [&](auto exp, float correction) {
-        for_each_elem<W, N>([&](int j, int k) { sum += exp(float(x(k, j))); });
-        sum *= correction;
-      });
+      for_each_elem<W, N>([&](int j, int k) { sum += exp_fast(float(x(k, j)) - about); });
       return {{max, sum}};
     }
 
@@ -231,24 +229,13 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
     CUTE_DEVICE void apply(RowParams const& p, int64_t row, M const& m, Stat<2> s, bool) const {
       const float max = s.v[0];
       const bool log = p.flags & kLogSoftmax;
-      if (log) {
-        const float log_sum = logf(s.v[1]);
-        store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
-          CUTE_UNROLL
-          for (int k = 0; k < W; ++k) {
-            o(k) = T(float(x(k, j)) - max - log_sum);
-          }
-        });
-        return;
-      }
-      with_exp_about(max, [&](auto exp, float correction) {
-        const float scale = __fdividef(correction, s.v[1]);
-        store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
-          CUTE_UNROLL
-          for (int k = 0; k < W; ++k) {
-            o(k) = T(exp(float(x(k, j))) * scale);
-          }
-        });
+      const float scale = log ? logf(s.v[1]) : __fdividef(1.0f, s.v[1]);
+      store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
+        CUTE_UNROLL
+        for (int k = 0; k < W; ++k) {
+          const float shifted = float(x(k, j)) - max;
+          o(k) = T(log ? shifted - scale : exp_fast(shifted) * scale);
+        }
       });
     }
   };
