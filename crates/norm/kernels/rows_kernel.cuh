@@ -82,17 +82,18 @@ constexpr int kWarpMinBlocks = Op::kForward && Op::kInputs == 2 ? 3 : 4;
 // element packs take).
 constexpr int kLaneRowElems = 8;
 
-// Rows a lane of a lane-per-row warp (G = 1) holds at once: as many as make 16 bytes of a
-// row operand, so that packs sized to short rows still keep 16 bytes a lane in flight (bf16
-// rows of 2, one a lane: 0.62 of copy on the H200). Lane groups of element packs (G > 1,
-// !kVec) hold enough rows that a warp's rows of any length span whole 16-byte vectors
-// (its shared-memory tile), up to 2: bf16 groups of 16 lanes holding 4 rows spilled (they
-// take no tile). Mirrored by NormPlan::lane_rows.
 // Lane groups take element packs sized to the row, and tiles, on f32 rows only: bf16 rows
 // of 33 on 8 lanes of 5 through tiles ran at 0.22-0.45 of copy on the H200, against
 // 0.30-0.54 on 8 lanes of the 16-byte pack (f32 rows of 33: 0.46-0.67, from 0.44-0.72).
 template <class T>
 constexpr bool kGroupElementPacks = sizeof(T) == 4;
+
+// Rows a lane of a lane-per-row warp (G = 1) holds at once: as many as make 16 bytes of a
+// row operand, so that packs sized to short rows still keep 16 bytes a lane in flight (bf16
+// rows of 2, one a lane: 0.62 of copy on the H200). Lane groups of element packs (G > 1,
+// !kVec, kGroupElementPacks) hold enough rows that a warp's rows of any length span whole
+// 16-byte vectors (its shared-memory tile), up to 2 (more spilled: those take no tile).
+// Mirrored by NormPlan::lane_rows.
 template <class T, int G>
 constexpr int kGroupTileRows = 32 / G * int(sizeof(T)) >= kVectorBytes ? 1 : kVectorBytes / (32 / G * int(sizeof(T)));
 template <class T, int G, int W, bool kVec>
