@@ -393,14 +393,11 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         let mismatch = |what: String| Err(NormError::VariantMismatch { variant: variant.name(), op: op.name(), what });
         // Rows a lane holds at once (`kLaneRows`): a lane per row, 16 bytes of them; lane
         // groups of f32 element packs, enough that a warp's rows span whole 16-byte vectors of
-        // its shared-memory tile, up to 2 (more spilled; those take no tile).
+        // its shared-memory tile (f32: 2 at the most, for 16 lanes).
         let lane_rows = match variant {
             NormVariant::Lanes { lanes: 1 } => 16 / (width * dtype.size_bytes()),
-            NormVariant::Lanes { lanes } if !vectorized && dtype == DType::F32 => {
-                match 16 / (32 / lanes * dtype.size_bytes()) {
-                    rows @ 0..=2 => rows,
-                    _ => 1,
-                }
+            NormVariant::Lanes { lanes } if !vectorized && group_element_packs(dtype) => {
+                16 / (32 / lanes * dtype.size_bytes())
             }
             _ => 1,
         };
@@ -451,7 +448,7 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                 if !op.is_forward() {
                     return mismatch("backward ops keep column sums per lane: a whole warp per row".into());
                 }
-                let holds = if lanes == 1 || (!vectorized && dtype == DType::F32) {
+                let holds = if lanes == 1 || (!vectorized && group_element_packs(dtype)) {
                     lanes * LANE_ROW_ELEMS
                 } else {
                     lanes * pack
@@ -565,18 +562,24 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
     }
 }
 
+/// Whether lane groups of `dtype` rows take element packs sized to the row, and tiles
+/// (`kGroupElementPacks`): f32 only, halves measured slower that way.
+fn group_element_packs(dtype: DType) -> bool {
+    dtype == DType::F32
+}
+
 /// Elements of a pack of `variant` on `problem`'s rows (`NormPlan::width`): 16 bytes of
 /// them but for short rows. A `lanes-1` lane's pack is the row (up to [`LANE_ROW_ELEMS`]);
 /// a lane group's, on f32 rows that take no 16-byte vectors, the row's share of a lane
 /// where that is [`LANE_GROUP_WIDTHS`] (rows of 33 on 16 lanes of 4 had left 31 of 64 slots
-/// predicated off; on bf16 rows, 8 lanes of 5 ran slower than 8 of 8: `kGroupElementPacks`).
+/// predicated off; [`group_element_packs`]).
 fn pack_width(variant: NormVariant, problem: &RowsProblem, dtype: DType, aligned: bool) -> usize {
     let pack = 16 / dtype.size_bytes();
     let cols = problem.cols.max(1);
     let vector_rows = aligned && multiple_of(cols, pack) && multiple_of(problem.row_stride, pack);
     match variant {
         NormVariant::Lanes { lanes: 1 } => cols.clamp(1, LANE_ROW_ELEMS),
-        NormVariant::Lanes { lanes } if !vector_rows && dtype == DType::F32 => {
+        NormVariant::Lanes { lanes } if !vector_rows && group_element_packs(dtype) => {
             let share = cols.div_ceil(lanes);
             if LANE_GROUP_WIDTHS.contains(&share) {
                 share
