@@ -162,11 +162,12 @@ CUTE_DEVICE uint4 funnel_bytes(uint4 const& lo, uint4 const& hi, int bytes) {
 // shifted; element loads where those granules reach outside the array, or without kPair.
 // kInBounds: the caller knows the granules inside the array (col - PACK >= 0, col + 2 PACK
 // <= n), which drops the element loads (if-converted, they issue beside the pair).
+// skew = granule_offset(base + col): the same for every pack of a map, whose packs lie whole
+// granules apart, so the caller computes it once for all of them.
 template <Cache kCache, bool kPair, bool kInBounds = false, class T, class Pack>
-CUTE_DEVICE void load_span(T const* base, int n, int col, Pack&& r) {
+CUTE_DEVICE void load_span(T const* base, int n, int col, int skew, Pack&& r) {
   constexpr int P = kPackElems<T>;
   T const* at = base + col;
-  const int skew = granule_offset(at);
   if (skew == 0) {
     ld_global_128<kCache>(at, as_vector(r));
   } else if (kPair && (kInBounds || (col - skew >= 0 && col - skew + 2 * P <= n))) {
@@ -196,7 +197,8 @@ CUTE_DEVICE void load_pack(T const* row, PackMap<P, A, I> const& m, int j, Pack&
     // Row operands whose alignment differs from the output's (strided views) go element by
     // element, which keeps the pair's registers out of the row's: parameters take the pair.
     if (m.whole(j)) {
-      load_span<kCache, kCache == Cache::kKeep, I>(row, m.cols, m.col(j, 0), r);
+      const int skew = granule_offset(row + m.col(0, 0));  // pack 0's: common to all j
+      load_span<kCache, kCache == Cache::kKeep, I>(row, m.cols, m.col(j, 0), skew, r);
     } else {
       CUTE_UNROLL
       for (int k = 0; k < P; ++k) {
@@ -263,7 +265,7 @@ CUTE_DEVICE void store_pack(T* row, PackMap<P, A, I> const& m, int j, Pack&& r) 
   } else if constexpr (A == Access::kShifted) {
     // The map's shift is the output row's: a second output (fused add's h) of another
     // alignment goes element by element.
-    if (m.whole(j) && granule_offset(row + m.col(j, 0)) == 0) {
+    if (m.whole(j) && granule_offset(row + m.col(0, 0)) == 0) {  // pack 0's: common to all j
       st_128(row + m.col(j, 0), as_vector(r));
     } else {
       CUTE_UNROLL

@@ -28,8 +28,9 @@
 //! The [`Planner`] decides everything a launch does, and the launchers run its [`NormPlan`]
 //! as given or refuse it; they never re-plan. From the row length it takes the variant's
 //! shape (parts, threads, packs); from the device's occupancy ([`Residency`]) the staging
-//! depth (the one that puts the most rows in flight per SM, ties to fewer stages; 16-byte
-//! rows only, as element rows stage synchronously) and the persistent grid (as many row
+//! depth ([`Staging`]: 16-byte rows, the one that puts the most rows in flight per SM;
+//! shifted rows, the one with the most CTAs per SM; element rows stage synchronously) and
+//! the persistent grid (as many row
 //! slots as are resident at once). [`Planner::choose`] takes the first of lanes (fewest lanes
 //! that hold the row), warp (fewest packs), block, cluster, split that holds the row and that
 //! the device can run: where no GPC holds a cluster, that is split.
@@ -513,7 +514,14 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
             threads,
             smem_bytes: stages * stage_bytes,
         };
-        plan.stages = self.depth(vectorized || plan.shifted(op), stage_bytes, &kernel)?;
+        let staging = if vectorized {
+            Staging::Bulk
+        } else if plan.shifted(op) {
+            Staging::Shifted
+        } else {
+            Staging::Plain
+        };
+        plan.stages = self.depth(staging, stage_bytes, &kernel)?;
         let kernel = kernel(plan.stages);
         // Row slots resident at once; independent CTAs of rows split wider than the GPU
         // holds run in waves on one slot.
@@ -532,17 +540,10 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
         Ok(plan)
     }
 
-    /// Rows in flight on an SM are CTAs per SM x stages: the depth (1..=max_stages) that
-    /// puts the most in flight wins, ties going to fewer stages (independent CTAs also
-    /// overlap one another's reductions and barriers, a deeper ring only the loads), unless
-    /// the tuning forces one that fits. Element rows (`!asynchronous`) stage synchronously: one stage.
-    fn depth(
-        &self,
-        asynchronous: bool,
-        stage_bytes: usize,
-        kernel: &dyn Fn(usize) -> StagedKernel,
-    ) -> NormResult<usize> {
-        if !asynchronous {
+    /// The staging depth (1..=max_stages) by `staging`'s rule, unless the tuning forces
+    /// one that fits.
+    fn depth(&self, staging: Staging, stage_bytes: usize, kernel: &dyn Fn(usize) -> StagedKernel) -> NormResult<usize> {
+        if staging == Staging::Plain {
             return Ok(1);
         }
         let fits = |depth: usize| depth * stage_bytes <= self.limits.max_dynamic_smem;
@@ -551,15 +552,38 @@ impl<R: Residency + ?Sized> Planner<'_, R> {
                 return Ok(forced);
             }
         }
-        let (mut stages, mut best) = (1, 0);
+        let (mut stages, mut best) = (1, (0, 0));
         for depth in (1..=self.tuning.max_stages.min(MAX_STAGES)).take_while(|d| fits(*d)) {
-            let in_flight = self.residency.ctas_per_sm(&kernel(depth))? * depth;
-            if in_flight > best {
-                (stages, best) = (depth, in_flight);
+            let ctas = self.residency.ctas_per_sm(&kernel(depth))?;
+            // Keys compared in order; a strictly greater one wins.
+            let key = match staging {
+                Staging::Bulk => (ctas * depth, 0),
+                Staging::Shifted => (ctas, depth),
+                Staging::Plain => unreachable!("one stage"),
+            };
+            if ctas > 0 && key > best {
+                (stages, best) = (depth, key);
             }
         }
         Ok(stages)
     }
+}
+
+/// How a staged plan fills its ring, which sets the rule for its depth ([`Planner::depth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Staging {
+    /// 16-byte rows, one bulk copy a row: the depth that puts the most rows in flight per SM
+    /// (CTAs x stages), ties to fewer stages (independent CTAs also overlap one another's
+    /// reductions and barriers, a deeper ring only the loads).
+    Bulk,
+    /// Shifted rows (unaligned, forward): the depth with the most CTAs per SM, ties to the
+    /// deeper ring. Their CTAs are short of issue slots, not of bytes in flight: on the
+    /// H200, bf16 rows of 4098 on 96 threads ran at 0.54 of copy (softmax) and 0.32
+    /// (layernorm) as 6 CTAs x 4 stages, 0.60 and 0.36 as 10 and 8 x 2; rows of 50257 and
+    /// 131075 gained 3-35% from 4 and 2 stages to 1 (f32 rows of 4098 lost 2%).
+    Shifted,
+    /// Element rows (backward, unaligned): plain loads, one stage.
+    Plain,
 }
 
 /// Whether lane groups of `dtype` rows take element packs sized to the row, and tiles
@@ -873,12 +897,18 @@ mod tests {
         // 16 KiB parts: 12 CTAs x 1 stage tie 6 x 2 (ties go to fewer stages) and beat 4 x 3 and 3 x 4.
         let plan = choose(NormOp::RmsNorm, 32768, 4096, DType::F32);
         assert_eq!((plan.part_bytes(), plan.stages), (16384, 1), "{plan:?}");
-        // Shifted rows stage asynchronously; element rows (backward norms) synchronously.
+        // Shifted rows take the depth with the most CTAs per SM; element rows (backward
+        // norms) stage synchronously. Unaligned 512 f32 (4 KiB parts): 32 CTAs at 1 stage
+        // (the CTA limit), 22 at 2.
         let unaligned = |op| planner(&ROOMY, Tuning::default()).plan(NormVariant::Block, op, &p, DType::F32, false);
-        assert!(unaligned(NormOp::Softmax).unwrap().stages > 1);
+        let shifted = unaligned(NormOp::Softmax).unwrap();
+        assert!(!shifted.vectorized && shifted.shifted(NormOp::Softmax) && shifted.stages == 1, "{shifted:?}");
         assert_eq!(unaligned(NormOp::LayerNormBackward).unwrap().stages, 1);
-        let odd = force(NormVariant::Block, NormOp::Softmax, RowsProblem::dense(4096, 510), DType::F32).unwrap();
-        assert!(!odd.vectorized && odd.shifted(NormOp::Softmax) && odd.stages > 1, "{odd:?}");
+        // Unaligned bf16 rows of 4098 on 96 threads: 20 CTAs x 1 stage beat 11 x 2, 7 x 3 and
+        // 5 x 4, though as many rows are in flight.
+        let shifted = choose(NormOp::LayerNorm, 16377, 4098, DType::BF16);
+        assert!(shifted.shifted(NormOp::LayerNorm), "{shifted:?}");
+        assert_eq!((shifted.threads, shifted.part_bytes(), shifted.stages), (96, 9216, 1), "{shifted:?}");
         // The tuning caps the depth, or forces one.
         let capped = Tuning { max_stages: 2, ..Tuning::default() };
         let plan = planner(&ROOMY, capped).plan(NormVariant::Block, NormOp::Softmax, &p, DType::F32, true).unwrap();
