@@ -6,7 +6,8 @@
 //                               kHold: forward parameters)
 //   load(p, row, load)          fill its fragments through the skeleton's loader
 //   stats(p, row, m)            this thread's partial statistics
-//   apply(p, row, m, s, lead)   write the row's outputs from the whole row's statistics
+//   apply(p, row, m, s, lead)   write the row's outputs from the whole row's statistics,
+//                               as the op's static finish(p, s) made them (once a row)
 //   store_columns(p, slot, m, accumulate)   backward only: this thread's column sums
 // W is the pack's elements: the 16-byte pack P, or fewer for lanes of short rows (forward
 // ops; backward ones take P). kHold: the skeleton maps every row to begin's columns (warp
@@ -190,6 +191,12 @@ struct OpTraits {
   template <int N, int W = P>
   static constexpr bool kHoldsParams = kParams * N * W <= kForwardElems;
   static constexpr int kColumnArrays = kColumns;
+  // The row's reduced statistics as apply takes them: once a row, where the staged kernel
+  // applies a row chunk by chunk.
+  template <int K>
+  CUTE_DEVICE static Stat<K> finish(RowParams const&, Stat<K> s) {
+    return s;
+  }
 };
 
 // --- Forward ------------------------------------------------------------------------------
@@ -200,6 +207,11 @@ struct OpTraits {
 template <class T>
 struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
   using OpTraits<T, MaxSumCombine, true, 1, 0>::P;
+
+  // (max, sum) to (max, scale): log(sum) for log_softmax, else 1 / sum.
+  CUTE_DEVICE static Stat<2> finish(RowParams const& p, Stat<2> s) {
+    return {{s.v[0], p.flags & kLogSoftmax ? logf(s.v[1]) : __fdividef(1.0f, s.v[1])}};
+  }
 
   template <int N, Access A, int W = P, bool kHold = false>
   struct Thread {
@@ -216,24 +228,24 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
     template <class M>
     CUTE_DEVICE Stat<2> stats(RowParams const&, int64_t, M const&) const {
       float max = -INFINITY;
-      for_each_elem<W, N>([&](int j, int k) { max = fmaxf(max, float(x(k, j))); });
+      for_each_elem<W, N>([&](int j, int k) { max = fmaxf(max, widen(x, k, j)); });
       // About a finite max, -inf entries (and fills) add exp(-inf) = 0 with no test; a
       // max of -inf (no finite entry) takes 0 for the same.
       const float about = max == -INFINITY ? 0.0f : max;
       float sum = 0.0f;
-      for_each_elem<W, N>([&](int j, int k) { sum += exp_fast(float(x(k, j)) - about); });
+      for_each_elem<W, N>([&](int j, int k) { sum += exp_fast(widen(x, k, j) - about); });
       return {{max, sum}};
     }
 
+    // s: finish's (max, scale).
     template <class M>
     CUTE_DEVICE void apply(RowParams const& p, int64_t row, M const& m, Stat<2> s, bool) const {
-      const float max = s.v[0];
+      const float max = s.v[0], scale = s.v[1];
       const bool log = p.flags & kLogSoftmax;
-      const float scale = log ? logf(s.v[1]) : __fdividef(1.0f, s.v[1]);
       store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
         CUTE_UNROLL
         for (int k = 0; k < W; ++k) {
-          const float shifted = float(x(k, j)) - max;
+          const float shifted = widen(x, k, j) - max;
           o(k) = T(log ? shifted - scale : exp_fast(shifted) * scale);
         }
       });
@@ -290,7 +302,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
         if (m.all_valid(j)) {  // no per-element predicates but at the row's ends
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
-            const float d = float(x(k, j)) - shift;
+            const float d = widen(x, k, j) - shift;
             sum += d;
             sq = fmaf(d, d, sq);
           }
@@ -299,7 +311,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
             const bool valid = m.valid(j, k);
-            const float d = valid ? float(x(k, j)) - shift : 0.0f;
+            const float d = valid ? widen(x, k, j) - shift : 0.0f;
             n += valid ? 1.0f : 0.0f;
             sum += d;
             sq = fmaf(d, d, sq);
@@ -324,14 +336,14 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
       store_sum<kAdd, N, T>(p, row, m, x);
       // About the shift: x - shift is exact for x near it, where x - mean would carry mean's
       // rounding (a large mean and a small spread).
-      auto y = [&](int j, int k, auto g, auto b) {
-        return T(fmaf((float(x(k, j)) - shift - mean_d) * rstd, float(g), float(b)));
+      auto y = [&](int j, int k, float g, float b) {
+        return T(fmaf((widen(x, k, j) - shift - mean_d) * rstd, g, b));
       };
       if constexpr (kHold) {
         store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
-            o(k) = y(j, k, gamma(k, j), beta(k, j));
+            o(k) = y(j, k, widen(gamma, k, j), widen(beta, k, j));
           }
         });
       } else {
@@ -346,7 +358,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
             [&](int j, int i, auto& o) {
               CUTE_UNROLL
               for (int k = 0; k < W; ++k) {
-                o(k) = y(j, k, g(k, i), b(k, i));
+                o(k) = y(j, k, widen(g, k, i), widen(b, k, i));
               }
             });
       }
@@ -381,7 +393,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1> {
     CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, M const&) const {
       float sum_sq = 0.0f;  // zero fill: adds 0
       for_each_elem<W, N>([&](int j, int k) {
-        const float v = float(x(k, j));
+        const float v = widen(x, k, j);
         sum_sq += v * v;
       });
       return {{sum_sq}};
@@ -394,12 +406,12 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1> {
         p.rstd[row] = rstd;
       }
       store_sum<kAdd, N, T>(p, row, m, x);
-      auto y = [&](int j, int k, auto g) { return T(float(x(k, j)) * rstd * float(g)); };
+      auto y = [&](int j, int k, float g) { return T(widen(x, k, j) * rstd * g); };
       if constexpr (kHold) {
         store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
-            o(k) = y(j, k, gamma(k, j));
+            o(k) = y(j, k, widen(gamma, k, j));
           }
         });
       } else {
@@ -411,7 +423,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1> {
             [&](int j, int i, auto& o) {
               CUTE_UNROLL
               for (int k = 0; k < W; ++k) {
-                o(k) = y(j, k, g(k, i));
+                o(k) = y(j, k, widen(g, k, i));
               }
             });
       }

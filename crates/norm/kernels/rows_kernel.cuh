@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
     CUTE_UNROLL
     for (int r = 0; r < R; ++r) {
       const int row = tile_row_of(r);
-      const auto s = group_reduce<C, G>(th[r].stats(pt, row, m));
+      const auto s = Op::finish(p, group_reduce<C, G>(th[r].stats(pt, row, m)));
       th[r].apply(pt, row, m, s, member == 0);
     }
     __syncwarp();
@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerCta, kWarpMinBlocks<Op>)
       for (int r = 0; r < R; ++r) {
         const int64_t row = row_of(r);
         const auto m = map_of(row);
-        const auto s = group_reduce<C, G>(th[r].stats(p, row, m));
+        const auto s = Op::finish(p, group_reduce<C, G>(th[r].stats(p, row, m)));
         th[r].apply(p, row, m, s, row < p.rows && member == 0);
       }
     };
@@ -560,6 +560,7 @@ __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, k
     // staging, and (plain staging) the next row's stores before their reads.
     s = cta_reduce<C>(s, warp_slots[it % 2]);
     if (row_stats<C, K>(p, row, s, exchange, it)) {
+      s = Op::finish(p, s);
       const bool lead = tid == 0 && blockIdx.x == 0;
       if (chunks == 1) {
         with_inside(chunk_map(0, shift), [&](auto const& mc) { th.apply(p, row, mc, s, lead); });  // still in registers
