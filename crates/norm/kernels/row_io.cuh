@@ -16,22 +16,6 @@ using namespace cute;
 template <class T, int N, int W = kPackElems<T>>
 using RowFrag = decltype(make_tensor<T>(Shape<Int<W>, Int<N>>{}));  // (PACK,N)
 
-// Element k of pack j of a register fragment (PACK,N), as f32. bf16 pairs share a 32-bit
-// register: the low one widens by a shift, the high one by a mask, one instruction each
-// (the conversion operator takes two for the high one, PRMT and SHF). Packs of an odd
-// length convert.
-template <class Frag>
-CUTE_DEVICE float widen(Frag const& x, int k, int j) {
-  using T = typename Frag::value_type;
-  constexpr int W = decltype(size<0>(x))::value;
-  if constexpr (cute::is_same_v<T, cutlass::bfloat16_t> && W % 2 == 0) {
-    const uint32_t pair = reinterpret_cast<uint32_t const*>(&x(0, j))[k / 2];  // constant indices: registers
-    return __uint_as_float(k % 2 == 0 ? pair << 16 : pair & 0xffff0000u);
-  } else {
-    return float(x(k, j));
-  }
-}
-
 // How a thread's elements lie in its row part of group * N * PACK columns.
 //  - kVector: consecutive threads take consecutive packs, so a warp moves 512 contiguous
 //    bytes per access, 16 bytes at a time. The host picks it only when every row, gamma and
@@ -49,6 +33,24 @@ CUTE_DEVICE float widen(Frag const& x, int k, int j) {
 //  - kStrided: element k of pack j is `group` columns after element k - 1, so that each
 //    element access is coalesced across the warp on its own (any alignment; backward rows).
 enum class Access { kVector, kShifted, kContiguous, kStrided };
+
+// Element k of pack j of a register fragment (PACK,N) read through A, as f32. bf16 pairs
+// that a 16-byte access filled share a 32-bit register: the low one widens by a shift, the
+// high one by a mask, one instruction each (the conversion operator takes two for the high
+// one, PRMT and SHF). Elements read one by one (kContiguous, kStrided) sit in registers of
+// their own, which pairing would first pack: they convert, as do packs of an odd length.
+template <Access A, class Frag>
+CUTE_DEVICE float widen(Frag const& x, int k, int j) {
+  using T = typename Frag::value_type;
+  constexpr int W = decltype(size<0>(x))::value;
+  constexpr bool kPaired = A == Access::kVector || A == Access::kShifted;
+  if constexpr (kPaired && cute::is_same_v<T, cutlass::bfloat16_t> && W % 2 == 0) {
+    const uint32_t pair = reinterpret_cast<uint32_t const*>(&x(0, j))[k / 2];  // constant indices: registers
+    return __uint_as_float(k % 2 == 0 ? pair << 16 : pair & 0xffff0000u);
+  } else {
+    return float(x(k, j));
+  }
+}
 
 // kInside: a map the caller has found wholly inside the row (PackMap::inside): every
 // predicate folds to true at compile time, so the common case takes none of the row ends'

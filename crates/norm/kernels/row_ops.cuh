@@ -228,12 +228,12 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
     template <class M>
     CUTE_DEVICE Stat<2> stats(RowParams const&, int64_t, M const&) const {
       float max = -INFINITY;
-      for_each_elem<W, N>([&](int j, int k) { max = fmaxf(max, widen(x, k, j)); });
+      for_each_elem<W, N>([&](int j, int k) { max = fmaxf(max, widen<A>(x, k, j)); });
       // About a finite max, -inf entries (and fills) add exp(-inf) = 0 with no test; a
       // max of -inf (no finite entry) takes 0 for the same.
       const float about = max == -INFINITY ? 0.0f : max;
       float sum = 0.0f;
-      for_each_elem<W, N>([&](int j, int k) { sum += exp_fast(widen(x, k, j) - about); });
+      for_each_elem<W, N>([&](int j, int k) { sum += exp_fast(widen<A>(x, k, j) - about); });
       return {{max, sum}};
     }
 
@@ -245,7 +245,7 @@ struct SoftmaxForward : OpTraits<T, MaxSumCombine, true, 1, 0> {
       store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
         CUTE_UNROLL
         for (int k = 0; k < W; ++k) {
-          const float shifted = widen(x, k, j) - max;
+          const float shifted = widen<A>(x, k, j) - max;
           o(k) = T(log ? shifted - scale : exp_fast(shifted) * scale);
         }
       });
@@ -302,7 +302,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
         if (m.all_valid(j)) {  // no per-element predicates but at the row's ends
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
-            const float d = widen(x, k, j) - shift;
+            const float d = widen<A>(x, k, j) - shift;
             sum += d;
             sq = fmaf(d, d, sq);
           }
@@ -311,7 +311,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
             const bool valid = m.valid(j, k);
-            const float d = valid ? widen(x, k, j) - shift : 0.0f;
+            const float d = valid ? widen<A>(x, k, j) - shift : 0.0f;
             n += valid ? 1.0f : 0.0f;
             sum += d;
             sq = fmaf(d, d, sq);
@@ -337,13 +337,13 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
       // About the shift: x - shift is exact for x near it, where x - mean would carry mean's
       // rounding (a large mean and a small spread).
       auto y = [&](int j, int k, float g, float b) {
-        return T(fmaf((widen(x, k, j) - shift - mean_d) * rstd, g, b));
+        return T(fmaf((widen<A>(x, k, j) - shift - mean_d) * rstd, g, b));
       };
       if constexpr (kHold) {
         store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
-            o(k) = y(j, k, widen(gamma, k, j), widen(beta, k, j));
+            o(k) = y(j, k, float(gamma(k, j)), float(beta(k, j)));
           }
         });
       } else {
@@ -358,7 +358,7 @@ struct LayerNormForward : OpTraits<T, ShiftedSumsCombine, true, kAdd ? 2 : 1, 0,
             [&](int j, int i, auto& o) {
               CUTE_UNROLL
               for (int k = 0; k < W; ++k) {
-                o(k) = y(j, k, widen(g, k, i), widen(b, k, i));
+                o(k) = y(j, k, widen<A>(g, k, i), widen<A>(b, k, i));
               }
             });
       }
@@ -393,7 +393,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1> {
     CUTE_DEVICE Stat<1> stats(RowParams const&, int64_t, M const&) const {
       float sum_sq = 0.0f;  // zero fill: adds 0
       for_each_elem<W, N>([&](int j, int k) {
-        const float v = widen(x, k, j);
+        const float v = widen<A>(x, k, j);
         sum_sq += v * v;
       });
       return {{sum_sq}};
@@ -406,12 +406,12 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1> {
         p.rstd[row] = rstd;
       }
       store_sum<kAdd, N, T>(p, row, m, x);
-      auto y = [&](int j, int k, float g) { return T(widen(x, k, j) * rstd * g); };
+      auto y = [&](int j, int k, float g) { return T(widen<A>(x, k, j) * rstd * g); };
       if constexpr (kHold) {
         store_row<N>(out_row<T>(p, row), m, [&](int j, auto& o) {
           CUTE_UNROLL
           for (int k = 0; k < W; ++k) {
-            o(k) = y(j, k, widen(gamma, k, j));
+            o(k) = y(j, k, float(gamma(k, j)));
           }
         });
       } else {
@@ -423,7 +423,7 @@ struct RmsNormForward : OpTraits<T, SumCombine<1>, true, kAdd ? 2 : 1, 0, 1> {
             [&](int j, int i, auto& o) {
               CUTE_UNROLL
               for (int k = 0; k < W; ++k) {
-                o(k) = y(j, k, widen(g, k, i));
+                o(k) = y(j, k, widen<A>(g, k, i));
               }
             });
       }

@@ -330,9 +330,12 @@ constexpr int kStagedMaxThreads = Op::kForward ? 256 : kMaxThreads;
 // Shifted parts of softmax and rmsnorm (two statistics or fewer) fit 64 registers, four
 // such CTAs: unbounded, their two chunk paths took 74-80, and 160-thread CTAs of f32 rows of
 // 4098 fell from five an SM to three (a scheduler's 16K registers hold 6 warps of 80).
+// 16-byte parts of the fused adds fit 80, six 128-thread CTAs: bf16 add_layernorm at 84
+// held five, and the planner's deeper ring for it (3 CTAs x 2 stages) ran 0.77 of copy
+// where 6 x 1 had run 0.85 (H200, rows of 4096 and 8192).
 template <class Op, bool kVec>
 constexpr int kStagedMinBlocks =
-    Op::kForward ? (Op::kInputs == 1 ? (!kVec && Op::Combine::kStats <= 2 ? 4 : 3) : 2) : 1;
+    Op::kForward ? (Op::kInputs == 1 ? (!kVec && Op::Combine::kStats <= 2 ? 4 : 3) : kVec ? 3 : 2) : 1;
 
 template <class Op, bool kVec>
 __global__ void __launch_bounds__(kStagedMaxThreads<Op>, (kStagedMinBlocks<Op, kVec>))
