@@ -28,7 +28,7 @@
 //! The [`Planner`] decides everything a launch does, and the launchers run its [`NormPlan`]
 //! as given or refuse it; they never re-plan. From the row length it takes the variant's
 //! shape (parts, threads, packs); from the device's occupancy ([`Residency`]) the staging
-//! depth ([`Staging`]: 16-byte rows, the one that puts the most rows in flight per SM;
+//! depth (`Staging`: 16-byte rows, the one that puts the most rows in flight per SM;
 //! shifted rows, the one with the most CTAs per SM; element rows stage synchronously) and
 //! the persistent grid (as many row
 //! slots as are resident at once). [`Planner::choose`] takes the first of lanes (fewest lanes
