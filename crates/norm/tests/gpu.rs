@@ -692,7 +692,7 @@ fn plan_refused(
     };
     let mut normalizer = Normalizer::new(gpu).expect("device limits");
     normalizer.force_variant(Some(variant));
-    let aligned = off * dtype.size_bytes() % 16 == 0;
+    let aligned = (off * dtype.size_bytes()).is_multiple_of(16);
     let plan = match dtype {
         DType::F32 => normalizer.plan::<f32>(op, p, aligned),
         DType::F16 => normalizer.plan::<f16>(op, p, aligned),
