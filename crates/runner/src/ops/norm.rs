@@ -80,9 +80,24 @@ struct Inputs<T: NormElement> {
     residual: CudaSlice<T>,
     gamma: CudaSlice<T>,
     beta: CudaSlice<T>,
-    host_x: Vec<f64>,
-    host_gamma: Vec<f64>,
-    host_beta: Vec<f64>,
+}
+
+/// Inputs' x, gamma and beta in float64 on the host, for the backward references (the
+/// forward checks download the rows they sample themselves: a gate case's x is 128M elements).
+struct HostInputs {
+    x: Vec<f64>,
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
+}
+
+impl HostInputs {
+    fn of<T: NormElement>(gpu: &Gpu, inp: &Inputs<T>) -> Result<HostInputs> {
+        Ok(HostInputs {
+            x: to_f64_vec(&gpu.download(&inp.x)?),
+            gamma: to_f64_vec(&gpu.download(&inp.gamma)?),
+            beta: to_f64_vec(&gpu.download(&inp.beta)?),
+        })
+    }
 }
 
 fn inputs<T: NormElement>(gpu: &Gpu, op: NormOp, p: &RowsProblem, seed: u64) -> Result<Inputs<T>> {
@@ -91,15 +106,7 @@ fn inputs<T: NormElement>(gpu: &Gpu, op: NormOp, p: &RowsProblem, seed: u64) -> 
     let residual = gpu.random_normal::<T>(residual_len, seed + 3)?;
     let gamma = gpu.random_normal::<T>(p.cols, seed + 1)?;
     let beta = gpu.random_normal::<T>(p.cols, seed + 2)?;
-    Ok(Inputs {
-        host_x: to_f64_vec(&gpu.download(&x)?),
-        host_gamma: to_f64_vec(&gpu.download(&gamma)?),
-        host_beta: to_f64_vec(&gpu.download(&beta)?),
-        x,
-        residual,
-        gamma,
-        beta,
-    })
+    Ok(Inputs { x, residual, gamma, beta })
 }
 
 /// Runs one forward op into `out`.
@@ -489,6 +496,7 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
         return run_and_check(gpu, &mut norm, op, &p, &inp);
     }
     let inp = inputs::<T>(gpu, NormOp::SoftmaxBackward, &p, seed)?;
+    let host = HostInputs::of(gpu, &inp)?;
     let shape = p.reference_rows();
     let dy = gpu.random_normal::<T>(p.input_len(), 77)?;
     let host_dy = to_f64_vec(&gpu.download(&dy)?);
@@ -496,8 +504,8 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
     match FUZZ_OPS[c.op] {
         "softmax_backward" => {
             // y: a softmax output laid out like x.
-            let y_host = rounded::<T>(&cpu::softmax(&inp.host_x, shape));
-            let mut y_strided = inp.host_x.clone();
+            let y_host = rounded::<T>(&cpu::softmax(&host.x, shape));
+            let mut y_strided = host.x.clone();
             for r in 0..p.rows {
                 y_strided[r * p.row_stride..r * p.row_stride + p.cols]
                     .copy_from_slice(&y_host[r * p.cols..(r + 1) * p.cols]);
@@ -511,8 +519,8 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
         name => {
             // Behind a fused add, x is h and dx gains h's own gradient dh (strided like x).
             let dh = if name.starts_with("add_") { Some(gpu.random_normal::<T>(p.input_len(), 78)?) } else { None };
-            let fwd = cpu::layernorm(&inp.host_x, shape, &inp.host_gamma, &inp.host_beta, f64::from(EPS));
-            let rms = cpu::rmsnorm(&inp.host_x, shape, &inp.host_gamma, f64::from(EPS));
+            let fwd = cpu::layernorm(&host.x, shape, &host.gamma, &host.beta, f64::from(EPS));
+            let rms = cpu::rmsnorm(&host.x, shape, &host.gamma, f64::from(EPS));
             let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
             let mut dgamma = gpu.poisoned::<T>(p.cols)?;
             let (mut want_dx, want_dgamma, dbeta_check, dx_rstd) = if name.ends_with("layernorm_backward") {
@@ -527,7 +535,7 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
                 };
                 let mean64: Vec<f64> = to_f32(&fwd.mean).iter().map(|&v| f64::from(v)).collect();
                 let rstd64: Vec<f64> = to_f32(&fwd.rstd).iter().map(|&v| f64::from(v)).collect();
-                let g = cpu::layernorm_backward(&host_dy, &inp.host_x, shape, &inp.host_gamma, &mean64, &rstd64);
+                let g = cpu::layernorm_backward(&host_dy, &host.x, shape, &host.gamma, &mean64, &rstd64);
                 // Column sums over the rows: errors grow with sqrt(rows).
                 let dbeta_check = backward_rows::<T>(&got(gpu, &dbeta)?, &g.dbeta, p.cols, (p.rows as f64).sqrt())?;
                 (g.dx, g.dgamma, Some(dbeta_check), rstd64)
@@ -540,7 +548,7 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
                     None => norm.rmsnorm_backward(&p, &inp.x, &dy, &inp.gamma, &rstd, &mut dx, &mut dgamma)?,
                 };
                 let rstd64: Vec<f64> = to_f32(&rms.rstd).iter().map(|&v| f64::from(v)).collect();
-                let g = cpu::rmsnorm_backward(&host_dy, &inp.host_x, shape, &inp.host_gamma, &rstd64);
+                let g = cpu::rmsnorm_backward(&host_dy, &host.x, shape, &host.gamma, &rstd64);
                 (g.dx, g.dgamma, None, rstd64)
             };
             if let Some(dh) = &dh {
@@ -562,7 +570,7 @@ fn fuzz_one<T: NormElement>(gpu: &Gpu, c: &FuzzCase) -> Result<Comparison> {
                 None,
             )?
             .summary;
-            dx_check.rel_err = verify::norm_dx_rel_err(&got_dx, &want_dx, &p, &host_dy, &inp.host_gamma, &dx_rstd);
+            dx_check.rel_err = verify::norm_dx_rel_err(&got_dx, &want_dx, &p, &host_dy, &host.gamma, &dx_rstd);
             dx_check.passed &= dx_check.rel_err <= tol.rel_frobenius;
             let mut result =
                 dx_check.and(backward_rows::<T>(&got(gpu, &dgamma)?, &want_dgamma, p.cols, (p.rows as f64).sqrt())?);
