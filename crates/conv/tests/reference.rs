@@ -1,6 +1,7 @@
 //! The CPU convolution reference against im2col x GEMM and naive special cases.
 
-use ckb_conv::reference::{conv2d, im2col, Conv2dParams, ConvShapeError};
+use ckb_conv::reference::{conv2d, im2col};
+use ckb_conv::{Conv2dProblem, ConvShapeError};
 use proptest::prelude::*;
 
 /// Small integers keep every sum exact, so results can be compared with `==`.
@@ -9,7 +10,7 @@ fn small_values(len: usize) -> impl Strategy<Value = Vec<f64>> {
 }
 
 /// Valid small convolution shapes, groups and dilation included.
-fn params() -> impl Strategy<Value = Conv2dParams> {
+fn params() -> impl Strategy<Value = Conv2dProblem> {
     (
         (0usize..=2, 1usize..=7, 1usize..=7),
         (1usize..=3, 1usize..=3, 1usize..=3),
@@ -23,7 +24,7 @@ fn params() -> impl Strategy<Value = Conv2dParams> {
                 (r, s, stride_h, stride_w),
                 (pad_h, pad_w, dil_h, dil_w),
             )| {
-                Conv2dParams {
+                Conv2dProblem {
                     stride_h,
                     stride_w,
                     pad_h,
@@ -31,16 +32,16 @@ fn params() -> impl Strategy<Value = Conv2dParams> {
                     dilation_h: dil_h,
                     dilation_w: dil_w,
                     groups,
-                    ..Conv2dParams::new(batch, (in_h, in_w), groups * c_group, groups * k_group, (r, s))
+                    ..Conv2dProblem::new(batch, (in_h, in_w), groups * c_group, groups * k_group, (r, s))
                 }
             },
         )
-        .prop_filter("output must be non-empty", |p| p.validate().is_ok())
+        .prop_filter("output must be non-empty", |p| p.check_shape().is_ok())
 }
 
 fn with_tensors(
-    params: impl Strategy<Value = Conv2dParams>,
-) -> impl Strategy<Value = (Conv2dParams, Vec<f64>, Vec<f64>)> {
+    params: impl Strategy<Value = Conv2dProblem>,
+) -> impl Strategy<Value = (Conv2dProblem, Vec<f64>, Vec<f64>)> {
     params.prop_flat_map(|p| (Just(p), small_values(p.input_len().unwrap()), small_values(p.weights_len().unwrap())))
 }
 
@@ -83,7 +84,7 @@ proptest! {
     fn one_by_one_filter_is_a_gemm_over_pixels(
         (p, input, weights) in with_tensors(
             (0usize..=2, 1usize..=5, 1usize..=5, 1usize..=6, 1usize..=6)
-                .prop_map(|(n, h, w, c, k)| Conv2dParams::new(n, (h, w), c, k, (1, 1))),
+                .prop_map(|(n, h, w, c, k)| Conv2dProblem::new(n, (h, w), c, k, (1, 1))),
         )
     ) {
         let pixels = p.batch * p.in_h * p.in_w;
@@ -93,7 +94,7 @@ proptest! {
 
     #[test]
     fn groups_equal_to_channels_is_depthwise(
-        (p, input, weights) in with_tensors(params().prop_map(|p| Conv2dParams {
+        (p, input, weights) in with_tensors(params().prop_map(|p| Conv2dProblem {
             groups: p.in_channels,
             out_channels: p.in_channels * (1 + p.out_channels % 2),
             ..p
@@ -140,7 +141,7 @@ proptest! {
                 }
             }
         }
-        let unpadded = Conv2dParams { in_h: padded_h, in_w: padded_w, pad_h: 0, pad_w: 0, ..p };
+        let unpadded = Conv2dProblem { in_h: padded_h, in_w: padded_w, pad_h: 0, pad_w: 0, ..p };
         prop_assert_eq!(conv2d(&p, &input, &weights).unwrap(), conv2d(&unpadded, &padded, &weights).unwrap());
     }
 
@@ -160,13 +161,13 @@ proptest! {
                 }
             }
         }
-        let undilated = Conv2dParams { filter_h: big_r, filter_w: big_s, dilation_h: 1, dilation_w: 1, ..p };
+        let undilated = Conv2dProblem { filter_h: big_r, filter_w: big_s, dilation_h: 1, dilation_w: 1, ..p };
         prop_assert_eq!(conv2d(&p, &input, &weights).unwrap(), conv2d(&undilated, &input, &holes).unwrap());
     }
 
     #[test]
     fn stride_subsamples_the_stride_one_output((p, input, weights) in with_tensors(params())) {
-        let dense = Conv2dParams { stride_h: 1, stride_w: 1, ..p };
+        let dense = Conv2dProblem { stride_h: 1, stride_w: 1, ..p };
         let (dense_h, dense_w) = dense.output_hw().unwrap();
         let (out_h, out_w) = p.output_hw().unwrap();
         let full = conv2d(&dense, &input, &weights).unwrap();
@@ -189,40 +190,40 @@ proptest! {
 #[test]
 fn output_size_follows_the_usual_formula() {
     // 224x224, 7x7 filter, stride 2, pad 3: ResNet's stem gives 112x112.
-    let stem = Conv2dParams {
+    let stem = Conv2dProblem {
         stride_h: 2,
         stride_w: 2,
         pad_h: 3,
         pad_w: 3,
-        ..Conv2dParams::new(1, (224, 224), 3, 64, (7, 7))
+        ..Conv2dProblem::new(1, (224, 224), 3, 64, (7, 7))
     };
     assert_eq!(stem.output_hw(), Ok((112, 112)));
-    let dilated = Conv2dParams { dilation_h: 2, dilation_w: 3, ..Conv2dParams::new(1, (10, 10), 1, 1, (3, 3)) };
+    let dilated = Conv2dProblem { dilation_h: 2, dilation_w: 3, ..Conv2dProblem::new(1, (10, 10), 1, 1, (3, 3)) };
     assert_eq!(dilated.output_hw(), Ok((6, 4)));
 }
 
 #[test]
 fn impossible_shapes_are_errors() {
-    let base = Conv2dParams::new(1, (4, 4), 4, 4, (3, 3));
-    assert_eq!(base.validate(), Ok(()));
-    assert_eq!(Conv2dParams { stride_w: 0, ..base }.validate(), Err(ConvShapeError::Zero("stride width")));
-    assert_eq!(Conv2dParams { in_channels: 0, ..base }.validate(), Err(ConvShapeError::Zero("input channels")));
+    let base = Conv2dProblem::new(1, (4, 4), 4, 4, (3, 3));
+    assert_eq!(base.check_shape(), Ok(()));
+    assert_eq!(Conv2dProblem { stride_w: 0, ..base }.check_shape(), Err(ConvShapeError::Zero("stride width")));
+    assert_eq!(Conv2dProblem { in_channels: 0, ..base }.check_shape(), Err(ConvShapeError::Zero("input channels")));
     assert!(matches!(
-        Conv2dParams { groups: 3, ..base }.validate(),
+        Conv2dProblem { groups: 3, ..base }.check_shape(),
         Err(ConvShapeError::NotDivisibleByGroups { what: "input channels", .. })
     ));
     assert!(matches!(
-        Conv2dParams { filter_h: 5, ..base }.validate(),
+        Conv2dProblem { filter_h: 5, ..base }.check_shape(),
         Err(ConvShapeError::FilterLargerThanInput { axis: "height", extent: 5, padded: 4 })
     ));
-    assert!(Conv2dParams { dilation_w: 2, ..base }.validate().is_err());
-    assert!(Conv2dParams { dilation_w: 2, pad_w: 1, ..base }.validate().is_ok());
-    assert!(matches!(Conv2dParams { batch: usize::MAX / 2, ..base }.validate(), Err(ConvShapeError::Overflow(_))));
+    assert!(Conv2dProblem { dilation_w: 2, ..base }.check_shape().is_err());
+    assert!(Conv2dProblem { dilation_w: 2, pad_w: 1, ..base }.check_shape().is_ok());
+    assert!(matches!(Conv2dProblem { batch: usize::MAX / 2, ..base }.check_shape(), Err(ConvShapeError::Overflow(_))));
 }
 
 #[test]
 fn wrong_buffer_lengths_are_errors() {
-    let p = Conv2dParams::new(1, (3, 3), 2, 1, (3, 3));
+    let p = Conv2dProblem::new(1, (3, 3), 2, 1, (3, 3));
     let err = conv2d(&p, &[0.0; 17], &[0.0; 18]).unwrap_err();
     assert_eq!(err, ConvShapeError::LengthMismatch { what: "input", expected: 18, actual: 17 });
     let err = conv2d(&p, &[0.0; 18], &[0.0; 9]).unwrap_err();
@@ -231,6 +232,6 @@ fn wrong_buffer_lengths_are_errors() {
 
 #[test]
 fn empty_batch_gives_empty_output() {
-    let p = Conv2dParams::new(0, (3, 3), 2, 1, (3, 3));
+    let p = Conv2dProblem::new(0, (3, 3), 2, 1, (3, 3));
     assert_eq!(conv2d(&p, &[], &[0.0; 18]).unwrap(), Vec::<f64>::new());
 }
