@@ -16,7 +16,7 @@
 //! [`ConvError`], the error of every call of this crate.
 
 use ckb_common::baselines::ConvSpec;
-use ckb_common::GpuError;
+use ckb_common::{DType, GpuError};
 
 /// The largest extent the kernels take: they pass sizes, coordinates, output pixels
 /// (`N * P * Q`) and the implicit GEMM's reduction (`R * S * C / groups`) as 32-bit ints,
@@ -97,9 +97,61 @@ pub enum ConvError {
         /// Elements the buffer holds.
         got: usize,
     },
+    /// No kernel takes this pair of element types.
+    #[error("conv2d: no kernel takes {input} input with {output} output (bf16 -> bf16 or f32, f16 -> f16 or f32, f32 -> f32)")]
+    UnsupportedTypes {
+        /// The input (and filter, bias) element type.
+        input: DType,
+        /// The output element type.
+        output: DType,
+    },
+    /// A launcher refused the plan it was given (a planner defect, never a valid problem's
+    /// fate).
+    #[error("conv2d: the {kernel} launcher refused its plan ({plan})")]
+    PlanRefused {
+        /// The launcher.
+        kernel: String,
+        /// The plan, in words.
+        plan: String,
+    },
     /// A CUDA call failed, or a kernel failed to launch or run.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+}
+
+/// The activation of the fused epilogue, applied after the optional bias (mirrored by
+/// `ckb::conv::Activation` in kernels/conv_params.cuh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    /// y = v
+    #[default]
+    Identity,
+    /// y = max(v, 0)
+    Relu,
+    /// y = v / (1 + e^-v)
+    Silu,
+    /// y = v (1 + erf(v / sqrt 2)) / 2, PyTorch's default (not the tanh approximation).
+    Gelu,
+}
+
+impl Activation {
+    /// Every activation, in the kernels' numbering.
+    pub const ALL: [Activation; 4] = [Activation::Identity, Activation::Relu, Activation::Silu, Activation::Gelu];
+
+    /// The kernels' code for it.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// Its name in labels and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+        }
+    }
 }
 
 impl From<ConvError> for GpuError {
@@ -334,24 +386,13 @@ impl Conv2dProblem {
         ]
     }
 
+    /// Every size but the batch (0: nothing to do) and the padding is at least 1.
     fn check_positive(&self) -> Result<(), ConvShapeError> {
-        let positive = [
-            ("input height", self.in_h),
-            ("input width", self.in_w),
-            ("input channels", self.in_channels),
-            ("output channels", self.out_channels),
-            ("filter height", self.filter_h),
-            ("filter width", self.filter_w),
-            ("stride height", self.stride_h),
-            ("stride width", self.stride_w),
-            ("dilation height", self.dilation_h),
-            ("dilation width", self.dilation_w),
-            ("groups", self.groups),
-        ];
-        if let Some((what, _)) = positive.iter().find(|(_, size)| *size == 0) {
-            return Err(ConvShapeError::Zero(what));
+        let may_be_zero = |what: &str| what == "batch" || what.starts_with("padding");
+        match self.sizes().into_iter().find(|&(what, size)| size == 0 && !may_be_zero(what)) {
+            Some((what, _)) => Err(ConvShapeError::Zero(what)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Output height and width (P, Q).

@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use crate::problem::{checked_product, Conv2dProblem, ConvShapeError};
+use crate::problem::{checked_product, Activation, Conv2dProblem, ConvShapeError};
 
 impl Conv2dProblem {
     /// For output pixel number `pixel` (in NPQ order), each filter tap `r * S + s` that lands
@@ -101,4 +101,25 @@ pub fn im2col(params: &Conv2dProblem, input: &[f64], group: usize) -> Result<Vec
         }
     });
     Ok(columns)
+}
+
+/// The fused epilogue on a reference output (NPQK, `out_channels` fastest): `bias[k]` added
+/// where given, then `activation`, in float64.
+pub fn epilogue(output: &mut [f64], out_channels: usize, bias: Option<&[f64]>, activation: Activation) {
+    output.par_chunks_mut(out_channels).for_each(|pixel| {
+        for (k, v) in pixel.iter_mut().enumerate() {
+            let biased = *v + bias.map_or(0.0, |b| b[k]);
+            *v = activate(biased, activation);
+        }
+    });
+}
+
+/// One value through `activation`, in float64.
+pub fn activate(v: f64, activation: Activation) -> f64 {
+    match activation {
+        Activation::Identity => v,
+        Activation::Relu => v.max(0.0),
+        Activation::Silu => v / (1.0 + (-v).exp()),
+        Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+    }
 }
